@@ -1,0 +1,33 @@
+"""Sentinel's event contracts (versioned JSON) and their codec."""
+
+from schemas.codec import decode, encode, validate
+from schemas.errors import SchemaValidationError
+from schemas.events import (
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    DeadLetter,
+    DriftAlert,
+    Event,
+    LabelFeedback,
+    ModelEvent,
+    ShadowResult,
+    Transaction,
+    Verdict,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "DriftAlert",
+    "Event",
+    "LabelFeedback",
+    "ModelEvent",
+    "SchemaValidationError",
+    "ShadowResult",
+    "Transaction",
+    "Verdict",
+    "decode",
+    "encode",
+    "validate",
+]

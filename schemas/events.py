@@ -1,0 +1,137 @@
+"""Event contracts: what travels on Sentinel's topics, as versioned JSON.
+
+Every event carries ``schema_version``; a consumer rejects versions it does not know. Times are
+ISO 8601 with a UTC offset on the wire; a time without an offset is read as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+Decision = Literal["approve", "review", "decline"]
+
+
+class Event(BaseModel):
+    """Base of every contract: immutable, unknown fields rejected, version pinned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Transaction(Event):
+    """A card payment authorisation request, keyed by ``card_id`` on the transactions topic."""
+
+    transaction_id: str = Field(min_length=1, max_length=64)
+    card_id: str = Field(min_length=1, max_length=64, description="card (customer) identifier")
+    terminal_id: str = Field(min_length=1, max_length=64)
+    amount: float = Field(
+        ge=0, le=1_000_000_000, allow_inf_nan=False, description="amount in major units, >= 0"
+    )
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
+    event_time: datetime = Field(description="when the payment happened (event time)")
+    merchant_category: str | None = Field(default=None, pattern=r"^\d{4}$", description="MCC")
+    channel: Literal["pos", "ecom", "atm", "moto"] | None = None
+
+
+class Verdict(Event):
+    """The champion's decision on one transaction, keyed by ``transaction_id``."""
+
+    transaction_id: str
+    card_id: str
+    score: float = Field(ge=0, le=1)
+    decision: Decision
+    model_name: str
+    model_version: str
+    reason_codes: list[str] = Field(default_factory=list)
+    feature_hash: str
+    event_time: datetime
+    scored_at: datetime
+    latency_ms: float = Field(ge=0, description="event time of arrival to verdict, milliseconds")
+
+
+class ShadowResult(Event):
+    """The candidate's score next to the champion's, keyed by ``transaction_id``."""
+
+    transaction_id: str
+    card_id: str
+    champion_version: str
+    champion_score: float = Field(ge=0, le=1)
+    champion_decision: Decision
+    candidate_version: str
+    candidate_score: float = Field(ge=0, le=1)
+    candidate_decision: Decision
+    agree: bool
+    event_time: datetime
+
+
+class LabelFeedback(Event):
+    """A fraud/legit label that arrives after the payment (e.g. a chargeback), keyed by card."""
+
+    transaction_id: str = Field(min_length=1, max_length=64)
+    card_id: str = Field(min_length=1, max_length=64)
+    terminal_id: str = Field(min_length=1, max_length=64)
+    is_fraud: bool
+    transaction_time: datetime
+    reported_at: datetime = Field(description="event time at which the label became known")
+    source: Literal["chargeback", "investigation", "simulator"] = "chargeback"
+
+
+class DriftAlert(Event):
+    """A drift detector fired. The retrainer acts on these."""
+
+    alert_id: str
+    detector: str = Field(description="e.g. adwin, kswin, hddm")
+    signal: str = Field(description="the monitored stream, e.g. score, amount, error")
+    statistic: float
+    reference: dict[str, float] = Field(default_factory=dict)
+    current: dict[str, float] = Field(default_factory=dict)
+    model_version: str | None = None
+    event_time: datetime
+    detected_at: datetime
+    events_seen: int = Field(ge=0)
+
+
+class ModelEvent(Event):
+    """A change in the registry: a version registered, promoted, rolled back, or an alias moved."""
+
+    event_id: str
+    model_name: str
+    action: Literal["registered", "promoted", "rolled_back", "rejected", "alias_set"]
+    alias: str | None = None
+    version: str
+    previous_version: str | None = None
+    reason: str = ""
+    evidence: dict[str, float | str] = Field(default_factory=dict)
+    at: datetime
+
+
+class DeadLetter(Event):
+    """An input that could not be processed: the original bytes and why."""
+
+    original_base64: str = Field(description="the message value, base64")
+    original_key_base64: str | None = None
+    reason: str
+    error_type: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    at: datetime
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (Transaction, Verdict, ShadowResult, LabelFeedback, DriftAlert, ModelEvent, DeadLetter)
+}

@@ -1,0 +1,40 @@
+"""The root of Sentinel's exceptions and the errors of the CLI and local infrastructure.
+
+Each package has its own ``errors.py`` with subclasses of :class:`SentinelError`. Third-party
+errors are translated at the boundary (``raise SentinelKafkaError(...) from exc``), and the CLI
+prints ``str(error)`` as one line.
+"""
+
+from __future__ import annotations
+
+
+class SentinelError(Exception):
+    """Root of every error Sentinel raises on purpose. Its message says what to do."""
+
+
+class ConfigurationError(SentinelError):
+    """A setting or a command-line argument is invalid."""
+
+
+class SentinelKafkaError(SentinelError):
+    """Talking to Kafka failed."""
+
+    def __init__(self, message: str, *, topic: str | None = None) -> None:
+        super().__init__(message if topic is None else f"{message} (topic={topic})")
+        self.topic = topic
+
+
+class BrokerError(SentinelError):
+    """The embedded broker could not be fetched, started, reached or stopped."""
+
+
+class PortInUseError(BrokerError):
+    """Another process holds the port the embedded broker wants."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"port {host}:{port} is already in use by another process; stop it, or set "
+            "SENTINEL_BROKER__PORT to a free port, or SENTINEL_KAFKA__BOOTSTRAP_SERVERS to use "
+            "that cluster"
+        )
+        self.host, self.port = host, port

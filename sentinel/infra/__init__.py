@@ -1,0 +1,1 @@
+"""Local infrastructure runners: the embedded Kafka broker and topic administration."""

@@ -1,0 +1,174 @@
+"""The one settings object. Built once at an entry point and passed down.
+
+Every value can be set from the environment with the ``SENTINEL_`` prefix and ``__`` between
+sections, e.g. ``SENTINEL_KAFKA__BOOTSTRAP_SERVERS=broker:9092``. Nothing else reads os.environ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Where the cluster is. ``bootstrap_servers`` unset means: use the embedded broker."""
+
+    bootstrap_servers: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    client_id: str = "sentinel"
+
+    def as_librdkafka_dict(self, bootstrap: str | None = None) -> dict[str, Any]:
+        """Connection settings in librdkafka's vocabulary (confluent-kafka clients)."""
+        servers = bootstrap or self.bootstrap_servers
+        if not servers:
+            raise ValueError("no bootstrap servers: start the embedded broker or set them")
+        conf: dict[str, Any] = {
+            "bootstrap.servers": servers,
+            "security.protocol": self.security_protocol,
+            "client.id": self.client_id,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
+
+
+class EmbeddedBrokerSettings(_Section):
+    """The single-node KRaft broker that Sentinel runs itself from Maven Central artifacts."""
+
+    kafka_version: str = "3.9.1"
+    scala_version: str = "2.13"
+    host: str = "127.0.0.1"
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    heap: str = "768m"
+    cache_dir: Path = Path.home() / ".cache" / "sentinel" / "kafka"
+    start_timeout_s: float = 60.0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class TopicSettings(_Section):
+    """Topic names; ``prefix`` isolates environments (and tests) sharing one cluster."""
+
+    prefix: str = ""
+    transactions: str = "sentinel.transactions"
+    labels: str = "sentinel.labels"
+    verdicts: str = "sentinel.verdicts"
+    shadow: str = "sentinel.shadow"
+    drift_alerts: str = "sentinel.drift-alerts"
+    model_events: str = "sentinel.model-events"
+    dead_letters: str = "sentinel.dead-letters"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    def name(self, logical: str) -> str:
+        return f"{self.prefix}{getattr(self, logical)}"
+
+
+class MlflowSettings(_Section):
+    """MLflow tracking and registry. Unset URIs mean SQLite in the data directory."""
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    experiment: str = "sentinel-fraud"
+    model_name: str = "sentinel-fraud"
+
+
+class FeatureSettings(_Section):
+    """Feature definitions shared by training and serving."""
+
+    label_delay_days: int = Field(default=7, ge=0)
+
+
+class ScoringSettings(_Section):
+    """How the worker scores."""
+
+    batch_size: int = Field(default=500, ge=1)
+    batch_window_s: float = Field(default=0.02, gt=0)
+    model_poll_interval_s: float = Field(default=5.0, gt=0)
+    candidate_timeout_s: float = Field(default=0.5, gt=0)
+    no_champion_policy: Literal["hold", "dead_letter"] = "hold"
+    reason_codes: int = Field(default=3, ge=0)
+
+
+class DriftSettings(_Section):
+    """Online drift detection and the retraining guardrails."""
+
+    enabled: bool = True
+    adwin_delta: float = Field(default=0.002, gt=0, lt=1)
+    grace_events: int = Field(default=5_000, ge=0)
+    alert_cooldown_events: int = Field(default=20_000, ge=0)
+    kswin_every: int = Field(default=50, ge=1)
+    retrain_cooldown_s: float = Field(default=600.0, ge=0)
+    retrain_daily_cap: int = Field(default=4, ge=1)
+    retrain_min_labels: int = Field(default=500, ge=0)
+
+
+class WorkerSettings(_Section):
+    """The Faust worker's identity and web server."""
+
+    app_id: str = "sentinel-scorer"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    """All of Sentinel's configuration. Frozen: pass it down, never mutate it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENTINEL_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    data_dir: Path = Path(".sentinel")
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    broker: EmbeddedBrokerSettings = EmbeddedBrokerSettings()
+    topics: TopicSettings = TopicSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    features: FeatureSettings = FeatureSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    drift: DriftSettings = DriftSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.kafka.bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka.bootstrap_servers or self.broker.bootstrap
+
+    def librdkafka(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka config for this deployment, with per-client extras."""
+        return {**self.kafka.as_librdkafka_dict(self.bootstrap_servers), **extra}
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.data_dir.resolve()}/mlflow.db"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.mlflow.registry_uri or self.tracking_uri
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.data_dir.resolve() / "mlartifacts"
