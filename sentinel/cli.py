@@ -1,0 +1,184 @@
+"""The ``sentinel`` command line. Each subcommand builds the settings once and calls a handler.
+
+Errors are one line on stderr and a non-zero exit: 2 for a bad argument or setting, 1 when the
+work itself failed. Handlers live next to the code they drive and are imported lazily, so
+``sentinel kafka status`` does not pay for MLflow or Faust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from sentinel.errors import ConfigurationError, SentinelError
+from sentinel.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Settings, argparse.Namespace], int | None]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _handler(target: str) -> Callable[[Settings, argparse.Namespace], int | None]:
+    """A lazily imported ``module:function`` handler."""
+
+    def run(settings: Settings, args: argparse.Namespace) -> int | None:
+        module, _, func = target.partition(":")
+        return getattr(importlib.import_module(module), func)(settings, args)
+
+    return run
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sentinel", description="Real-time card fraud scoring on Kafka.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    kafka = sub.add_parser("kafka", help="the embedded single-node Kafka broker")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.set_defaults(handler=_handler("sentinel.commands:kafka"))
+
+    topics = sub.add_parser("topics", help="create or list Sentinel's topics")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.set_defaults(handler=_handler("sentinel.commands:topics"))
+
+    schemas = sub.add_parser("schemas", help="export the event contracts as JSON Schema")
+    schemas.add_argument("action", choices=["export"])
+    schemas.add_argument("--dir", default=None, help="target directory (default: schemas/json)")
+    schemas.set_defaults(handler=_handler("sentinel.commands:schemas"))
+
+    demo = sub.add_parser("demo", help="run the main job end to end on the local broker")
+    demo.add_argument("--count", type=_positive_int, default=300, help="transactions to stream")
+    demo.set_defaults(handler=_handler("sentinel.demo:run"))
+
+    _domain_commands(sub)
+    return parser
+
+
+def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Subcommands whose handlers live in the domain packages."""
+    simulate = sub.add_parser("simulate", help="write a simulated transaction history to a file")
+    simulate.add_argument("--out", required=True, help="output .parquet or .csv path")
+    simulate.add_argument("--customers", type=_positive_int, default=5000)
+    simulate.add_argument("--terminals", type=_positive_int, default=10000)
+    simulate.add_argument("--days", type=_positive_int, default=183)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--drift", choices=["card_testing", "night_fraud", "amount_shift",
+                                              "fraud_rate"], default=None)
+    simulate.add_argument("--drift-day", type=int, default=None, help="first day of the drift")
+    simulate.set_defaults(handler=_handler("training.commands:simulate"))
+
+    produce = sub.add_parser("produce", help="stream simulated transactions (and labels) to Kafka")
+    produce.add_argument("--rate", type=_positive_float, default=None,
+                         help="transactions per second (default: as fast as possible)")
+    produce.add_argument("--count", type=_positive_int, default=None,
+                         help="stop after this many transactions")
+    produce.add_argument("--input", default=None, help="a .parquet/.csv history to stream instead")
+    produce.add_argument("--customers", type=_positive_int, default=500)
+    produce.add_argument("--terminals", type=_positive_int, default=1000)
+    produce.add_argument("--days", type=_positive_int, default=30)
+    produce.add_argument("--seed", type=int, default=0)
+    produce.add_argument("--drift", choices=["card_testing", "night_fraud", "amount_shift",
+                                             "fraud_rate"], default=None)
+    produce.add_argument("--drift-day", type=int, default=None)
+    produce.add_argument("--no-labels", action="store_true", help="do not publish labels")
+    produce.set_defaults(handler=_handler("training.commands:produce"))
+
+    train = sub.add_parser("train", help="train, gate and register a candidate model")
+    train.add_argument("--input", default=None, help="training .parquet/.csv (default: simulate)")
+    train.add_argument("--customers", type=_positive_int, default=5000)
+    train.add_argument("--terminals", type=_positive_int, default=10000)
+    train.add_argument("--days", type=_positive_int, default=183)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--alert-budget", type=_positive_float, default=None,
+                       help="flag at most this %% of transactions")
+    train.add_argument("--promote", action="store_true", help="promote the new version at once")
+    train.set_defaults(handler=_handler("training.commands:train"))
+
+    promote = sub.add_parser("promote", help="move @champion to the current @candidate")
+    promote.add_argument("--version", default=None, help="promote this version instead")
+    promote.set_defaults(handler=_handler("training.commands:promote"))
+
+    rollback = sub.add_parser("rollback", help="restore the previous @champion")
+    rollback.set_defaults(handler=_handler("training.commands:rollback"))
+
+    worker = sub.add_parser("worker", help="run the streaming scorer (Faust worker)")
+    worker.add_argument("--web-port", type=_positive_int, default=None)
+    worker.set_defaults(handler=_handler("stream_app.commands:worker"))
+
+    retrainer = sub.add_parser("retrainer", help="consume drift alerts and retrain with guardrails")
+    retrainer.set_defaults(handler=_handler("training.commands:retrainer"))
+
+    replay = sub.add_parser("replay", help="backtest a model version on a stretch of the topic")
+    replay.add_argument("--version", default=None, help="model version or alias (default champion)")
+    replay.add_argument("--since", default=None, help="ISO time to start from")
+    replay.add_argument("--until", default=None, help="ISO time to stop at")
+    replay.set_defaults(handler=_handler("training.commands:replay"))
+
+    dashboard = sub.add_parser("dashboard", help="start the monitoring dashboard")
+    dashboard.add_argument("--port", type=_positive_int, default=8501)
+    dashboard.set_defaults(handler=_handler("sentinel.commands:dashboard"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        print(f"sentinel: error: invalid setting {field}: {first['msg']}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), 20),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code = args.handler(settings, args)
+    except ConfigurationError as exc:
+        print(f"sentinel: error: {exc}", file=sys.stderr)
+        return 2
+    except SentinelError as exc:
+        print(f"sentinel: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sentinel: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Handlers of the infrastructure subcommands: kafka, topics, schemas, dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from sentinel.errors import ConfigurationError
+from sentinel.infra.admin import create_topics, list_topics
+from sentinel.infra.runtime import embedded_broker, ensure_kafka
+from sentinel.settings import Settings
+from sentinel.topics import catalog
+
+
+def kafka(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.uses_embedded_broker:
+        print(f"using the configured cluster at {settings.bootstrap_servers}; nothing to {args.action}")
+        return 0
+    broker = embedded_broker(settings)
+    if args.action == "start":
+        status = broker.start()
+        print(f"kafka {status.detail} at {status.bootstrap} (pid {status.pid})")
+    elif args.action == "stop":
+        print(f"kafka {broker.stop()}")
+    else:
+        status = broker.status()
+        print(f"kafka {status.detail} at {status.bootstrap}" +
+              (f" (pid {status.pid})" if status.pid else ""))
+        return 0 if status.running else 3
+    return 0
+
+
+def topics(settings: Settings, args: argparse.Namespace) -> int:
+    bootstrap = ensure_kafka(settings)
+    conf = settings.kafka.as_librdkafka_dict(bootstrap)
+    specs = catalog(settings.topics)
+    if args.action == "create":
+        outcome = create_topics(conf, specs, settings.topics.replication_factor)
+        for spec in specs:
+            print(f"{outcome[spec.name]:8} {spec.name} partitions={spec.partitions} key={spec.key}")
+    else:
+        existing = list_topics(conf)
+        for spec in specs:
+            parts = existing.get(spec.name)
+            state = f"partitions={parts}" if parts is not None else "missing"
+            print(f"{spec.name:32} {state:14} key={spec.key:15} value={spec.value}")
+    return 0
+
+
+def schemas(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.jsonschema_export import SCHEMA_DIR, export
+
+    for path in export(Path(args.dir) if args.dir else SCHEMA_DIR):
+        print(path)
+    return 0
+
+
+def dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    app = Path(__file__).resolve().parents[1] / "stream_app" / "dashboard.py"
+    if not app.exists():
+        raise ConfigurationError("the dashboard is not installed in this checkout")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+           "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    return subprocess.call(cmd)

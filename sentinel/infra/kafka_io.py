@@ -1,0 +1,119 @@
+"""Producing and consuming events with confluent-kafka: the Kafka adapter for everything but
+the Faust worker. Errors are translated to :class:`SentinelKafkaError` here."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from schemas import Event, encode
+from sentinel.errors import SentinelKafkaError
+
+logger = logging.getLogger(__name__)
+
+
+class EventProducer:
+    """Sends events as JSON, keyed; delivery failures are collected and raised on flush."""
+
+    def __init__(self, conf: dict[str, Any], **extra: Any) -> None:
+        defaults = {"linger.ms": 5, "batch.num.messages": 10_000, "enable.idempotence": True,
+                    "compression.type": "lz4", "queue.buffering.max.messages": 500_000}
+        self._producer = Producer({**defaults, **conf, **extra})
+        self._failures: list[str] = []
+        self.delivered = 0
+
+    def send(self, topic: str, key: str | bytes | None, event: Event | bytes) -> None:
+        value = event if isinstance(event, bytes) else encode(event)
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                break
+            except BufferError:  # local queue full: serve callbacks and retry
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise SentinelKafkaError(f"produce failed: {exc}", topic=topic) from exc
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            raise SentinelKafkaError(f"{remaining} messages not delivered within {timeout_s}s")
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise SentinelKafkaError(f"{len(failures)} deliveries failed, first: {failures[0]}")
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failures.append(f"{msg.topic()}: {err.str()}")
+        else:
+            self.delivered += 1
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+
+class EventConsumer:
+    """A consumer-group member yielding raw messages in batches (decoding is the caller's)."""
+
+    def __init__(self, conf: dict[str, Any], group_id: str, topics: list[str],
+                 from_beginning: bool = True, **extra: Any) -> None:
+        defaults = {
+            "group.id": group_id,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "enable.auto.commit": True,
+            "session.timeout.ms": 10_000,
+            "topic.metadata.refresh.interval.ms": 2_000,
+        }
+        self._consumer = Consumer({**defaults, **conf, **extra})
+        self._consumer.subscribe(topics)
+
+    def batches(self, max_messages: int = 1000, timeout_s: float = 0.5) -> Iterator[list[Message]]:
+        """Yield lists of messages forever (empty lists on idle); errors become exceptions."""
+        while True:
+            yield self.poll(max_messages, timeout_s)
+
+    def poll(self, max_messages: int = 1000, timeout_s: float = 0.5) -> list[Message]:
+        try:
+            msgs = self._consumer.consume(max_messages, timeout_s)
+        except KafkaException as exc:
+            raise SentinelKafkaError(f"consume failed: {exc}") from exc
+        good = []
+        for msg in msgs:
+            err = msg.error()
+            if err is None:
+                good.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                raise SentinelKafkaError(f"consume failed: {err.str()}", topic=msg.topic())
+        return good
+
+    def commit(self) -> None:
+        self._consumer.commit(asynchronous=False)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> EventConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_all(conf: dict[str, Any], topic: str, expected: int, timeout_s: float = 60.0,
+             group_id: str | None = None) -> list[Message]:
+    """Read ``topic`` from the beginning until ``expected`` messages or the timeout."""
+    group = group_id or f"sentinel-reader-{uuid.uuid4().hex[:8]}"
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    with EventConsumer(conf, group, [topic], **{"enable.auto.commit": False}) as consumer:
+        while len(out) < expected and time.monotonic() < deadline:
+            out.extend(consumer.poll(5000, 0.5))
+    return out
