@@ -1,0 +1,63 @@
+"""Errors of the offline pipeline and the model registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sentinel.errors import SentinelError
+
+
+class TrainingError(SentinelError):
+    """Training could not run to the end."""
+
+
+class DatasetError(TrainingError):
+    """The training data could not be read, or lacks what the pipeline needs."""
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(message if source is None else f"{message} (source={source})")
+        self.source = source
+
+
+class DataQualityError(TrainingError):
+    """The data gate failed: each failed expectation is summarised; the report is on disk."""
+
+    def __init__(self, failures: list[str], report_path: Path | None = None) -> None:
+        where = f"; report: {report_path}" if report_path else ""
+        super().__init__(
+            f"data gate failed ({len(failures)} expectation(s)): " + "; ".join(failures) + where
+        )
+        self.failures = failures
+        self.report_path = report_path
+
+
+class SplitError(TrainingError):
+    """The time-based split leaves a window empty or without both classes."""
+
+
+class RegistryError(SentinelError):
+    """A registry operation failed; the message names the model and the alias or version."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The MLflow tracking or registry store cannot be reached."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(f"model registry at {uri} is unreachable: {reason}")
+        self.uri = uri
+
+
+class AliasNotSetError(RegistryError):
+    """An operation needs an alias (e.g. @candidate) that no version carries."""
+
+    def __init__(self, model_name: str, alias: str, hint: str = "") -> None:
+        super().__init__(f"model {model_name} has no @{alias} version{hint}")
+        self.model_name, self.alias = model_name, alias
+
+
+class ModelLoadError(RegistryError):
+    """A registered model could not be loaded into a FraudModel."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(f"cannot load model {uri}: {reason}")
+        self.uri = uri
