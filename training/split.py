@@ -1,0 +1,158 @@
+"""The handbook's time-based split: train window, label delay, test window.
+
+Test days exclude cards already known to be compromised: a card with a fraud between the start
+of training and that day's delay cutoff (test day minus the delay) is removed from that day, as
+the Fraud Detection Handbook does. A validation window, for choosing thresholds, is the
+``validation_days`` just before the train window (the model has not seen it and its labels are
+old enough to be known); without room for it, it is the tail of the train window.
+
+By default the windows follow the handbook's baseline when the data covers it: train starts
+115 days after the first day (2018-07-25 for the book's data that starts 2018-04-01).
+Otherwise the test window ends on the last day of the data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from training.errors import SplitError
+
+logger = logging.getLogger(__name__)
+
+BOOK_TRAIN_OFFSET_DAYS = 115
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Window lengths in days; ``train_start`` pins the split, else see the module docstring."""
+
+    train_days: int = 7
+    delay_days: int = 7
+    test_days: int = 7
+    validation_days: int = 7
+    train_start: date | None = None
+    anchor: str = "auto"  # "auto" (book offset if it fits, else end), "book", "end"
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The resolved days (UTC midnights, end exclusive)."""
+
+    validation: tuple[pd.Timestamp, pd.Timestamp]
+    train: tuple[pd.Timestamp, pd.Timestamp]
+    test: tuple[pd.Timestamp, pd.Timestamp]
+    delay_days: int
+
+    def as_params(self) -> dict[str, str]:
+        def fmt(window: tuple[pd.Timestamp, pd.Timestamp]) -> str:
+            start, end = window
+            return f"{start.date()}..{(end - pd.Timedelta(days=1)).date()}"
+
+        return {
+            "split.validation": fmt(self.validation),
+            "split.train": fmt(self.train),
+            "split.test": fmt(self.test),
+            "split.delay_days": str(self.delay_days),
+        }
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row positions (into the canonical frame) of each part."""
+
+    windows: Windows
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def _day(ts: pd.Timestamp) -> pd.Timestamp:
+    return ts.tz_convert("UTC").normalize()
+
+
+def resolve_windows(times: pd.Series, config: SplitConfig) -> Windows:
+    """Place the windows on the data's calendar."""
+    first, last = _day(times.min()), _day(times.max())
+    span = config.train_days + config.delay_days + config.test_days
+    if config.train_start is not None:
+        train_start = pd.Timestamp(config.train_start, tz="UTC")
+    else:
+        book = first + pd.Timedelta(days=BOOK_TRAIN_OFFSET_DAYS)
+        fits = book + pd.Timedelta(days=span - 1) <= last
+        if config.anchor == "book" or (config.anchor == "auto" and fits):
+            train_start = book
+        else:
+            train_start = last - pd.Timedelta(days=span - 1)
+    train_end = train_start + pd.Timedelta(days=config.train_days)
+    test_start = train_end + pd.Timedelta(days=config.delay_days)
+    test = (test_start, test_start + pd.Timedelta(days=config.test_days))
+    validation_start = train_start - pd.Timedelta(days=config.validation_days)
+    if validation_start >= first:
+        validation = (validation_start, train_start)
+        train = (train_start, train_end)
+    else:
+        tail = max(1, config.train_days // 4)
+        validation = (train_end - pd.Timedelta(days=tail), train_end)
+        train = (train_start, validation[0])
+    return Windows(validation=validation, train=train, test=test, delay_days=config.delay_days)
+
+
+def _between(times: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -> np.ndarray:
+    return ((times >= window[0]) & (times < window[1])).to_numpy()
+
+
+def known_compromised_mask(frame: pd.DataFrame, windows: Windows) -> np.ndarray:
+    """True for test rows whose card had a known fraud before that day's delay cutoff."""
+    times = frame["event_time"]
+    in_test = _between(times, windows.test)
+    keep_out = np.zeros(len(frame), dtype=bool)
+    frauds = frame.loc[(frame["is_fraud"] == 1) & (times >= windows.train[0])]
+    fraud_times, fraud_cards = frauds["event_time"], frauds["card_id"]
+    day = windows.test[0]
+    while day < windows.test[1]:
+        cutoff = day - pd.Timedelta(days=windows.delay_days)
+        known = set(fraud_cards[fraud_times < cutoff])
+        rows = in_test & _between(times, (day, day + pd.Timedelta(days=1)))
+        keep_out |= rows & frame["card_id"].isin(known).to_numpy()
+        day += pd.Timedelta(days=1)
+    return keep_out
+
+
+def split(frame: pd.DataFrame, config: SplitConfig | None = None) -> Split:
+    """Split a canonical frame; raise :class:`SplitError` if a part is empty or one-class."""
+    config = config or SplitConfig()
+    windows = resolve_windows(frame["event_time"], config)
+    times = frame["event_time"]
+    compromised = known_compromised_mask(frame, windows)
+    parts = {
+        "train": np.flatnonzero(_between(times, windows.train)),
+        "validation": np.flatnonzero(_between(times, windows.validation)),
+        "test": np.flatnonzero(_between(times, windows.test) & ~compromised),
+    }
+    labels = frame["is_fraud"].to_numpy()
+    for name, rows in parts.items():
+        if len(rows) == 0 or labels[rows].min() == labels[rows].max():
+            raise SplitError(
+                f"{name} window {windows.as_params()[f'split.{name}']} has {len(rows)} rows and "
+                "needs both frauds and genuine payments: adjust --train-days/--test-days/"
+                "--delay-days or --train-start"
+            )
+    logger.info(
+        "split %s train=%d validation=%d test=%d removed_known_compromised=%d",
+        windows.as_params(),
+        len(parts["train"]),
+        len(parts["validation"]),
+        len(parts["test"]),
+        int(compromised.sum()),
+    )
+    return Split(windows=windows, **parts)
+
+
+def days_since(times: pd.Series, origin: pd.Timestamp) -> np.ndarray:
+    """Whole days since ``origin``: the per-day grouping key of card precision."""
+    return ((times - origin) // timedelta(days=1)).to_numpy()
