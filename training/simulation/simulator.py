@@ -42,7 +42,7 @@ def simulate(config: SimulationConfig | None = None) -> pd.DataFrame:
     ``label_time = event_time + label_delay_days`` is when the label becomes known.
     """
     config = config or SimulationConfig()
-    population, ledger = simulate_ledger(config)
+    _, ledger = simulate_ledger(config)
     frame = to_frame(ledger, config)
     logger.info(
         "simulated n_transactions=%s fraud_rate=%.4f seed=%s drift=%s",
