@@ -6,7 +6,7 @@ from sentinel.errors import SentinelError
 
 
 class SchemaValidationError(SentinelError):
-    """An event failed validation. ``problems`` lists (field, reason) pairs; the message names them."""
+    """Invalid event; ``problems`` lists (field, reason) pairs, the message names them."""
 
     def __init__(self, event_type: str, problems: list[tuple[str, str]]) -> None:
         self.event_type = event_type

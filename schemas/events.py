@@ -133,5 +133,7 @@ class DeadLetter(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
-    for cls in (Transaction, Verdict, ShadowResult, LabelFeedback, DriftAlert, ModelEvent, DeadLetter)
+    for cls in (
+        Transaction, Verdict, ShadowResult, LabelFeedback, DriftAlert, ModelEvent, DeadLetter
+    )
 }

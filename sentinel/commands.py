@@ -16,7 +16,8 @@ from sentinel.topics import catalog
 
 def kafka(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.uses_embedded_broker:
-        print(f"using the configured cluster at {settings.bootstrap_servers}; nothing to {args.action}")
+        print(f"using the configured cluster at {settings.bootstrap_servers}; "
+              f"nothing to {args.action}")
         return 0
     broker = embedded_broker(settings)
     if args.action == "start":

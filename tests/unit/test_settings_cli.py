@@ -1,0 +1,81 @@
+"""The settings object and the CLI's error contract: one clear line, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from sentinel.settings import KafkaSettings, Settings
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sentinel.cli", *args], capture_output=True, text=True,
+        env={**os.environ, **env}, timeout=60, check=False,
+    )
+
+
+def test_nested_settings_come_from_prefixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTINEL_KAFKA__BOOTSTRAP_SERVERS", "broker-a:9092,broker-b:9092")
+    monkeypatch.setenv("SENTINEL_TOPICS__PREFIX", "staging.")
+    monkeypatch.setenv("SENTINEL_SCORING__BATCH_SIZE", "64")
+    settings = Settings()
+    assert settings.bootstrap_servers == "broker-a:9092,broker-b:9092"
+    assert not settings.uses_embedded_broker
+    assert settings.topics.name("verdicts") == "staging.sentinel.verdicts"
+    assert settings.scoring.batch_size == 64
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.log_level = "DEBUG"  # type: ignore[misc]
+
+
+def test_librdkafka_dict_carries_credentials_without_leaking_them_in_repr() -> None:
+    kafka = KafkaSettings(bootstrap_servers="b:9093", security_protocol="SASL_SSL",
+                          sasl_mechanism="PLAIN", sasl_username="u",
+                          sasl_password=SecretStr("hunter2"))
+    conf = kafka.as_librdkafka_dict()
+    assert conf["sasl.password"] == "hunter2"
+    assert conf["security.protocol"] == "SASL_SSL"
+    assert "hunter2" not in repr(kafka)
+
+
+def test_embedded_broker_is_the_default() -> None:
+    settings = Settings(kafka=KafkaSettings())
+    assert settings.uses_embedded_broker
+    assert settings.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.tracking_uri.startswith("sqlite:///")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("kafka", "explode"), ("demo", "--count", "-3"), ("produce", "--rate", "fast"), ("nope",)],
+)
+def test_bad_cli_argument_is_one_line_without_traceback(args: tuple[str, ...]) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "error:" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_setting_in_env_is_one_line() -> None:
+    result = run_cli("kafka", "status", SENTINEL_BROKER__PORT="not-a-port")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "sentinel: error: invalid setting broker.port: "
+        "Input should be a valid integer, unable to parse string as an integer"
+    )
+
+
+def test_configured_cluster_means_nothing_is_started() -> None:
+    result = run_cli("kafka", "start", SENTINEL_KAFKA__BOOTSTRAP_SERVERS="10.0.0.1:9092")
+    assert result.returncode == 0
+    assert "nothing to start" in result.stdout
