@@ -1,0 +1,126 @@
+"""Per-terminal state and the terminal features, online form: depends only on the terminal.
+
+Transactions are kept sorted by event time (bisect insertion), so slightly out-of-order
+arrivals give the same answers; fraud labels arrive separately and are kept as their own
+sorted list of (transaction time, label time, id). Windows are shifted back by the label delay.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from typing import Any
+
+from features.spec import DAY_US, FeatureConfig
+
+
+class TerminalState:
+    """One terminal's recent transactions and the fraud labels that have arrived for them."""
+
+    __slots__ = ("fraud_ids", "fraud_label_times", "fraud_times", "ids", "times", "watermark")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.ids: list[str] = []
+        self.fraud_times: list[int] = []
+        self.fraud_label_times: list[int] = []
+        self.fraud_ids: list[str] = []
+        self.watermark: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def update(self, transaction_id: str, time_us: int, config: FeatureConfig) -> list[float]:
+        """Features of a transaction (``config.terminal_names`` order), then remember it."""
+        out = self.features(time_us, config)
+        pos = bisect_right(self.times, time_us)
+        self.times.insert(pos, time_us)
+        self.ids.insert(pos, transaction_id)
+        if self.watermark is None or time_us > self.watermark:
+            self.watermark = time_us
+        span = config.delay_us + max(config.terminal_spans_us)
+        self._evict(self.watermark - span - config.retention_slack_days * DAY_US)
+        return out
+
+    def features(self, t: int, config: FeatureConfig) -> list[float]:
+        """Counts and fraud rates in ``(t - D - w, t - D]`` (``(t - w, t)`` when D = 0)."""
+        times, ftimes, delay = self.times, self.fraud_times, config.delay_us
+        if delay:
+            hi = bisect_right(times, t - delay)
+            fhi = bisect_right(ftimes, t - delay)
+        else:
+            hi = bisect_left(times, t)
+            fhi = bisect_left(ftimes, t)
+        out: list[float] = []
+        for span in config.terminal_spans_us:
+            start = t - delay - span
+            n = hi - bisect_right(times, start, 0, hi)
+            flo = bisect_right(ftimes, start, 0, fhi)
+            frauds = sum(1 for lt in self.fraud_label_times[flo:fhi] if lt <= t)
+            out.append(float(n))
+            out.append(frauds / n if n else 0.0)
+        return out
+
+    def apply_label(
+        self,
+        transaction_id: str,
+        transaction_time_us: int,
+        is_fraud: bool,
+        label_time_us: int | None = None,
+    ) -> bool:
+        """Record a label; False (ignored) when the transaction is unknown or already expired.
+
+        ``label_time_us`` is when the label became known; features at ``t`` count the fraud only
+        if it is ``<= t``. None means known from the transaction's own time. Idempotent.
+        """
+        if not self._holds(transaction_id, transaction_time_us):
+            return False
+        lo = bisect_left(self.fraud_times, transaction_time_us)
+        hi = bisect_right(self.fraud_times, transaction_time_us, lo)
+        present = next((i for i in range(lo, hi) if self.fraud_ids[i] == transaction_id), None)
+        if is_fraud and present is None:
+            self.fraud_times.insert(hi, transaction_time_us)
+            self.fraud_ids.insert(hi, transaction_id)
+            known = transaction_time_us if label_time_us is None else label_time_us
+            self.fraud_label_times.insert(hi, known)
+        elif not is_fraud and present is not None:
+            del self.fraud_times[present], self.fraud_ids[present]
+            del self.fraud_label_times[present]
+        return True
+
+    def _holds(self, transaction_id: str, time_us: int) -> bool:
+        i = bisect_left(self.times, time_us)
+        while i < len(self.times) and self.times[i] == time_us:
+            if self.ids[i] == transaction_id:
+                return True
+            i += 1
+        return False
+
+    def _evict(self, horizon: int) -> None:
+        if self.times and self.times[0] <= horizon:
+            k = bisect_right(self.times, horizon)
+            del self.times[:k], self.ids[:k]
+        if self.fraud_times and self.fraud_times[0] <= horizon:
+            k = bisect_right(self.fraud_times, horizon)
+            del self.fraud_times[:k], self.fraud_ids[:k], self.fraud_label_times[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact JSON-able form: parallel lists, no per-event keys."""
+        return {
+            "t": self.times,
+            "i": self.ids,
+            "ft": self.fraud_times,
+            "fl": self.fraud_label_times,
+            "fi": self.fraud_ids,
+            "w": self.watermark,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TerminalState:
+        state = cls()
+        state.times = list(data["t"])
+        state.ids = list(data["i"])
+        state.fraud_times = list(data["ft"])
+        state.fraud_label_times = list(data["fl"])
+        state.fraud_ids = list(data["fi"])
+        state.watermark = data.get("w")
+        return state
