@@ -1,0 +1,84 @@
+"""Handlers of the training-side subcommands: simulate, produce, train, promote, rollback,
+retrainer, replay. Thin: they parse nothing and hold no logic beyond wiring settings to code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from sentinel.errors import ConfigurationError
+from sentinel.infra.admin import create_topics
+from sentinel.infra.kafka_io import EventProducer
+from sentinel.infra.runtime import ensure_kafka
+from sentinel.settings import Settings
+from sentinel.topics import catalog
+from training.simulation.config import DriftScenario, SimulationConfig
+from training.simulation.errors import SimulationError
+from training.simulation.simulator import simulate as run_simulation
+
+logger = logging.getLogger(__name__)
+
+
+def simulation_config(settings: Settings, args: argparse.Namespace) -> SimulationConfig:
+    """A SimulationConfig from the common --customers/--terminals/--days/--seed/--drift flags."""
+    drift = None
+    if getattr(args, "drift", None):
+        if args.drift_day is None:
+            raise ConfigurationError("--drift needs --drift-day (the first day of the drift)")
+        drift = DriftScenario(kind=args.drift, start_day=args.drift_day)
+    elif getattr(args, "drift_day", None) is not None:
+        raise ConfigurationError("--drift-day needs --drift (which drift scenario)")
+    try:
+        return SimulationConfig(
+            n_customers=args.customers, n_terminals=args.terminals, n_days=args.days,
+            seed=args.seed, label_delay_days=settings.features.label_delay_days, drift=drift,
+        )
+    except SimulationError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def load_history(settings: Settings, args: argparse.Namespace) -> pd.DataFrame:
+    """The --input file when given (validated columns), else a fresh simulation."""
+    if getattr(args, "input", None):
+        from training.dataset import read_transactions
+
+        path = Path(args.input)
+        if not path.exists():
+            raise ConfigurationError(f"--input {path}: no such file")
+        return read_transactions(path)
+    return run_simulation(simulation_config(settings, args))
+
+
+def simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from training.simulation.storage import write_csv, write_parquet
+
+    out = Path(args.out)
+    if out.suffix not in (".parquet", ".csv"):
+        raise ConfigurationError(f"--out {out}: use a .parquet or .csv file name")
+    frame = run_simulation(simulation_config(settings, args))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (write_parquet if out.suffix == ".parquet" else write_csv)(frame, out)
+    print(f"wrote {len(frame)} transactions ({int(frame['is_fraud'].sum())} fraud) to {out}")
+    return 0
+
+
+def produce(settings: Settings, args: argparse.Namespace) -> int:
+    from training.producer import produce_history
+
+    frame = load_history(settings, args)
+    bootstrap = ensure_kafka(settings)
+    conf = settings.kafka.as_librdkafka_dict(bootstrap)
+    create_topics(conf, catalog(settings.topics))
+    with EventProducer(conf) as producer:
+        stats = produce_history(
+            producer, frame, settings.topics.name("transactions"), settings.topics.name("labels"),
+            rate=args.rate, count=args.count, with_labels=not args.no_labels,
+            on_progress=lambda s: logger.info("produced transactions=%s labels=%s rate=%.0f/s",
+                                              s.transactions, s.labels, s.rate),
+        )
+    print(f"produced {stats.transactions} transactions and {stats.labels} labels "
+          f"in {stats.seconds:.1f}s ({stats.rate:.0f} transactions/s) to {bootstrap}")
+    return 0
