@@ -32,9 +32,7 @@ def frame() -> pd.DataFrame:
 def drifted() -> dict[str, pd.DataFrame]:
     kinds = ("card_testing", "night_fraud", "amount_shift", "fraud_rate")
     return {
-        kind: simulate(
-            SimulationConfig(**{**SMALL.__dict__, "drift": DriftScenario(kind, START)})
-        )
+        kind: simulate(SimulationConfig(**{**SMALL.__dict__, "drift": DriftScenario(kind, START)}))
         for kind in kinds
     }
 
@@ -121,7 +119,8 @@ def test_card_testing_bursts_small_amounts_at_new_terminals(
     assert tests["amount"].between(1, 5).all()
     assert tests["is_fraud"].all()
     usual = set(zip(frame["card_id"], frame["terminal_id"], strict=True))
-    assert not any(pair in usual for pair in zip(tests["card_id"], tests["terminal_id"]))
+    pairs = zip(tests["card_id"], tests["terminal_id"], strict=True)
+    assert not any(pair in usual for pair in pairs)
     bursts = tests.groupby(["card_id", "terminal_id"])["event_time"].agg(["size", "min", "max"])
     assert (bursts["size"] >= 3).all()
     assert ((bursts["max"] - bursts["min"]) < pd.Timedelta(hours=2)).all()
