@@ -57,7 +57,8 @@ def delete_topics(conf: dict[str, Any], names: list[str], timeout_s: float = 30.
     """Delete topics (used by tests and `sentinel topics delete`)."""
     if not names:
         return
-    for name, future in AdminClient(conf).delete_topics(names, operation_timeout=timeout_s).items():
+    admin = AdminClient(conf)  # must outlive the futures
+    for name, future in admin.delete_topics(names, operation_timeout=timeout_s).items():
         try:
             future.result()
         except KafkaException as exc:
