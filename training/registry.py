@@ -1,0 +1,411 @@
+"""The model registry: MLflow runs, registered versions, aliases, promotion and rollback.
+
+With :mod:`training.flavor`, the only module that imports mlflow. Aliases: a newly registered
+version becomes ``@candidate``; ``promote`` moves ``@champion`` to it and records the previous
+champion (a version tag and a ModelEvent through the ``publish`` port) so ``rollback`` can
+restore it. Every alias move is also appended to the registered model's tags as a history
+entry (``sentinel.history.<ms>``) that :meth:`ModelRegistry.history` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from schemas.events import ModelEvent
+from sentinel.settings import Settings
+from training.errors import (
+    AliasNotSetError,
+    ModelLoadError,
+    RegistryError,
+    RegistryUnavailableError,
+)
+from training.flavor import MODEL_DIR_ARTIFACT, FraudPyfunc, pip_requirements, signature
+from training.model import FraudModel
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+PREVIOUS_CHAMPION_TAG = "sentinel.previous_champion"
+HISTORY_PREFIX = "sentinel.history."
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+Publish = Callable[[ModelEvent], None]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One registered model version, as the worker needs it."""
+
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    alias: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """An alias move: what happened to which version, from which, when and why."""
+
+    action: str
+    version: str
+    previous_version: str | None
+    at: datetime
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """A finished MLflow run with its logged model."""
+
+    run_id: str
+    model_uri: str
+
+
+def _is_missing(exc: MlflowException) -> bool:
+    return getattr(exc, "error_code", "") in _MISSING
+
+
+class ModelRegistry:
+    """Registry operations for ``settings.mlflow.model_name`` on the configured stores."""
+
+    def __init__(self, settings: Settings, publish: Publish | None = None) -> None:
+        self.settings = settings
+        self.name = settings.mlflow.model_name
+        self.tracking_uri = settings.tracking_uri
+        self.registry_uri = settings.registry_uri
+        self._publish = publish
+        self._client: MlflowClient | None = None
+        self._cache: dict[str, FraudModel] = {}
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._prepare_local_store()
+            self._client = MlflowClient(self.tracking_uri, self.registry_uri)
+        return self._client
+
+    def _prepare_local_store(self) -> None:
+        for uri in (self.tracking_uri, self.registry_uri):
+            if uri.startswith("sqlite:///"):
+                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def _store(self, what: str) -> Iterator[None]:
+        """Translate MLflow and connection errors at the boundary."""
+        try:
+            yield
+        except RegistryError:
+            raise
+        except MlflowException as exc:
+            if _is_missing(exc):
+                raise RegistryError(f"{what}: {exc.message}") from exc
+            raise RegistryUnavailableError(self.registry_uri, f"{what}: {exc.message}") from exc
+        except (OSError, ConnectionError) as exc:
+            raise RegistryUnavailableError(self.registry_uri, f"{what}: {exc}") from exc
+        except Exception as exc:  # sqlalchemy/requests errors surface here
+            if type(exc).__module__.split(".")[0] in ("sqlalchemy", "requests", "urllib3"):
+                raise RegistryUnavailableError(self.registry_uri, f"{what}: {exc}") from exc
+            raise
+
+    def _use_fluent(self) -> None:
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri)
+
+    def _experiment_id(self) -> str:
+        name = self.settings.mlflow.experiment
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = None
+        if not self.tracking_uri.startswith(("http://", "https://", "databricks")):
+            location = self.settings.artifact_root.as_uri()
+        return str(self.client.create_experiment(name, artifact_location=location))
+
+    # -- the worker's side ----------------------------------------------------------------
+
+    def resolve(self, alias: str) -> ModelRef | None:
+        """The version carrying ``@alias``, or ``None`` when the alias (or model) is unset."""
+        with self._store(f"resolve {self.name}@{alias}"):
+            try:
+                mv = self.client.get_model_version_by_alias(self.name, alias)
+            except MlflowException as exc:
+                if _is_missing(exc):
+                    return None
+                raise
+        return ModelRef(
+            name=self.name,
+            version=str(mv.version),
+            run_id=mv.run_id,
+            source=str(mv.source),
+            alias=alias,
+            tags=dict(mv.tags or {}),
+        )
+
+    def load(self, ref: ModelRef) -> FraudModel:
+        """The FraudModel of a version (pyfunc load, then unwrap); cached by version."""
+        if ref.version in self._cache:
+            return self._cache[ref.version]
+        self._use_fluent()
+        try:
+            pyfunc = mlflow.pyfunc.load_model(ref.uri)
+            model = pyfunc.unwrap_python_model().model
+        except MlflowException as exc:
+            raise ModelLoadError(ref.uri, exc.message) from exc
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise ModelLoadError(ref.uri, str(exc)) from exc
+        if not isinstance(model, FraudModel):
+            raise ModelLoadError(ref.uri, "not a Sentinel FraudModel")
+        self._cache[ref.version] = model
+        return model
+
+    # -- the training side -----------------------------------------------------------------
+
+    def log_run(
+        self,
+        model: FraudModel,
+        *,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        artifacts: Mapping[str, Path] | None = None,
+        dataset: Any = None,
+        dataset_digest: str | None = None,
+        run_name: str | None = None,
+    ) -> LoggedRun:
+        """Log one training run: params, metrics, tags, files, the dataset and the model."""
+        with self._store("log training run"):
+            experiment_id = self._experiment_id()
+            self._use_fluent()
+            with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+                mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+                mlflow.log_metrics(dict(metrics))
+                mlflow.set_tags(dict(tags))
+                for subdir, path in (artifacts or {}).items():
+                    mlflow.log_artifact(str(path), artifact_path=subdir)
+                if dataset is not None:
+                    mlflow.log_input(
+                        mlflow.data.from_pandas(
+                            dataset, name="transactions", digest=(dataset_digest or "")[:36]
+                        ),
+                        context="training",
+                    )
+                with tempfile.TemporaryDirectory() as tmp:
+                    model_dir = model.save(Path(tmp) / MODEL_DIR_ARTIFACT)
+                    info = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=FraudPyfunc(),
+                        artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+                        signature=signature(model.feature_names),
+                        pip_requirements=pip_requirements(),
+                    )
+        logger.info("run logged run_id=%s model_uri=%s", run.info.run_id, info.model_uri)
+        return LoggedRun(run_id=run.info.run_id, model_uri=info.model_uri)
+
+    def register(
+        self,
+        logged: LoggedRun,
+        *,
+        reason: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelRef:
+        """Register a logged model as a new version and give it ``@candidate``."""
+        with self._store(f"register {self.name}"):
+            try:
+                self.client.get_registered_model(self.name)
+            except MlflowException as exc:
+                if not _is_missing(exc):
+                    raise
+                self.client.create_registered_model(self.name)
+            mv = self.client.create_model_version(
+                self.name,
+                logged.model_uri,
+                run_id=logged.run_id,
+                tags=dict(tags or {}),
+                description=reason or None,
+            )
+        version = str(mv.version)
+        logger.info("registered model=%s version=%s", self.name, version)
+        self._emit("registered", version, reason=reason)
+        return self.set_candidate(version, reason=reason)
+
+    def set_candidate(self, version: str, *, reason: str = "") -> ModelRef:
+        """Point ``@candidate`` at ``version``."""
+        with self._store(f"set {self.name}@{CANDIDATE}"):
+            self.client.set_registered_model_alias(self.name, CANDIDATE, str(version))
+        self._record("alias_set", str(version), None, reason, alias=CANDIDATE)
+        ref = self.resolve(CANDIDATE)
+        assert ref is not None  # noqa: S101 - just set
+        return ref
+
+    def promote(self, version: str | None = None, *, reason: str = "") -> ModelRef:
+        """Move ``@champion`` to ``version`` (default: the ``@candidate``)."""
+        if version is None:
+            candidate = self.resolve(CANDIDATE)
+            if candidate is None:
+                raise AliasNotSetError(self.name, CANDIDATE, ": train a model first")
+            version = candidate.version
+        previous = self.resolve(CHAMPION)
+        previous_version = previous.version if previous else None
+        if previous_version == str(version):
+            raise RegistryError(f"version {version} of {self.name} is already @champion")
+        with self._store(f"promote {self.name} v{version}"):
+            self.client.get_model_version(self.name, str(version))
+            if previous_version is not None:
+                self.client.set_model_version_tag(
+                    self.name, str(version), PREVIOUS_CHAMPION_TAG, previous_version
+                )
+            self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
+            candidate = self.resolve(CANDIDATE)
+            if candidate is not None and candidate.version == str(version):
+                self.client.delete_registered_model_alias(self.name, CANDIDATE)
+        logger.info(
+            "promoted model=%s version=%s previous=%s", self.name, version, previous_version
+        )
+        self._record("promoted", str(version), previous_version, reason, alias=CHAMPION)
+        ref = self.resolve(CHAMPION)
+        assert ref is not None  # noqa: S101 - just set
+        return ref
+
+    def rollback(self, *, reason: str = "") -> ModelRef:
+        """Give ``@champion`` back to the version it replaced."""
+        current = self.resolve(CHAMPION)
+        if current is None:
+            raise AliasNotSetError(self.name, CHAMPION, ": nothing to roll back")
+        previous = current.tags.get(PREVIOUS_CHAMPION_TAG)
+        if not previous:
+            raise RegistryError(
+                f"@champion of {self.name} (version {current.version}) has no previous champion "
+                "to roll back to; promote another version instead"
+            )
+        with self._store(f"rollback {self.name}"):
+            self.client.set_registered_model_alias(self.name, CHAMPION, previous)
+            self.client.set_model_version_tag(
+                self.name, current.version, "sentinel.rolled_back", "true"
+            )
+        logger.info("rolled back model=%s from=%s to=%s", self.name, current.version, previous)
+        self._record("rolled_back", previous, current.version, reason, alias=CHAMPION)
+        ref = self.resolve(CHAMPION)
+        assert ref is not None  # noqa: S101 - just set
+        return ref
+
+    def reject(self, version: str | None, *, reason: str, evidence: Mapping[str, Any]) -> None:
+        """Announce a model that failed the training gate (nothing is registered)."""
+        self._emit("rejected", version or "unregistered", reason=reason, evidence=evidence)
+
+    def history(self) -> list[HistoryEntry]:
+        """Alias moves, oldest first (promotions, rollbacks, candidates), for the dashboard."""
+        with self._store(f"history of {self.name}"):
+            try:
+                model = self.client.get_registered_model(self.name)
+            except MlflowException as exc:
+                if _is_missing(exc):
+                    return []
+                raise
+        entries = []
+        for key, value in (model.tags or {}).items():
+            if key.startswith(HISTORY_PREFIX):
+                item = json.loads(value)
+                entries.append(
+                    HistoryEntry(
+                        action=item["action"],
+                        version=item["version"],
+                        previous_version=item.get("previous_version"),
+                        at=datetime.fromisoformat(item["at"]),
+                        reason=item.get("reason", ""),
+                    )
+                )
+        return sorted(entries, key=lambda e: e.at)
+
+    def versions(self) -> list[ModelRef]:
+        """All registered versions (aliases not included: resolve them)."""
+        with self._store(f"list versions of {self.name}"):
+            found = self.client.search_model_versions(f"name='{self.name}'")
+        return sorted(
+            (
+                ModelRef(
+                    self.name, str(v.version), v.run_id, str(v.source), None, dict(v.tags or {})
+                )
+                for v in found
+            ),
+            key=lambda r: int(r.version),
+        )
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        """The metrics a run logged (e.g. the champion's test AP)."""
+        with self._store(f"read run {run_id}"):
+            return dict(self.client.get_run(run_id).data.metrics)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _record(
+        self, action: str, version: str, previous: str | None, reason: str, *, alias: str
+    ) -> None:
+        at = datetime.now(UTC)
+        entry = {
+            "action": action if action != "alias_set" else f"{alias}_set",
+            "version": version,
+            "previous_version": previous,
+            "at": at.isoformat(),
+            "reason": reason[:500],
+        }
+        key = f"{HISTORY_PREFIX}{time.time_ns() // 1000}"
+        with self._store(f"record history of {self.name}"):
+            self.client.set_registered_model_tag(self.name, key, json.dumps(entry))
+        self._emit(action, version, previous=previous, reason=reason, alias=alias, at=at)
+
+    def _emit(
+        self,
+        action: str,
+        version: str,
+        *,
+        previous: str | None = None,
+        reason: str = "",
+        alias: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        if self._publish is None:
+            return
+        event = ModelEvent(
+            event_id=uuid.uuid4().hex,
+            model_name=self.name,
+            action=action,  # type: ignore[arg-type]
+            alias=alias,
+            version=version,
+            previous_version=previous,
+            reason=reason,
+            evidence={
+                k: v if isinstance(v, float | str) else str(v) for k, v in (evidence or {}).items()
+            },
+            at=at or datetime.now(UTC),
+        )
+        try:
+            self._publish(event)
+        except Exception as exc:
+            raise RegistryError(
+                f"{action} of {self.name} version {version} is done in the registry but the "
+                f"ModelEvent could not be published: {exc}"
+            ) from exc
