@@ -138,7 +138,7 @@ def _terminal_features(
         # a fraud counts for queries at t in [max(tf + D, label time), tf + D + w)
         start = np.maximum(f_times + (delay if delay else 1), f_label_times)
         end = f_times + delay + span
-        valid = start < end
+        valid = (start < end) & (f_label_times > f_times)
         a = np.sort(keys.key(f_codes[valid], start[valid]))
         b = np.sort(keys.key(f_codes[valid], end[valid]))
         frauds = np.searchsorted(a, query, side="right") - np.searchsorted(b, query, side="right")

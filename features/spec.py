@@ -4,7 +4,8 @@ Label availability (the parity definition): a transaction's fraud label counts i
 feature at event time ``t`` only if its ``label_time <= t``. The simulator delivers every label
 ``label_delay_days`` after its transaction; online, a label counts once it has been applied
 before the event, and the replay applies labels with ``label_time <= t`` before the transaction
-at ``t``. Terminal windows are shifted back by the delay ``D``: transactions with time in
+at ``t``; a label with ``label_time <= transaction time`` is therefore never counted, in either
+form. Terminal windows are shifted back by the delay ``D``: transactions with time in
 ``(t - (D + w), t - D]`` (with ``D = 0``: ``(t - w, t)``, never the transaction itself).
 Card windows include the current transaction: ``(t - w, t]``, and among transactions with the
 same time only those earlier in stream order. Times are int64 microseconds since the epoch and

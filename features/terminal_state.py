@@ -70,8 +70,11 @@ class TerminalState:
         """Record a label; False (ignored) when the transaction is unknown or already expired.
 
         ``label_time_us`` is when the label became known; features at ``t`` count the fraud only
-        if it is ``<= t``. None means known from the transaction's own time. Idempotent.
+        if it is ``<= t``; a label known no later than its transaction is ignored (in the replay
+        it arrives before the transaction). None means: count it from now on. Idempotent.
         """
+        if label_time_us is not None and label_time_us <= transaction_time_us:
+            return False
         if not self._holds(transaction_id, transaction_time_us):
             return False
         lo = bisect_left(self.fraud_times, transaction_time_us)
