@@ -1,0 +1,402 @@
+"""Training, end to end: data gate, features, split, fit, thresholds, metrics, gate, registry.
+
+``run_training`` is what ``sentinel train`` calls; ``train_and_register`` is the same for a
+retraining consumer that already holds transactions (and maybe separate labels) in memory.
+Features come through a port (default :func:`features.offline.compute_features`) so the
+pipeline is testable on small frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from sentinel.settings import Settings
+from training.dataset import Dataset, make_dataset
+from training.errors import TrainingError
+from training.gate import judge
+from training.learners import BoosterParams, fit_booster, fit_logistic
+from training.metrics import evaluate
+from training.model import FraudModel
+from training.quality import QualityConfig, QualityReport, validate_transactions
+from training.selection import ThresholdPolicy, choose_thresholds
+from training.split import Split, SplitConfig, days_since, split
+
+if TYPE_CHECKING:
+    from training.registry import ModelRef, ModelRegistry, Publish
+
+logger = logging.getLogger(__name__)
+
+Featurizer = Callable[[pd.DataFrame, "pd.DataFrame | None", Any], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that shapes a training run besides the data."""
+
+    split: SplitConfig = field(default_factory=SplitConfig)
+    booster: BoosterParams = field(default_factory=BoosterParams)
+    policy: ThresholdPolicy = field(default_factory=ThresholdPolicy)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    top_k: int = 100
+    min_improvement: float = 0.0
+    seed: int = 42
+
+    def as_params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for section in ("split", "booster", "policy", "quality"):
+            for key, value in asdict(getattr(self, section)).items():
+                out[f"{section}.{key}"] = value
+        out |= {"top_k": self.top_k, "min_improvement": self.min_improvement, "seed": self.seed}
+        return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The fitted models and their test metrics (before anything is logged)."""
+
+    candidate: FraudModel
+    baseline: FraudModel
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    split: Split
+    feature_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What a training run produced. ``status`` is ``registered`` or ``rejected`` (gate)."""
+
+    status: Literal["registered", "rejected"]
+    run_id: str | None
+    model: ModelRef | None
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    gate_reasons: tuple[str, ...]
+    dataset_digest: str
+    windows: dict[str, str]
+    promoted: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "registered"
+
+
+@contextmanager
+def _step(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    logger.info("step=%s started", name)
+    yield
+    logger.info("step=%s done seconds=%.2f", name, time.perf_counter() - started)
+
+
+def code_version() -> str:
+    """The git commit of the working tree, or ``unknown``."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def _default_featurizer() -> Featurizer:
+    from features.offline import compute_features
+
+    return compute_features
+
+
+def _labels(frame: pd.DataFrame, delay_days: int) -> pd.DataFrame:
+    """The label stream the features may use: given label_time, else event time + delay."""
+    label_time = (
+        frame["label_time"]
+        if "label_time" in frame
+        else (frame["event_time"] + pd.Timedelta(days=delay_days))
+    )
+    return pd.DataFrame(
+        {
+            "transaction_id": frame["transaction_id"],
+            "is_fraud": frame["is_fraud"],
+            "label_time": label_time,
+        }
+    )
+
+
+def featurize(
+    dataset: Dataset, settings: Settings, featurizer: Featurizer | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The feature matrix of a canonical frame, rows aligned with it, and the names."""
+    from features.spec import FeatureConfig
+
+    featurizer = featurizer or _default_featurizer()
+    config = FeatureConfig.from_settings(settings.features)
+    frame = dataset.frame
+    features = featurizer(frame, _labels(frame, config.label_delay_days), config)
+    ids = features["transaction_id"].astype(str).to_numpy()
+    if len(ids) != len(frame) or not np.array_equal(ids, frame["transaction_id"].to_numpy()):
+        raise TrainingError("features are not aligned with the transactions (transaction_id)")
+    names = tuple(c for c in features.columns if c != "transaction_id")
+    return features[list(names)].to_numpy(dtype=np.float64), names
+
+
+def fit_and_evaluate(
+    dataset: Dataset,
+    X: np.ndarray,
+    feature_names: tuple[str, ...],
+    config: TrainingConfig,
+    champion: FraudModel | None = None,
+) -> Evaluation:
+    """Split, fit the booster and the baseline, pick thresholds, measure on the test window."""
+    frame = dataset.frame
+    y = frame["is_fraud"].to_numpy()
+    with _step("split"):
+        parts = split(frame, config.split)
+    with _step("fit_booster"):
+        booster = fit_booster(X[parts.train], y[parts.train], feature_names, config.booster)
+    with _step("fit_baseline"):
+        baseline = fit_logistic(X[parts.train], y[parts.train], feature_names, config.seed)
+    val = parts.validation
+    booster = booster.with_thresholds(
+        choose_thresholds(y[val], booster.score(X[val]), config.policy)
+    )
+    baseline = baseline.with_thresholds(
+        choose_thresholds(y[val], baseline.score(X[val]), config.policy)
+    )
+    test = parts.test
+    cards = frame["card_id"].to_numpy()[test]
+    days = days_since(frame["event_time"].iloc[test], parts.windows.test[0])
+
+    def measure(model: FraudModel) -> dict[str, float]:
+        scores = model.score(X[test])
+        return evaluate(y[test], scores, cards, days, model.thresholds.review, config.top_k)
+
+    with _step("evaluate"):
+        metrics, baseline_metrics = measure(booster), measure(baseline)
+        champion_metrics = None
+        if champion is not None:
+            champion_metrics = _measure_champion(champion, X, feature_names, measure)
+    logger.info(
+        "test ap=%.4f auc=%.4f cp@%d=%.4f baseline_ap=%.4f champion_ap=%s",
+        metrics["average_precision"],
+        metrics["roc_auc"],
+        config.top_k,
+        metrics[f"card_precision_at_{config.top_k}"],
+        baseline_metrics["average_precision"],
+        None if champion_metrics is None else round(champion_metrics["average_precision"], 4),
+    )
+    return Evaluation(
+        booster, baseline, metrics, baseline_metrics, champion_metrics, parts, feature_names
+    )
+
+
+def _measure_champion(
+    champion: FraudModel,
+    X: np.ndarray,
+    names: tuple[str, ...],
+    measure: Callable[[FraudModel], dict[str, float]],
+) -> dict[str, float] | None:
+    if champion.feature_names == names:
+        return measure(champion)
+    missing = set(champion.feature_names) - set(names)
+    if missing:
+        logger.warning(
+            "champion needs features %s that are not computed: not compared", sorted(missing)
+        )
+        return None
+    raise TrainingError(
+        "champion's feature order differs from the current features; compare it offline"
+    )
+
+
+def run_training(
+    settings: Settings,
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    config: TrainingConfig | None = None,
+    registry: ModelRegistry | None = None,
+    publish: Publish | None = None,
+    featurizer: Featurizer | None = None,
+    promote: bool = False,
+    reason: str = "",
+) -> TrainingOutcome:
+    """Train on raw transactions; register a ``@candidate`` only when both gates pass.
+
+    Raises :class:`training.errors.DataQualityError` when the data gate fails (nothing is
+    logged or registered; the JSON report is under ``<data_dir>/reports``).
+    """
+    from training.registry import CHAMPION, ModelRegistry
+
+    config = config or TrainingConfig()
+    report_dir = settings.data_dir.resolve() / "reports"
+    with _step("data_gate"):
+        report = validate_transactions(frame, report_dir, config.quality)
+    with _step("dataset"):
+        dataset = make_dataset(frame, source)
+    with _step("features"):
+        X, names = featurize(dataset, settings, featurizer)
+    registry = registry or ModelRegistry(settings, publish=publish)
+    champion = None
+    with _step("champion"):
+        ref = registry.resolve(CHAMPION)
+        if ref is not None:
+            champion = registry.load(ref)
+    evaluation = fit_and_evaluate(dataset, X, names, config, champion)
+    verdict = judge(
+        evaluation.metrics["average_precision"],
+        evaluation.baseline_metrics["average_precision"],
+        None
+        if evaluation.champion_metrics is None
+        else evaluation.champion_metrics["average_precision"],
+        min_improvement=config.min_improvement,
+    )
+    with _step("log_run"):
+        logged = _log(registry, evaluation, dataset, report, config, verdict.passed, ref)
+    windows = evaluation.split.windows.as_params()
+    if not verdict.passed:
+        registry.reject(
+            None,
+            reason="; ".join(verdict.reasons),
+            evidence={
+                "average_precision": evaluation.metrics["average_precision"],
+                "run_id": logged.run_id,
+            },
+        )
+        logger.warning("training gate failed: %s", "; ".join(verdict.reasons))
+        return TrainingOutcome(
+            "rejected",
+            logged.run_id,
+            None,
+            evaluation.metrics,
+            evaluation.baseline_metrics,
+            evaluation.champion_metrics,
+            verdict.reasons,
+            dataset.digest,
+            windows,
+        )
+    with _step("register"):
+        tags = {
+            "sentinel.dataset_digest": dataset.digest,
+            "sentinel.test_ap": f"{evaluation.metrics['average_precision']:.6f}",
+        }
+        model_ref = registry.register(logged, reason=reason or "sentinel train", tags=tags)
+        if promote:
+            model_ref = registry.promote(model_ref.version, reason=reason or "train --promote")
+    return TrainingOutcome(
+        "registered",
+        logged.run_id,
+        model_ref,
+        evaluation.metrics,
+        evaluation.baseline_metrics,
+        evaluation.champion_metrics,
+        verdict.reasons,
+        dataset.digest,
+        windows,
+        promoted=promote,
+    )
+
+
+def _log(
+    registry: ModelRegistry,
+    evaluation: Evaluation,
+    dataset: Dataset,
+    report: QualityReport,
+    config: TrainingConfig,
+    passed: bool,
+    champion: ModelRef | None,
+) -> Any:
+    metrics = {f"test.{k}": v for k, v in evaluation.metrics.items()}
+    metrics |= {f"baseline.{k}": v for k, v in evaluation.baseline_metrics.items()}
+    if evaluation.champion_metrics:
+        metrics |= {f"champion.{k}": v for k, v in evaluation.champion_metrics.items()}
+    thresholds = evaluation.candidate.thresholds
+    metrics |= {
+        "threshold.review": thresholds.review,
+        "threshold.decline": thresholds.decline,
+        "data.rows": float(dataset.rows),
+        "data.fraud_rate": dataset.fraud_rate,
+    }
+    params = (
+        config.as_params()
+        | evaluation.split.windows.as_params()
+        | {
+            "data.digest": dataset.digest,
+            "data.source": dataset.source,
+            "data.rows": dataset.rows,
+            "data.start": dataset.start,
+            "data.end": dataset.end,
+            "model.kind": evaluation.candidate.kind,
+            "features": ",".join(evaluation.feature_names),
+            "split.train_rows": len(evaluation.split.train),
+            "split.test_rows": len(evaluation.split.test),
+        }
+    )
+    tags = {
+        "sentinel.code_version": code_version(),
+        "sentinel.dataset_digest": dataset.digest,
+        "sentinel.gate": "passed" if passed else "failed",
+        "sentinel.champion_version": champion.version if champion else "none",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        features_file = Path(tmp) / "features.json"
+        features_file.write_text(json.dumps(list(evaluation.feature_names)))
+        artifacts = {"features": features_file}
+        if report.path is not None:
+            artifacts["data_quality"] = report.path
+        return registry.log_run(
+            evaluation.candidate,
+            params=params,
+            metrics=metrics,
+            tags=tags,
+            artifacts=artifacts,
+            dataset_digest=dataset.digest,
+            run_name=f"train-{dataset.digest[:8]}",
+        )
+
+
+def train_and_register(
+    settings: Settings,
+    frame: pd.DataFrame,
+    labels: pd.DataFrame | None = None,
+    *,
+    reason: str = "retrain",
+    config: TrainingConfig | None = None,
+    publish: Publish | None = None,
+    registry: ModelRegistry | None = None,
+    featurizer: Featurizer | None = None,
+) -> TrainingOutcome:
+    """For a retraining consumer: transactions in memory, labels (transaction_id, is_fraud,
+    label_time) either in ``frame`` or separate; registers a ``@candidate`` if it passes."""
+    if labels is not None:
+        keep = [c for c in ("transaction_id", "is_fraud", "label_time") if c in labels]
+        frame = frame.drop(columns=[c for c in ("is_fraud", "label_time") if c in frame])
+        frame = frame.merge(labels[keep], on="transaction_id", how="inner")
+    return run_training(
+        settings,
+        frame,
+        source=f"retrain:{reason}",
+        config=config,
+        registry=registry,
+        publish=publish,
+        featurizer=featurizer,
+        reason=reason,
+    )
