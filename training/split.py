@@ -6,9 +6,10 @@ the Fraud Detection Handbook does. A validation window, for choosing thresholds,
 ``validation_days`` just before the train window (the model has not seen it and its labels are
 old enough to be known); without room for it, it is the tail of the train window.
 
-By default the windows follow the handbook's baseline when the data covers it: train starts
-115 days after the first day (2018-07-25 for the book's data that starts 2018-04-01).
-Otherwise the test window ends on the last day of the data.
+By default the windows follow the handbook's baseline when the data covers it: the test window
+starts 129 days after the first day (2018-08-08 for the book's data that starts 2018-04-01),
+train ends ``delay_days`` before it (2018-07-25..07-31 with 7 train days; more train days
+extend it backwards). Otherwise the test window ends on the last day of the data.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from training.errors import SplitError
 
 logger = logging.getLogger(__name__)
 
-BOOK_TRAIN_OFFSET_DAYS = 115
+BOOK_TEST_OFFSET_DAYS = 129
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,9 @@ def resolve_windows(times: pd.Series, config: SplitConfig) -> Windows:
     if config.train_start is not None:
         train_start = pd.Timestamp(config.train_start, tz="UTC")
     else:
-        book = first + pd.Timedelta(days=BOOK_TRAIN_OFFSET_DAYS)
-        fits = book + pd.Timedelta(days=span - 1) <= last
+        book_test = first + pd.Timedelta(days=BOOK_TEST_OFFSET_DAYS)
+        book = book_test - pd.Timedelta(days=config.delay_days + config.train_days)
+        fits = book >= first and book_test + pd.Timedelta(days=config.test_days - 1) <= last
         if config.anchor == "book" or (config.anchor == "auto" and fits):
             train_start = book
         else:
