@@ -121,6 +121,24 @@ class DriftSettings(_Section):
     retrain_cooldown_s: float = Field(default=600.0, ge=0)
     retrain_daily_cap: int = Field(default=4, ge=1)
     retrain_min_labels: int = Field(default=500, ge=0)
+    # Added for the drift monitor (stream_app/drift.py): event-time blocks and seasonality.
+    block_seconds: int = Field(default=3600, ge=1)
+    season_seconds: int = Field(default=86_400, ge=1)
+    profile_seasons: int = Field(default=2, ge=1)
+    profile_memory_seasons: int = Field(default=14, ge=1)
+    min_block_events: int = Field(default=20, ge=1)
+    min_shift_z: float = Field(default=2.0, gt=0)
+    kswin_alpha: float = Field(default=1e-6, gt=0, lt=1)
+    seed: int = 0
+    # Added for the retrainer and promotion (training/retrainer.py, training/promotion.py).
+    retrainer_port: int = Field(default=6067, ge=0, le=65535)
+    retrain_label_window_days: int = Field(default=60, ge=1)
+    promotion_interval_s: float = Field(default=60.0, gt=0)
+    promotion_min_labels: int = Field(default=2000, ge=1)
+    promotion_min_frauds: int = Field(default=30, ge=1)
+    promotion_bootstrap_rounds: int = Field(default=500, ge=50)
+    promotion_confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    rollback_min_labels: int = Field(default=2000, ge=1)
 
 
 class WorkerSettings(_Section):
