@@ -139,7 +139,10 @@ def _prometheus_section(src: Sources) -> None:
         col.markdown(f"**{title}**")
         rows = [{**{k: s.labels.get(k, "") for k in labels}, "total": int(s.value or 0)}
                 for s in view.groups[key]]
-        col.table(rows) if rows else col.caption("none")
+        if rows:
+            col.table(rows)
+        else:
+            col.caption("none")
     _trend(history)
 
 
@@ -149,6 +152,7 @@ def _trend(history: dict[str, list[tuple[float, float | None]]]) -> None:
     st.subheader("Last 30 minutes")
     for name, points in history.items():
         if points:
+            st.caption(name)
             frame = pd.DataFrame(points, columns=["time", name])
             frame["time"] = pd.to_datetime(frame["time"], unit="s")
             st.line_chart(frame.set_index("time"), height=180)
@@ -164,11 +168,17 @@ def _kafka_section(src: Sources) -> None:
         return
     events, _ = decode_all(ModelEvent, events_raw)
     st.subheader("Promotion history (model-events topic)")
-    st.table(promotion_history(events)[:20]) if events else st.caption("no model events yet")
+    if events:
+        st.table(promotion_history(events)[:20])
+    else:
+        st.caption("no model events yet")
     alerts_raw, _ = _topic(src.kafka, src.topics["drift_alerts"], 200, True)
     alerts, _ = decode_all(DriftAlert, alerts_raw)
     st.subheader("Drift alerts (drift-alerts topic)")
-    st.table(drift_history(alerts)[:20]) if alerts else st.caption("no drift alerts")
+    if alerts:
+        st.table(drift_history(alerts)[:20])
+    else:
+        st.caption("no drift alerts")
     st.subheader("Reference (oldest retained) vs live (newest)")
     cols = st.columns(2)
     amount = _distribution(src, "transactions", Transaction, "amount", log=True)
