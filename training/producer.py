@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from schemas import LabelFeedback, Transaction, encode
 from sentinel.infra.kafka_io import EventProducer
+from training.stream_order import label_frame, stream_order
 
 logger = logging.getLogger(__name__)
 
@@ -33,36 +33,22 @@ class ProduceStats:
         return self.transactions / self.seconds if self.seconds else 0.0
 
 
-def merged_order(frame: pd.DataFrame, with_labels: bool) -> Iterator[tuple[bool, int]]:
-    """(is_label, row) in event-time order; at equal times a label comes before a transaction."""
-    tx_times = frame["event_time"].to_numpy(dtype="datetime64[us]").astype(np.int64)
-    rows = np.arange(len(frame))
-    if not with_labels or "label_time" not in frame:
-        for row in rows:
-            yield False, int(row)
-        return
-    label_times = frame["label_time"].to_numpy(dtype="datetime64[us]").astype(np.int64)
-    times = np.concatenate([tx_times, label_times])
-    kinds = np.concatenate([np.ones(len(frame), np.int8), np.zeros(len(frame), np.int8)])
-    order = np.lexsort((kinds, times))  # by time, then labels (0) before transactions (1)
-    for idx in order:
-        yield bool(idx >= len(frame)), int(idx % len(frame))
-
-
-def transaction_event(row: Mapping[str, Any]) -> Transaction:
+def transaction_event(row: Any) -> Transaction:
+    """A Transaction from a simulator row (an ``itertuples`` named tuple)."""
     return Transaction(
-        transaction_id=str(row["transaction_id"]), card_id=str(row["card_id"]),
-        terminal_id=str(row["terminal_id"]), amount=float(row["amount"]),
-        event_time=row["event_time"].to_pydatetime(),
+        transaction_id=str(row.transaction_id), card_id=str(row.card_id),
+        terminal_id=str(row.terminal_id), amount=float(row.amount),
+        event_time=row.event_time.to_pydatetime(),
     )
 
 
-def label_event(row: Mapping[str, Any]) -> LabelFeedback:
+def label_event(row: Any) -> LabelFeedback:
+    """A LabelFeedback from a :func:`training.stream_order.label_frame` row."""
     return LabelFeedback(
-        transaction_id=str(row["transaction_id"]), card_id=str(row["card_id"]),
-        terminal_id=str(row["terminal_id"]), is_fraud=bool(row["is_fraud"]),
-        transaction_time=row["event_time"].to_pydatetime(),
-        reported_at=row["label_time"].to_pydatetime(), source="simulator",
+        transaction_id=str(row.transaction_id), card_id=str(row.card_id),
+        terminal_id=str(row.terminal_id), is_fraud=bool(row.is_fraud),
+        transaction_time=row.transaction_time.to_pydatetime(),
+        reported_at=row.label_time.to_pydatetime(), source="simulator",
     )
 
 
@@ -80,20 +66,20 @@ def produce_history(
     """Send ``frame`` (simulator columns) to Kafka; stop after ``count`` transactions."""
     stats = ProduceStats()
     limit = len(frame) if count is None else min(count, len(frame))
+    frame = frame.iloc[:limit]  # labels only for transactions that are sent
+    items = (
+        stream_order(frame, label_frame(frame))
+        if with_labels and {"is_fraud", "label_time"} <= set(frame.columns)
+        else (("transaction", row) for row in frame.itertuples(index=False))
+    )
     started = time.monotonic()
-    records = frame.to_dict("records")
-    for is_label, row in merged_order(frame, with_labels and "is_fraud" in frame):
-        data = records[row]
-        if is_label:
-            if row >= limit:
-                continue  # the label of a transaction that was never sent
-            label = label_event(data)
+    for kind, row in items:
+        if kind == "label":
+            label = label_event(row)
             producer.send(labels_topic, label.terminal_id, encode(label))
             stats.labels += 1
             continue
-        if stats.transactions >= limit:
-            break
-        tx = transaction_event(data)
+        tx = transaction_event(row)
         producer.send(transactions_topic, tx.card_id, encode(tx))
         stats.transactions += 1
         if rate and stats.transactions % 20 == 0:
@@ -103,6 +89,8 @@ def produce_history(
         if on_progress and stats.transactions % 10_000 == 0:
             stats.seconds = time.monotonic() - started
             on_progress(stats)
+        if stats.transactions == limit:
+            break  # labels not yet due at the last transaction's time stay unsent
     producer.flush()
     stats.seconds = time.monotonic() - started
     return stats
