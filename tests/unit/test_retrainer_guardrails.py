@@ -1,0 +1,53 @@
+"""Retraining guardrails: pure, with explicit times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sentinel.settings import DriftSettings
+from training.guardrails import Guardrails
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def _rails(**kw) -> Guardrails:
+    base = {"retrain_cooldown_s": 600, "retrain_daily_cap": 4, "retrain_min_labels": 100}
+    return Guardrails(DriftSettings(**(base | kw)))
+
+
+def _run(rails: Guardrails, alerts: list[tuple[str, float]], labels: int = 1000) -> list[str]:
+    out = []
+    for signal, at_s in alerts:
+        now = T0 + timedelta(seconds=at_s)
+        d = rails.decide(signal, now, labels)
+        if d.retrain:
+            rails.record_retrain(now)
+        out.append(d.reason)
+    return out
+
+
+def test_burst_of_duplicate_alerts_gives_one_retrain() -> None:
+    burst = [("score", i) for i in range(20)] + [("amount", 5), ("alert_rate", 7)]
+    reasons = _run(_rails(), burst)
+    assert reasons.count("retrain") == 1
+    assert set(reasons) <= {"retrain", "duplicate", "cooldown"}
+
+
+def test_cooldown_then_retrain_again() -> None:
+    reasons = _run(_rails(), [("score", 0), ("amount", 300), ("amount", 1300)])
+    assert reasons == ["retrain", "cooldown", "retrain"]
+
+
+def test_daily_cap() -> None:
+    alerts = [(f"s{i}", i * 700.0) for i in range(6)] + [("late", 86_400 + 1)]
+    reasons = _run(_rails(retrain_daily_cap=3), alerts)
+    assert reasons == ["retrain"] * 3 + ["daily_cap"] * 3 + ["retrain"]
+
+
+def test_min_labels_holds_then_releases() -> None:
+    rails = _rails()
+    assert rails.decide("score", T0, labels_since_shift=10).reason == "min_labels"
+    assert rails.pending_since == T0
+    # the same signal re-firing is not discarded as a duplicate while a retrain is pending
+    later = T0 + timedelta(seconds=60)
+    assert rails.decide("score", later, labels_since_shift=150).retrain
