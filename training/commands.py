@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from schemas import ModelEvent
 from sentinel.errors import ConfigurationError
 from sentinel.infra.admin import create_topics
 from sentinel.infra.kafka_io import EventProducer
@@ -82,3 +84,49 @@ def produce(settings: Settings, args: argparse.Namespace) -> int:
     print(f"produced {stats.transactions} transactions and {stats.labels} labels "
           f"in {stats.seconds:.1f}s ({stats.rate:.0f} transactions/s) to {bootstrap}")
     return 0
+
+
+def _model_event_publisher(settings: Settings) -> Callable[[ModelEvent], None]:
+    """The registry's publish port, bound to the model-events topic."""
+    bootstrap = ensure_kafka(settings)
+    conf = settings.kafka.as_librdkafka_dict(bootstrap)
+    create_topics(conf, catalog(settings.topics))
+    topic = settings.topics.name("model_events")
+
+    def publish(event: ModelEvent) -> None:
+        with EventProducer(conf) as producer:
+            producer.send(topic, event.model_name, event)
+
+    return publish
+
+
+def train(settings: Settings, args: argparse.Namespace) -> int:
+    from training import cli_commands
+
+    return cli_commands.train(settings, args, publish=_model_event_publisher(settings))
+
+
+def promote(settings: Settings, args: argparse.Namespace) -> int:
+    from training import cli_commands
+
+    return cli_commands.promote(settings, args, publish=_model_event_publisher(settings))
+
+
+def rollback(settings: Settings, args: argparse.Namespace) -> int:
+    from training import cli_commands
+
+    return cli_commands.rollback(settings, args, publish=_model_event_publisher(settings))
+
+
+def retrainer(settings: Settings, args: argparse.Namespace) -> int:
+    """``sentinel retrainer``: see :mod:`training.closed_loop_commands`."""
+    from training.closed_loop_commands import retrainer as run
+
+    return run(settings, args)
+
+
+def replay(settings: Settings, args: argparse.Namespace) -> int:
+    """``sentinel replay``: see :mod:`training.closed_loop_commands`."""
+    from training.closed_loop_commands import replay as run
+
+    return run(settings, args)

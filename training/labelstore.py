@@ -1,0 +1,111 @@
+"""The retrainer's memory: transactions, labels, verdicts and shadow results in SQLite.
+
+Filled from the topics by the retrainer's Kafka adapter; read back as pandas frames to build a
+training set (transactions with the labels that have arrived) and to join scores with matured
+labels for promotion and rollback. Idempotent by transaction id (a redelivered message
+overwrites itself), so at-least-once consumption is safe.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from schemas.events import LabelFeedback, ShadowResult, Transaction, Verdict
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS transactions (transaction_id TEXT PRIMARY KEY, card_id TEXT,
+  terminal_id TEXT, amount REAL, event_time TEXT);
+CREATE TABLE IF NOT EXISTS labels (transaction_id TEXT PRIMARY KEY, is_fraud INTEGER,
+  label_time TEXT);
+CREATE TABLE IF NOT EXISTS verdicts (transaction_id TEXT PRIMARY KEY, model_version TEXT,
+  score REAL, flagged INTEGER, event_time TEXT);
+CREATE TABLE IF NOT EXISTS shadow (transaction_id TEXT PRIMARY KEY, champion_version TEXT,
+  candidate_version TEXT, champion_score REAL, candidate_score REAL, champion_flagged INTEGER,
+  event_time TEXT);
+CREATE INDEX IF NOT EXISTS tx_time ON transactions(event_time);
+CREATE INDEX IF NOT EXISTS label_time ON labels(label_time);
+"""
+
+
+def _iso(moment: datetime) -> str:
+    return pd.Timestamp(moment).tz_convert("UTC").isoformat()
+
+
+class LabelStore:
+    """SQLite at ``path``; one writer (the retrainer process)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add_transactions(self, items: Iterable[Transaction]) -> int:
+        rows = [(t.transaction_id, t.card_id, t.terminal_id, t.amount, _iso(t.event_time))
+                for t in items]
+        self._db.executemany("INSERT OR REPLACE INTO transactions VALUES (?,?,?,?,?)", rows)
+        self._db.commit()
+        return len(rows)
+
+    def add_labels(self, items: Iterable[LabelFeedback]) -> int:
+        rows = [(x.transaction_id, int(x.is_fraud), _iso(x.reported_at)) for x in items]
+        self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?)", rows)
+        self._db.commit()
+        return len(rows)
+
+    def add_verdicts(self, items: Iterable[Verdict]) -> int:
+        rows = [(v.transaction_id, v.model_version, v.score, int(v.decision != "approve"),
+                 _iso(v.event_time)) for v in items]
+        self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?)", rows)
+        self._db.commit()
+        return len(rows)
+
+    def add_shadow(self, items: Iterable[ShadowResult]) -> int:
+        rows = [(s.transaction_id, s.champion_version, s.candidate_version, s.champion_score,
+                 s.candidate_score, int(s.champion_decision != "approve"), _iso(s.event_time))
+                for s in items]
+        self._db.executemany("INSERT OR REPLACE INTO shadow VALUES (?,?,?,?,?,?,?)", rows)
+        self._db.commit()
+        return len(rows)
+
+    def count(self, table: str) -> int:
+        if table not in ("transactions", "labels", "verdicts", "shadow"):
+            raise ValueError(table)
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+    def labels_since(self, moment: datetime) -> int:
+        """Labels of transactions that happened at or after ``moment`` (the shift's onset)."""
+        sql = ("SELECT COUNT(*) FROM labels l JOIN transactions t USING (transaction_id) "
+               "WHERE t.event_time >= ?")
+        return int(self._db.execute(sql, (_iso(moment),)).fetchone()[0])
+
+    def training_frame(self, since: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(transactions, labels that arrived) from ``since`` on, in the pipeline's columns."""
+        where, args = ("WHERE event_time >= ?", (_iso(since),)) if since else ("", ())
+        tx = pd.read_sql_query(f"SELECT * FROM transactions {where} ORDER BY event_time",  # noqa: S608
+                               self._db, params=args)
+        labels = pd.read_sql_query("SELECT * FROM labels", self._db)
+        tx["event_time"] = pd.to_datetime(tx["event_time"], utc=True, format="ISO8601")
+        labels["label_time"] = pd.to_datetime(labels["label_time"], utc=True, format="ISO8601")
+        labels = labels[labels["transaction_id"].isin(tx["transaction_id"])]
+        return tx, labels.reset_index(drop=True)
+
+    def shadow_joined(self, candidate_version: str) -> pd.DataFrame:
+        """Shadow results of a candidate joined with the labels that have matured."""
+        sql = ("SELECT s.*, l.is_fraud FROM shadow s JOIN labels l USING (transaction_id) "
+               "WHERE s.candidate_version = ?")
+        return pd.read_sql_query(sql, self._db, params=(candidate_version,))
+
+    def verdicts_joined(self, model_version: str) -> pd.DataFrame:
+        """A model's live verdicts joined with matured labels."""
+        sql = ("SELECT v.*, l.is_fraud FROM verdicts v JOIN labels l USING (transaction_id) "
+               "WHERE v.model_version = ?")
+        return pd.read_sql_query(sql, self._db, params=(model_version,))

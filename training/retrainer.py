@@ -1,0 +1,160 @@
+"""The retrainer's core: drift alerts in, guarded retrains and evidence-based promotions out.
+
+Pure of Kafka (the adapter is :mod:`training.retrainer_kafka`): it reads the
+:class:`~training.labelstore.LabelStore`, asks :class:`~training.guardrails.Guardrails`
+whether to retrain, trains through the pipeline (data gate, training gate, ``@candidate``),
+and on a timer compares the candidate with the champion on shadow results joined with matured
+labels (:mod:`training.promotion`), promoting or rolling back through the registry and
+publishing a :class:`~schemas.events.ModelEvent` with the evidence. Times are event times.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas.events import DriftAlert, ModelEvent
+from sentinel.errors import SentinelError
+from sentinel.settings import Settings
+from training.guardrails import Decision, Guardrails
+from training.labelstore import LabelStore
+from training.promotion import Verdict, decide_promotion, decide_rollback
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[ModelEvent], None]
+Train = Callable[..., Any]
+
+
+def _default_train(*args: Any, **kwargs: Any) -> Any:
+    from training.pipeline import train_and_register
+
+    return train_and_register(*args, **kwargs)
+
+
+class Retrainer:
+    """Decides and acts; counts outcomes in ``retrains`` and ``promotions`` for metrics."""
+
+    def __init__(self, settings: Settings, store: LabelStore, registry: Any, publish: Publish,
+                 train: Train | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry  # ModelRegistry without its own publisher: we add evidence
+        self.publish = publish
+        self.train = train or _default_train
+        self.guardrails = Guardrails(settings.drift)
+        self.retrains: Counter[str] = Counter()
+        self.promotions: Counter[str] = Counter()
+        self.shift_onset: datetime | None = None
+        self._judged_champion: str | None = None
+        self.last_event_time: datetime | None = None
+
+    def on_alert(self, alert: DriftAlert) -> Decision:
+        """Judge an alert; retrain if the guardrails allow."""
+        now = alert.event_time
+        blocks = alert.current.get("blocks", 0.0)
+        onset = now - timedelta(seconds=blocks * self.settings.drift.block_seconds)
+        self.shift_onset = min(self.shift_onset, onset) if self.shift_onset else onset
+        decision = self.guardrails.decide(alert.signal, now, self.store.labels_since(onset))
+        logger.info("drift alert signal=%s detector=%s decision=%s", alert.signal,
+                    alert.detector, decision.reason)
+        if decision.retrain:
+            self._retrain(now, f"drift:{alert.detector}/{alert.signal}")
+        else:
+            self.retrains[f"skipped_{decision.reason}"] += 1
+        return decision
+
+    def tick(self, now: datetime) -> None:
+        """Timer: release a retrain held for labels, then promotion and rollback checks."""
+        if self.guardrails.pending_since is not None and self.shift_onset is not None:
+            labels = self.store.labels_since(self.shift_onset)
+            decision = self.guardrails.decide("__pending__", now, labels)
+            if decision.retrain:
+                self._retrain(now, "drift:pending")
+        self.check_promotion()
+        self.check_rollback()
+
+    def _retrain(self, now: datetime, reason: str) -> None:
+        self.guardrails.record_retrain(now)
+        since = now - timedelta(days=self.settings.drift.retrain_label_window_days)
+        frame, labels = self.store.training_frame(since)
+        try:
+            outcome = self.train(self.settings, frame, labels, reason=reason,
+                                 publish=self.publish)
+        except SentinelError as exc:
+            self.retrains["failed"] += 1
+            logger.warning("retrain failed reason=%s error=%s", reason, exc)
+            return
+        self.retrains[outcome.status] += 1
+        self.shift_onset = None
+        logger.info("retrain done status=%s version=%s", outcome.status,
+                    outcome.model.version if outcome.model else None)
+
+    def check_promotion(self) -> Verdict | None:
+        candidate = self.registry.resolve("candidate")
+        champion = self.registry.resolve("champion")
+        if candidate is None:
+            return None
+        if champion is None:  # nothing to compare with: the first model becomes champion
+            self._promote(candidate.version, None, Verdict("promote", "no champion yet"))
+            return None
+        joined = self.store.shadow_joined(candidate.version)
+        joined = joined[joined["champion_version"] == champion.version]
+        d = self.settings.drift
+        verdict = decide_promotion(
+            joined["is_fraud"].to_numpy(), joined["champion_score"].to_numpy(),
+            joined["candidate_score"].to_numpy(), joined["champion_flagged"].to_numpy(),
+            min_labels=d.promotion_min_labels, min_frauds=d.promotion_min_frauds,
+            rounds=d.promotion_bootstrap_rounds, confidence=d.promotion_confidence, seed=d.seed)
+        logger.info("promotion check candidate=%s action=%s reason=%s", candidate.version,
+                    verdict.action, verdict.reason)
+        if verdict.action == "promote":
+            self._promote(candidate.version, champion.version, verdict)
+        elif verdict.action == "keep":
+            self.promotions["kept"] += 1
+        return verdict
+
+    def _promote(self, version: str, previous: str | None, verdict: Verdict) -> None:
+        evidence = verdict.evidence.as_dict() if verdict.evidence else {}
+        self.registry.promote(version, reason=verdict.reason)
+        for key, value in evidence.items():
+            self.registry.client.set_model_version_tag(
+                self.registry.name, version, f"sentinel.promotion.{key}", str(value))
+        self.promotions["promoted"] += 1
+        self._emit("promoted", version, previous, verdict.reason, evidence)
+
+    def check_rollback(self) -> Verdict | None:
+        champion = self.registry.resolve("champion")
+        if champion is None or champion.version == self._judged_champion:
+            return None
+        previous = champion.tags.get("sentinel.previous_champion")
+        if not previous:
+            return None
+        new = self.store.verdicts_joined(champion.version)
+        old = self.store.verdicts_joined(previous)
+        if len(old) == 0:
+            return None
+        verdict = decide_rollback(new["is_fraud"].to_numpy(), new["score"].to_numpy(),
+                                  old["is_fraud"].to_numpy(), old["score"].to_numpy(),
+                                  min_labels=self.settings.drift.rollback_min_labels)
+        if verdict.action == "rollback":
+            self.registry.rollback(reason=verdict.reason)
+            self.promotions["rolled_back"] += 1
+            self._emit("rolled_back", previous, champion.version, verdict.reason,
+                       {k: float(v) for k, v in verdict.extra.items()})
+        if verdict.action != "wait":
+            self._judged_champion = champion.version
+        return verdict
+
+    def _emit(self, action: str, version: str, previous: str | None, reason: str,
+              evidence: dict[str, float | str]) -> None:
+        self.publish(ModelEvent(
+            event_id=uuid.uuid4().hex, model_name=self.registry.name,
+            action=action,  # type: ignore[arg-type]
+            alias="champion", version=version, previous_version=previous, reason=reason,
+            evidence=evidence, at=datetime.now(UTC)))
+

@@ -1,0 +1,100 @@
+"""The retrainer process: Kafka in and out around :class:`~training.retrainer.Retrainer`.
+
+Consumes transactions, labels, verdicts and shadow results into the label store and drift
+alerts into the retrainer; publishes ModelEvents; serves Prometheus metrics
+(``sentinel_retrains_total{outcome}``, ``sentinel_promotions_total{action}``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import start_http_server
+from prometheus_client.core import REGISTRY, CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from schemas import decode
+from schemas.errors import SchemaValidationError
+from schemas.events import DriftAlert, LabelFeedback, ModelEvent, ShadowResult, Transaction, Verdict
+from sentinel.infra.kafka_io import EventConsumer, EventProducer
+from sentinel.settings import Settings
+from training.labelstore import LabelStore
+from training.retrainer import Retrainer
+
+logger = logging.getLogger(__name__)
+
+
+class _Metrics(Collector):
+    def __init__(self, retrainer: Retrainer) -> None:
+        self.retrainer = retrainer
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        retrains = CounterMetricFamily("sentinel_retrains", "Retrain decisions and outcomes",
+                                       labels=["outcome"])
+        for outcome, n in sorted(self.retrainer.retrains.items()):
+            retrains.add_metric([outcome], n)
+        promos = CounterMetricFamily("sentinel_promotions", "Promotion decisions",
+                                     labels=["action"])
+        for action, n in sorted(self.retrainer.promotions.items()):
+            promos.add_metric([action], n)
+        yield retrains
+        yield promos
+
+
+def build(settings: Settings) -> tuple[Retrainer, EventProducer]:
+    """The retrainer wired to a producer for ModelEvents and the local MLflow registry."""
+    from training.registry import ModelRegistry
+
+    producer = EventProducer(settings.librdkafka())
+    topic = settings.topics.name("model_events")
+
+    def publish(event: ModelEvent) -> None:
+        producer.send(topic, event.model_name, event)
+        producer.flush()
+
+    store = LabelStore(settings.data_dir / "retrainer" / "labelstore.sqlite")
+    return Retrainer(settings, store, ModelRegistry(settings), publish), producer
+
+
+def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: bool = True
+        ) -> Retrainer:
+    """Consume until interrupted (or ``max_seconds``); returns the retrainer for tests."""
+    retrainer, producer = build(settings)
+    if serve_metrics and settings.drift.retrainer_port:
+        REGISTRY.register(_Metrics(retrainer))
+        start_http_server(settings.drift.retrainer_port)
+    t = settings.topics
+    kinds: dict[str, type[Any]] = {
+        t.name("transactions"): Transaction, t.name("labels"): LabelFeedback,
+        t.name("verdicts"): Verdict, t.name("shadow"): ShadowResult,
+        t.name("drift_alerts"): DriftAlert,
+    }
+    store = retrainer.store
+    adders = {Transaction: store.add_transactions, LabelFeedback: store.add_labels,
+              Verdict: store.add_verdicts, ShadowResult: store.add_shadow}
+    started = last_tick = time.monotonic()
+    with EventConsumer(settings.librdkafka(), "sentinel-retrainer", list(kinds)) as consumer:
+        while max_seconds is None or time.monotonic() - started < max_seconds:
+            batch: dict[type[Any], list[Any]] = {k: [] for k in kinds.values()}
+            for msg in consumer.poll(5000, 0.5):
+                kind = kinds[msg.topic()]
+                try:
+                    batch[kind].append(decode(kind, msg.value()))
+                except SchemaValidationError as exc:
+                    retrainer.retrains["bad_input"] += 1
+                    logger.warning("undecodable message topic=%s offset=%s error=%s",
+                                   msg.topic(), msg.offset(), exc)
+            for kind, add in adders.items():
+                if batch[kind]:
+                    add(batch[kind])
+            for alert in batch[DriftAlert]:
+                retrainer.on_alert(alert)
+            if time.monotonic() - last_tick >= settings.drift.promotion_interval_s:
+                last_tick = time.monotonic()
+                retrainer.tick(datetime.now(UTC))
+    producer.flush()
+    return retrainer
