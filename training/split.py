@@ -1,8 +1,10 @@
 """The handbook's time-based split: train window, label delay, test window.
 
-Test days exclude cards already known to be compromised: a card with a fraud between the start
-of training and that day's delay cutoff (test day minus the delay) is removed from that day, as
-the Fraud Detection Handbook does. A validation window, for choosing thresholds, is the
+Test days exclude cards already known to be compromised: a card with a fraud between
+``known_lookback_days`` before the end of training (the handbook: the train week) and that day's
+delay cutoff (test day minus the delay) is removed from that day, as the Fraud Detection
+Handbook does. The look-back is fixed so that the test set does not depend on ``train_days``.
+A validation window, for choosing thresholds, is the
 ``validation_days`` just before the train window (the model has not seen it and its labels are
 old enough to be known); without room for it, it is the tail of the train window.
 
@@ -36,6 +38,7 @@ class SplitConfig:
     delay_days: int = 7
     test_days: int = 7
     validation_days: int = 7
+    known_lookback_days: int = 7
     train_start: date | None = None
     anchor: str = "auto"  # "auto" (book offset if it fits, else end), "book", "end"
 
@@ -48,6 +51,7 @@ class Windows:
     train: tuple[pd.Timestamp, pd.Timestamp]
     test: tuple[pd.Timestamp, pd.Timestamp]
     delay_days: int
+    known_lookback_days: int = 7
 
     def as_params(self) -> dict[str, str]:
         def fmt(window: tuple[pd.Timestamp, pd.Timestamp]) -> str:
@@ -101,7 +105,13 @@ def resolve_windows(times: pd.Series, config: SplitConfig) -> Windows:
         tail = max(1, config.train_days // 4)
         validation = (train_end - pd.Timedelta(days=tail), train_end)
         train = (train_start, validation[0])
-    return Windows(validation=validation, train=train, test=test, delay_days=config.delay_days)
+    return Windows(
+        validation=validation,
+        train=train,
+        test=test,
+        delay_days=config.delay_days,
+        known_lookback_days=config.known_lookback_days,
+    )
 
 
 def _between(times: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -> np.ndarray:
@@ -113,7 +123,8 @@ def known_compromised_mask(frame: pd.DataFrame, windows: Windows) -> np.ndarray:
     times = frame["event_time"]
     in_test = _between(times, windows.test)
     keep_out = np.zeros(len(frame), dtype=bool)
-    frauds = frame.loc[(frame["is_fraud"] == 1) & (times >= windows.train[0])]
+    since = windows.test[0] - pd.Timedelta(days=windows.delay_days + windows.known_lookback_days)
+    frauds = frame.loc[(frame["is_fraud"] == 1) & (times >= since)]
     fraud_times, fraud_cards = frauds["event_time"], frauds["card_id"]
     day = windows.test[0]
     while day < windows.test[1]:
