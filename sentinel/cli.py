@@ -61,6 +61,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _split_arguments(parser: argparse.ArgumentParser) -> None:
+    """The time-based split: train window, label delay, test window (the handbook's protocol)."""
+    for flag in ("--train-days", "--delay-days", "--test-days", "--validation-days"):
+        parser.add_argument(flag, type=_positive_int, default=None)
+    parser.add_argument("--train-start", default=None, help="YYYY-MM-DD (default: book anchor)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sentinel", description="Real-time card fraud scoring on Kafka.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -125,13 +132,31 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     train.add_argument("--alert-budget", type=_positive_float, default=None,
                        help="flag at most this %% of transactions")
     train.add_argument("--promote", action="store_true", help="promote the new version at once")
+    _split_arguments(train)
+    train.add_argument("--num-trees", type=_positive_int, default=None)
+    train.add_argument("--metrics-out", default=None, help="write the metrics as JSON here")
+    train.add_argument("--reason", default="sentinel train", help="recorded with the run")
     train.set_defaults(handler=_handler("training.commands:train"))
+
+    validate = sub.add_parser("validate", help="run the data gate (Great Expectations) alone")
+    validate.add_argument("--input", required=True, help="a .parquet/.csv transaction file")
+    validate.add_argument("--report-dir", default=None)
+    validate.set_defaults(handler=_handler("training.cli_commands:validate"))
+
+    evaluate = sub.add_parser("evaluate", help="score a registered alias on a file's test window")
+    evaluate.add_argument("--input", required=True)
+    evaluate.add_argument("--alias", default="candidate", choices=["candidate", "champion"])
+    evaluate.add_argument("--out", default=None, help="write the metrics as JSON here")
+    _split_arguments(evaluate)
+    evaluate.set_defaults(handler=_handler("training.cli_commands:evaluate"))
 
     promote = sub.add_parser("promote", help="move @champion to the current @candidate")
     promote.add_argument("--version", default=None, help="promote this version instead")
+    promote.add_argument("--reason", default="sentinel promote")
     promote.set_defaults(handler=_handler("training.commands:promote"))
 
     rollback = sub.add_parser("rollback", help="restore the previous @champion")
+    rollback.add_argument("--reason", default="sentinel rollback")
     rollback.set_defaults(handler=_handler("training.commands:rollback"))
 
     worker = sub.add_parser("worker", help="run the streaming scorer (Faust worker)")
