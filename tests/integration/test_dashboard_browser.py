@@ -240,7 +240,7 @@ def test_dashboard_shows_promotions_drift_and_distributions_from_topics(
     settings = topics_with_history
     app = Streamlit(tmp_path, "--prometheus", prometheus.url,
                     "--kafka", settings.bootstrap_servers, "--prefix", settings.topics.prefix,
-                    "--sample", "100")
+                    "--sample", "50")
     try:
         text = render(app.url, tmp_path, _finished("Promotion history", "PSI"),
                       ARTIFACTS / "dashboard-topics.png")
@@ -252,7 +252,7 @@ def test_dashboard_shows_promotions_drift_and_distributions_from_topics(
     assert re.search(r"adwin\s+amount\s+3\.25", text), text
     psi = [float(x) for x in re.findall(r"PSI (\d+\.\d+)", text)]
     assert len(psi) == 2
-    # Amounts: the newest 100 per partition are all above the oldest ones (large shift);
+    # Amounts: the newest 50 per partition are all above the oldest ones (large shift);
     # scores cycle identically (no shift to speak of).
     assert psi[0] > 1.0
     assert psi[1] < 0.5
