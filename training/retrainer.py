@@ -68,13 +68,18 @@ class Retrainer:
             self.retrains[f"skipped_{decision.reason}"] += 1
         return decision
 
-    def tick(self, now: datetime) -> None:
-        """Timer: release a retrain held for labels, then promotion and rollback checks."""
-        if self.guardrails.pending_since is not None and self.shift_onset is not None:
+    def retry_pending(self) -> None:
+        """Release a retrain held for labels once enough have arrived (after label batches)."""
+        pending = self.guardrails.pending_since
+        if pending is not None and self.shift_onset is not None:
             labels = self.store.labels_since(self.shift_onset)
-            decision = self.guardrails.decide("__pending__", now, labels)
-            if decision.retrain:
-                self._retrain(now, "drift:pending")
+            if self.guardrails.decide("__pending__", pending, labels).retrain:
+                self._retrain(pending, "drift:pending")
+
+    def tick(self, now: datetime) -> None:
+        """Timer: release a held retrain, then promotion and rollback checks."""
+        del now
+        self.retry_pending()
         self.check_promotion()
         self.check_rollback()
 

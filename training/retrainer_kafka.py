@@ -93,6 +93,8 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
                     add(batch[kind])
             for alert in batch[DriftAlert]:
                 retrainer.on_alert(alert)
+            if batch[LabelFeedback] or batch[Transaction]:
+                retrainer.retry_pending()
             if time.monotonic() - last_tick >= settings.drift.promotion_interval_s:
                 last_tick = time.monotonic()
                 retrainer.tick(datetime.now(UTC))

@@ -1,0 +1,50 @@
+"""The retrainer on the real broker and a real MLflow SQLite registry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas import decode
+from schemas.events import DriftAlert, LabelFeedback, ModelEvent, Transaction
+from sentinel.infra.kafka_io import EventProducer, read_all
+from sentinel.settings import DriftSettings
+from training.registry import ModelRegistry
+from training.retrainer_kafka import run
+from training.simulation import SimulationConfig, simulate
+
+pytestmark = pytest.mark.integration
+
+
+def test_alert_on_topic_gives_candidate_and_model_event(settings_factory) -> None:
+    settings = settings_factory(drift=DriftSettings(retrain_min_labels=100, retrainer_port=0,
+                                                    promotion_interval_s=3600))
+    frame = simulate(SimulationConfig(n_customers=400, n_terminals=800, n_days=60, seed=3,
+                                      label_delay_days=7))
+    t = settings.topics
+    with EventProducer(settings.librdkafka()) as producer:
+        for row in frame.itertuples(index=False):
+            producer.send(t.name("transactions"), row.card_id, Transaction(
+                transaction_id=row.transaction_id, card_id=row.card_id,
+                terminal_id=row.terminal_id, amount=row.amount, event_time=row.event_time))
+            producer.send(t.name("labels"), row.terminal_id, LabelFeedback(
+                transaction_id=row.transaction_id, card_id=row.card_id,
+                terminal_id=row.terminal_id, is_fraud=bool(row.is_fraud),
+                transaction_time=row.event_time, reported_at=row.label_time,
+                source="simulator"))
+        last = frame["event_time"].max().to_pydatetime()
+        producer.send(t.name("drift_alerts"), "score", DriftAlert(
+            alert_id="a1", detector="adwin", signal="score", statistic=5.0,
+            reference={"mean": 0.05, "n": 1000.0}, current={"mean": 0.1, "n": 500.0,
+                                                           "blocks": 24 * 20.0},
+            event_time=last, detected_at=datetime.now(UTC), events_seen=10_000))
+    retrainer = run(settings, max_seconds=90, serve_metrics=False)
+    assert retrainer.store.count("transactions") == len(frame)
+    outcomes = dict(retrainer.retrains)
+    assert outcomes.get("registered") == 1, outcomes
+    candidate = ModelRegistry(settings).resolve("candidate")
+    assert candidate is not None
+    events = [decode(ModelEvent, m.value())
+              for m in read_all(settings.librdkafka(), t.name("model_events"), 1, timeout_s=30)]
+    assert any(e.action == "registered" and e.version == candidate.version for e in events)
