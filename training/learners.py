@@ -31,7 +31,7 @@ class BoosterParams:
     bagging_fraction: float = 0.8
     lambda_l2: float = 1.0
     scale_pos_weight: float = 1.0
-    num_threads: int = 2
+    num_threads: int = 1  # >1 thrashes on a shared 2-core machine (7x slower measured)
     seed: int = 42
     extra: dict[str, Any] = field(default_factory=dict)
 
