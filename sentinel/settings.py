@@ -130,6 +130,12 @@ class DriftSettings(_Section):
     min_shift_z: float = Field(default=2.0, gt=0)
     kswin_alpha: float = Field(default=1e-6, gt=0, lt=1)
     seed: int = 0
+    # Added for rare-event rate signals (stream_app/drift_rate.py): Poisson CUSUM per block.
+    rate_cusum_ratio: float = Field(default=10.0, gt=1)
+    rate_cusum_threshold: float = Field(default=22.0, gt=0)
+    rate_min_baseline: int = Field(default=5, ge=1)
+    label_fraud_cusum_ratio: float = Field(default=2.0, gt=1)
+    label_fraud_cusum_threshold: float = Field(default=25.0, gt=0)
     # Added for the retrainer and promotion (training/retrainer.py, training/promotion.py).
     retrainer_port: int = Field(default=6067, ge=0, le=65535)
     retrain_label_window_days: int = Field(default=60, ge=1)

@@ -15,10 +15,17 @@ The worker calls :meth:`DriftMonitor.observe_batch` on every scored batch and pu
   that matters for the signal, the signal must be out of its cooldown
   (``alert_cooldown_events``), and after an alert the signal re-learns its reference and is
   silent until it has ``profile_seasons`` seasons of the new world.
+- **Rare-event rates.** Fraud-shaped indicators that honest traffic almost never shows
+  (:data:`~stream_app.drift_rate.RATE_SIGNALS`, e.g. card-testing bursts) are counted per
+  block and watched by a Poisson CUSUM against their learned rate per event.
 - **Grace.** No alert before ``grace_events`` events *and* ``profile_seasons`` full seasons.
 
 Labels (the champion's errors) are watched by :meth:`DriftMonitor.observe_labels`: ADWIN on
-the miss indicator of fraud labels (recall) and HDDM-A on the binary error of all labels.
+the miss indicator of fraud labels (recall), a Poisson CUSUM on the fraud count of each label
+batch (the fraud share: more compromised terminals and cards, even ones the champion
+catches) and HDDM-A
+on the binary error of all labels. This is the detector of the patterns the inputs cannot show
+(night fraud, a higher fraud rate); it is as late as the labels.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from sentinel.errors import SentinelError
 from sentinel.settings import DriftSettings
 from stream_app.drift_ks import KSWindow
 from stream_app.drift_profile import SeasonalProfile
+from stream_app.drift_rate import PoissonCusum, RateSignal, default_rate_signals
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +177,7 @@ class DriftMonitor:
         model_version: str | None = None,
         *,
         signals: Sequence[Signal] | None = None,
+        rate_signals: Sequence[RateSignal] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
@@ -180,8 +189,15 @@ class DriftMonitor:
             if s.source not in ("score", "alert") and s.source not in index:
                 raise DriftInputError(f"signal {s.name!r} needs feature {s.source!r}")
         self._columns = [index.get(s.source, -1) for s in self.signals]
+        self.rate_signals = (list(rate_signals) if rate_signals is not None
+                             else default_rate_signals(self.feature_names))
+        for r in self.rate_signals:
+            if not set(r.inputs) <= set(index):
+                raise DriftInputError(f"rate signal {r.name!r} needs features {r.inputs!r}")
+        self._rate_columns = [[index[c] for c in r.inputs] for r in self.rate_signals]
         self._clock = clock or (lambda: datetime.now(UTC))
         k = len(self.signals)
+        self._n_all = k + len(self.rate_signals)
         block_s, season_s = settings.block_seconds, settings.season_seconds
         self._block_s = block_s
         self._slots = max(1, season_s // block_s)
@@ -194,6 +210,10 @@ class DriftMonitor:
         self._first_block: int | None = None
         self._score_slot = next((i for i, s in enumerate(self.signals) if s.source == "score"), -1)
         self._kswin = self._new_kswin()
+        self._cusum = [PoissonCusum(settings.rate_cusum_ratio, settings.rate_cusum_threshold,
+                                    settings.rate_min_baseline,
+                                    settings.profile_memory_seasons * self._slots)
+                       for _ in self.rate_signals]
         self._kswin_last_alert = -(10**18)
         self.events_seen = 0
         self.late_events = 0
@@ -202,9 +222,12 @@ class DriftMonitor:
         self.last_event_time: datetime | None = None
         self._label_miss = river_drift.ADWIN(delta=settings.adwin_delta, clock=1)
         self._label_error = river_drift.binary.HDDMA()
+        self._label_fraud = PoissonCusum(settings.label_fraud_cusum_ratio,
+                                         settings.label_fraud_cusum_threshold,
+                                         settings.rate_min_baseline * 20, 2000)
         self._label_windows = {"missed_fraud": _Window(4096), "error": _Window(4096)}
         self.labels_seen = 0
-        self._labels_last_alert = {"missed_fraud": -(10**18), "error": -(10**18)}
+        self._labels_last_alert = {name: -(10**18) for name in self._label_windows}
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -252,7 +275,8 @@ class DriftMonitor:
 
         ``flagged`` is the champion's review-or-decline decision; without it a score >= 0.5
         counts as flagged. Fraud labels feed ADWIN on the miss indicator (a recall drop);
-        all labels feed HDDM-A on the binary error.
+        all labels feed HDDM-A on the binary error; the batch's fraud count feeds a Poisson
+        CUSUM (send labels in batches of a few hundred or more).
         """
         scores = np.asarray(scores, dtype=np.float64)
         y = np.asarray(is_fraud).astype(bool)
@@ -274,6 +298,7 @@ class DriftMonitor:
             self._label_windows["error"].push(errors[i], errors[i], 1)
             if self._label_error.drift_detected:
                 alerts += self._label_alert("hddm_a", "error", 0, event_times[i])
+        alerts += self._fraud_share_update(y, event_times)
         return alerts
 
     def snapshot(self) -> dict[str, Any]:
@@ -301,7 +326,12 @@ class DriftMonitor:
             "last_event_time": self.last_event_time.isoformat() if self.last_event_time else None,
             "labels_seen": self.labels_seen,
             "label_miss_rate": float(self._label_miss.estimation),
+            "label_fraud_share": self._label_fraud.baseline_rate,
             "signals": signals,
+            "rate_signals": {
+                r.name: {"cusum": c.statistic, "baseline_rate": c.baseline_rate,
+                         "ready": c.ready}
+                for r, c in zip(self.rate_signals, self._cusum, strict=True)},
         }
 
     # -- internals ----------------------------------------------------------------------------
@@ -315,7 +345,7 @@ class DriftMonitor:
 
     def _values(self, features: np.ndarray, scores: np.ndarray, decisions: np.ndarray
                 ) -> np.ndarray:
-        out = np.empty((len(scores), len(self.signals)))
+        out = np.empty((len(scores), self._n_all))
         for j, (s, col) in enumerate(zip(self.signals, self._columns, strict=True)):
             if s.source == "score":
                 raw = scores
@@ -324,6 +354,9 @@ class DriftMonitor:
             else:
                 raw = features[:, col]
             out[:, j] = s.transform(raw) if s.transform is not None else raw
+        k = len(self.signals)
+        for j, (r, cols) in enumerate(zip(self.rate_signals, self._rate_columns, strict=True)):
+            out[:, k + j] = r.indicator(*(features[:, c] for c in cols))
         return out
 
     def _in_grace(self) -> bool:
@@ -371,10 +404,12 @@ class DriftMonitor:
         slot = blk.start_s % self._slots
         mean = blk.sums / blk.n
         var = np.maximum(blk.sumsq / blk.n - np.square(mean), 0.0)
+        k = len(self.signals)
+        alerts = self._rate_update(blk)
+        mean, var = mean[:k], var[:k]
         ready = self._profile.ready(slot, self.settings.profile_seasons)
         z = self._profile.zscore(slot, mean, blk.n)
         self._profile.update(slot, mean, var, blk.n)
-        alerts: list[DriftAlert] = []
         for i in np.flatnonzero(ready):
             zi = float(np.clip(z[i], -50.0, 50.0))  # one absurd block must not dominate ADWIN
             self._windows[i].push(zi, float(mean[i]), blk.n)
@@ -384,6 +419,25 @@ class DriftMonitor:
                 alert = self._maybe_alert(i, int(adwin.width), blk)
                 if alert is not None:
                     alerts.append(alert)
+        return alerts
+
+    def _rate_update(self, blk: _Block) -> list[DriftAlert]:
+        alerts: list[DriftAlert] = []
+        armed = not self._in_grace()
+        k = len(self.signals)
+        for j, (r, cusum) in enumerate(zip(self.rate_signals, self._cusum, strict=True)):
+            count = float(blk.sums[k + j])
+            if not cusum.update(count, blk.n, armed=armed):
+                continue
+            base_rate, base_n = cusum.baseline_rate, cusum.baseline_events
+            reference = {"mean": base_rate, "n": base_n, "blocks": float(cusum.blocks)}
+            current = {"mean": cusum.run_count / max(cusum.run_events, 1),
+                       "n": float(cusum.run_events), "count": cusum.run_count,
+                       "blocks": float(cusum.run_blocks)}
+            statistic = cusum.statistic
+            cusum.reset()
+            when = datetime.fromtimestamp(blk.last_time_s, UTC)
+            alerts.append(self._alert("cusum", r.name, statistic, reference, current, when))
         return alerts
 
     def _maybe_alert(self, i: int, width: int, blk: _Block) -> DriftAlert | None:
@@ -436,6 +490,20 @@ class DriftMonitor:
             when = datetime.fromtimestamp(float(secs[idx[j]]), UTC)
             alerts.append(self._alert("kswin", "score_distribution", stat, ref, cur, when))
         return alerts
+
+    def _fraud_share_update(self, y: np.ndarray, event_times: Sequence[datetime]
+                            ) -> list[DriftAlert]:
+        cusum = self._label_fraud
+        armed = self.labels_seen >= self.settings.grace_events
+        if len(y) == 0 or not cusum.update(float(y.sum()), len(y), armed=armed):
+            return []
+        reference = {"mean": cusum.baseline_rate, "n": cusum.baseline_events}
+        current = {"mean": cusum.run_count / max(cusum.run_events, 1),
+                   "n": float(cusum.run_events), "count": cusum.run_count}
+        statistic = cusum.statistic
+        cusum.reset()
+        return [self._alert("cusum", "fraud_share", statistic, reference, current,
+                            max(event_times))]
 
     def _label_alert(self, detector: str, signal: str, width: int, when: datetime
                      ) -> list[DriftAlert]:

@@ -1,12 +1,15 @@
 """The retrainer process: Kafka in and out around :class:`~training.retrainer.Retrainer`.
 
 Consumes transactions, labels, verdicts and shadow results into the label store and drift
-alerts into the retrainer; publishes ModelEvents; serves Prometheus metrics
+alerts into the retrainer; publishes ModelEvents; sends undecodable messages to the
+dead-letter topic (original bytes, reason, source offset; counted as ``bad_input``); serves
+Prometheus metrics
 (``sentinel_retrains_total{outcome}``, ``sentinel_promotions_total{action}``).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Iterator
@@ -19,7 +22,15 @@ from prometheus_client.registry import Collector
 
 from schemas import decode
 from schemas.errors import SchemaValidationError
-from schemas.events import DriftAlert, LabelFeedback, ModelEvent, ShadowResult, Transaction, Verdict
+from schemas.events import (
+    DeadLetter,
+    DriftAlert,
+    LabelFeedback,
+    ModelEvent,
+    ShadowResult,
+    Transaction,
+    Verdict,
+)
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.settings import Settings
 from training.labelstore import LabelStore
@@ -60,6 +71,16 @@ def build(settings: Settings) -> tuple[Retrainer, EventProducer]:
     return Retrainer(settings, store, ModelRegistry(settings), publish), producer
 
 
+def dead_letter(msg: Any, exc: Exception) -> DeadLetter:
+    """The DeadLetter event for a consumed message that could not be decoded."""
+    key = msg.key()
+    return DeadLetter(
+        original_base64=base64.b64encode(msg.value() or b"").decode("ascii"),
+        original_key_base64=base64.b64encode(key).decode("ascii") if key else None,
+        reason=str(exc)[:2000], error_type=type(exc).__name__, source_topic=msg.topic(),
+        source_partition=msg.partition(), source_offset=msg.offset(), at=datetime.now(UTC))
+
+
 def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: bool = True
         ) -> Retrainer:
     """Consume until interrupted (or ``max_seconds``); returns the retrainer for tests."""
@@ -86,8 +107,9 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
                     batch[kind].append(decode(kind, msg.value()))
                 except SchemaValidationError as exc:
                     retrainer.retrains["bad_input"] += 1
-                    logger.warning("undecodable message topic=%s offset=%s error=%s",
-                                   msg.topic(), msg.offset(), exc)
+                    logger.warning("dead-lettered message topic=%s partition=%s offset=%s "
+                                   "error=%s", msg.topic(), msg.partition(), msg.offset(), exc)
+                    producer.send(t.name("dead_letters"), msg.key(), dead_letter(msg, exc))
             for kind, add in adders.items():
                 if batch[kind]:
                     add(batch[kind])

@@ -9,8 +9,15 @@ import pytest
 
 from sentinel.settings import DriftSettings
 from stream_app.drift import DriftInputError, DriftMonitor, default_signals
-from stream_app.drift_calibration import CALIBRATION_FEATURES, run, stream_from_frame
+from stream_app.drift_calibration import (
+    CALIBRATION_FEATURES,
+    label_stream,
+    run,
+    run_labels,
+    stream_from_frame,
+)
 from stream_app.drift_ks import KSWindow
+from stream_app.drift_rate import PoissonCusum, default_rate_signals
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -166,6 +173,80 @@ def test_amount_shift_detected_within_3000_events() -> None:
 
 
 @pytest.mark.slow
-def test_card_testing_wave_detected_within_4000_events() -> None:
+def test_card_testing_wave_detected_within_500_events() -> None:
     fired = _scenario_alerts("card_testing", 30.0)
-    assert fired == [(3451, "amount")]  # pinned: small amounts pull log-amount down
+    # pinned: the burst rate fires within the first hour, then small amounts pull log-amount
+    assert fired == [(451, "card_testing_bursts"), (3451, "amount")]
+
+
+@pytest.mark.slow
+def test_card_testing_intensity_1_detected_by_burst_rate() -> None:
+    # ~18 payments a day, 0.2 % of the volume: pinned at 11,951 events (31 simulated hours)
+    assert _scenario_alerts("card_testing", 1.0) == [(11951, "card_testing_bursts")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["night_fraud", "fraud_rate"])
+def test_patterns_invisible_to_inputs_raise_no_unsupervised_alert(kind: str) -> None:
+    # documented: these are left to the label path (test_label_path_* below)
+    assert _scenario_alerts(kind, 1.0) == []
+
+
+def test_rate_signals_need_their_inputs() -> None:
+    assert default_rate_signals(["amount", "card_nb_tx_1h"]) == []
+    names = [r.name for r in default_rate_signals(CALIBRATION_FEATURES)]
+    assert names == ["card_testing_bursts"]
+
+
+def test_poisson_cusum_learns_quietly_then_alarms_on_a_rate_rise() -> None:
+    rng = np.random.default_rng(5)
+    cusum = PoissonCusum(ratio=10.0, threshold=22.0, min_baseline=5, memory_blocks=336)
+    quiet = [cusum.update(float(rng.poisson(0.05)), 400) for _ in range(24 * 30)]
+    assert not any(quiet)
+    # learned from blocks that leave S at zero: biased low (documented), never zero
+    assert 0 < cusum.baseline_rate < 0.05 / 400
+    loud = [cusum.update(float(rng.poisson(0.6)), 400) for _ in range(48)]
+    assert any(loud)
+    first = loud.index(True)
+    assert 0 < first < 24
+    assert cusum.run_count > 0 and cusum.run_blocks >= 1
+    cusum.reset()
+    assert not cusum.ready and cusum.statistic == 0.0
+
+
+def test_poisson_cusum_unarmed_only_learns() -> None:
+    cusum = PoissonCusum(ratio=10.0, threshold=1.0, min_baseline=1, memory_blocks=10)
+    assert not any(cusum.update(5.0, 10, armed=False) for _ in range(5))
+    assert cusum.statistic == 0.0
+
+
+# -- the label path: what the inputs cannot show, pinned on simulated label arrivals ---------
+
+def _label_path(kind: str | None) -> list[tuple[float, str]]:
+    """(days after onset when the label batch arrived, signal); labels arrive 7 days late."""
+    drift = DriftScenario(kind, start_day=45, intensity=1.0) if kind else None
+    frame = simulate(SimulationConfig(n_customers=5000, n_terminals=10000, n_days=60, seed=0,
+                                      drift=drift))
+    t0 = frame["event_time"].min().normalize()
+    frame = frame[frame["event_time"] >= t0 + timedelta(days=30)]  # book's fraud rate is flat
+    labels = label_stream(frame)
+    onset = t0.timestamp() + 45 * 86_400
+    monitor = DriftMonitor(DriftSettings(), CALIBRATION_FEATURES, model_version="1")
+    return [(round((labels.label_seconds[end - 1] - onset) / 86_400, 2), a.signal)
+            for end, a in run_labels(monitor, labels)]
+
+
+@pytest.mark.slow
+def test_label_path_stable_is_silent() -> None:
+    assert _label_path(None) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("card_testing", [(8.67, "missed_fraud")]),
+    ("fraud_rate", [(11.89, "fraud_share")]),
+    ("night_fraud", [(21.23, "missed_fraud"), (21.23, "fraud_share")]),
+])
+def test_label_path_pinned_delays(kind: str, expected: list[tuple[float, str]]) -> None:
+    # simulated days from the onset to the alerting label batch (7 of them are label delay)
+    assert _label_path(kind) == expected

@@ -1,0 +1,151 @@
+"""Closed-loop parts on real adapters: the MLflow registry driven by Retrainer.tick, the
+retrainer's dead-letter path on the real broker, and the label store's idempotency."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from schemas import decode
+from schemas.events import DeadLetter, LabelFeedback, ModelEvent, ShadowResult, Transaction, Verdict
+from sentinel.infra.kafka_io import EventProducer, read_all
+from sentinel.settings import DriftSettings, MlflowSettings, Settings
+from training.labelstore import LabelStore
+from training.learners import BoosterParams, fit_booster
+from training.model import FraudModel, Thresholds
+from training.registry import CANDIDATE, CHAMPION, ModelRegistry
+from training.retrainer import Retrainer
+from training.retrainer_kafka import run
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+FEATURES = ("amount", "velocity")
+
+
+def _model(seed: int) -> FraudModel:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(300, 2))
+    y = (X[:, 0] + rng.normal(scale=0.5, size=300) > 1.0).astype(int)
+    model = fit_booster(X, y, FEATURES, BoosterParams(num_trees=3, num_leaves=4,
+                                                      min_child_samples=5, seed=seed))
+    return model.with_thresholds(Thresholds(review=0.5, decline=0.8))
+
+
+def _register(registry: ModelRegistry, seed: int) -> str:
+    logged = registry.log_run(_model(seed), params={}, metrics={}, tags={})
+    return registry.register(logged, reason=f"seed {seed}").version
+
+
+def _labelled(store: LabelStore, n: int, seed: int, prefix: str) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.05
+    ids = [f"{prefix}-{i}" for i in range(n)]
+    store.add_labels(LabelFeedback(transaction_id=i, card_id="c", terminal_id="t",
+                                   is_fraud=bool(f), transaction_time=T0, reported_at=T0,
+                                   source="simulator") for i, f in zip(ids, y, strict=True))
+    return ids, y
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", mlflow=MlflowSettings(model_name="fraud-loop"),
+                    drift=DriftSettings(promotion_min_labels=500, promotion_min_frauds=10,
+                                        promotion_bootstrap_rounds=100, rollback_min_labels=500))
+
+
+def test_tick_promotes_a_better_candidate_then_rolls_back_a_regression(
+        settings: Settings, tmp_path: Path) -> None:
+    events: list[ModelEvent] = []
+    registry = ModelRegistry(settings)
+    store = LabelStore(tmp_path / "store.sqlite")
+    retrainer = Retrainer(settings, store, registry, events.append, train=lambda *a, **k: None)
+    first = _register(registry, 0)
+    retrainer.tick(T0)  # no champion yet: the first candidate becomes champion
+    assert registry.resolve(CHAMPION).version == first
+    second = _register(registry, 1)
+    rng = np.random.default_rng(7)
+    ids, y = _labelled(store, 3000, 1, "shadow")
+    champion_score = np.clip(0.3 * y + rng.normal(0.2, 0.15, len(y)), 0, 1)  # weak
+    candidate_score = np.clip(0.7 * y + rng.normal(0.2, 0.1, len(y)), 0, 1)  # clearly better
+    store.add_shadow(ShadowResult(
+        transaction_id=i, card_id="c", champion_version=first, candidate_version=second,
+        champion_score=float(a), candidate_score=float(b),
+        champion_decision="review" if a >= 0.5 else "approve",
+        candidate_decision="review" if b >= 0.5 else "approve",
+        agree=bool((a >= 0.5) == (b >= 0.5)), event_time=T0)
+        for i, a, b in zip(ids, champion_score, candidate_score, strict=True))
+    # the old champion's live verdicts: good (rollback compares against them later)
+    old_ids, old_y = _labelled(store, 1000, 2, "old")
+    store.add_verdicts(_verdicts(old_ids, first, np.where(old_y, 0.9, 0.1)))
+
+    retrainer.tick(T0 + timedelta(hours=1))
+    champion = registry.resolve(CHAMPION)
+    assert champion.version == second
+    assert registry.resolve(CANDIDATE) is None
+    promoted = [e for e in events if e.action == "promoted" and e.version == second]
+    assert promoted and promoted[0].previous_version == first
+    assert promoted[0].evidence["ap_candidate"] > promoted[0].evidence["ap_champion"]
+    assert float(champion.tags["sentinel.promotion.ap_gain_low"]) > 0
+    assert retrainer.promotions["promoted"] == 2
+
+    # the new champion regresses live: worse AP than its predecessor's before -> rollback
+    new_ids, _ = _labelled(store, 1000, 3, "new")
+    noise = np.random.default_rng(4).random(len(new_ids))
+    store.add_verdicts(_verdicts(new_ids, second, noise))
+    retrainer.tick(T0 + timedelta(hours=2))
+    assert registry.resolve(CHAMPION).version == first
+    rolled = [e for e in events if e.action == "rolled_back"]
+    assert rolled and rolled[0].version == first and rolled[0].previous_version == second
+    assert rolled[0].evidence["live_ap"] < rolled[0].evidence["predecessor_ap"]
+    assert retrainer.promotions["rolled_back"] == 1
+    store.close()
+
+
+def _verdicts(ids: list[str], version: str, scores: np.ndarray) -> list[Verdict]:
+    return [Verdict(transaction_id=i, card_id="c", model_name="fraud-loop",
+                    model_version=version, score=float(s),
+                    decision="review" if s >= 0.5 else "approve", feature_hash="h",
+                    event_time=T0, scored_at=T0, latency_ms=1.0)
+            for i, s in zip(ids, scores, strict=True)]
+
+
+def test_label_store_is_idempotent(tmp_path: Path) -> None:
+    store = LabelStore(tmp_path / "s.sqlite")
+    tx = Transaction(transaction_id="x1", card_id="c", terminal_id="t", amount=5.0,
+                     event_time=T0)
+    label = LabelFeedback(transaction_id="x1", card_id="c", terminal_id="t", is_fraud=True,
+                          transaction_time=T0, reported_at=T0 + timedelta(days=1),
+                          source="simulator")
+    for _ in range(3):  # at-least-once redelivery
+        store.add_transactions([tx])
+        store.add_labels([label])
+    assert store.count("transactions") == 1 and store.count("labels") == 1
+    assert store.labels_since(T0) == 1
+    frame, labels = store.training_frame()
+    assert list(frame["transaction_id"]) == ["x1"] and labels["is_fraud"].tolist() == [1]
+    store.close()
+
+
+def test_bad_messages_go_to_the_dead_letter_topic(settings_factory) -> None:
+    settings = settings_factory(drift=DriftSettings(retrainer_port=0,
+                                                    promotion_interval_s=3600))
+    t = settings.topics
+    good = Transaction(transaction_id="ok", card_id="c", terminal_id="t", amount=3.0,
+                       event_time=T0)
+    with EventProducer(settings.librdkafka()) as producer:
+        producer.send(t.name("labels"), b"k1", b"{not json")
+        producer.send(t.name("transactions"), "c", good)
+    retrainer = run(settings, max_seconds=20, serve_metrics=False)
+    assert retrainer.store.count("transactions") == 1
+    assert retrainer.retrains["bad_input"] == 1
+    msgs = read_all(settings.librdkafka(), t.name("dead_letters"), 1, timeout_s=30)
+    dead = decode(DeadLetter, msgs[0].value())
+    assert base64.b64decode(dead.original_base64) == b"{not json"
+    assert base64.b64decode(dead.original_key_base64 or "") == b"k1"
+    assert dead.source_topic == t.name("labels")
+    assert dead.source_offset == 0 and dead.source_partition >= 0
+    assert dead.error_type == "SchemaValidationError" and dead.reason
