@@ -8,9 +8,17 @@ from __future__ import annotations
 import logging
 import time
 
+import pandas as pd
+
 from sentinel.settings import DriftSettings
 from stream_app.drift import DriftMonitor
-from stream_app.drift_calibration import CALIBRATION_FEATURES, run, stream_from_frame
+from stream_app.drift_calibration import (
+    CALIBRATION_FEATURES,
+    label_stream,
+    run,
+    run_labels,
+    stream_from_frame,
+)
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
 logger = logging.getLogger("bench_drift")
@@ -36,6 +44,19 @@ def main() -> None:
         first = [(end - onset, a.signal) for end, a in alerts][:3]
         logger.info("scenario=%s intensity=%s first_alerts(delay_events, signal)=%s",
                     kind, intensity, first or "none")
+    for kind in ("card_testing", "fraud_rate", "night_fraud"):  # the label path, 7-day delay
+        frame = simulate(SimulationConfig(n_days=60, seed=0, drift=DriftScenario(kind, 45, 1.0)))
+        t0 = frame["event_time"].min().normalize()
+        labels = label_stream(frame[frame["event_time"] >= t0 + pd.Timedelta(days=30)])
+        onset = t0.timestamp() + 45 * 86_400
+        monitor = DriftMonitor(DriftSettings(), CALIBRATION_FEATURES, "1")
+        started = time.perf_counter()
+        alerts = run_labels(monitor, labels)
+        cost = (time.perf_counter() - started) / len(labels) * 1e6
+        first = [(round((labels.label_seconds[end - 1] - onset) / 86_400, 2), a.signal)
+                 for end, a in alerts][:3]
+        logger.info("label path scenario=%s first_alerts(days_after_onset, signal)=%s "
+                    "us_per_label=%.1f", kind, first or "none", cost)
 
 
 if __name__ == "__main__":
