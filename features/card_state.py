@@ -74,6 +74,13 @@ class CardState:
         out.append((cents * n - s) / math.sqrt(var_num) if n >= 2 and var_num > 0 else 0.0)
         out.append(1.0 if terminal in self.terminals[lo:pos] else 0.0)
         out.append(((t - times[pos - 1]) if n else history) / SECOND_US)
+        out.append(sum(1 for c in self.cents[lo:pos] if c < cents) / n if n else 0.5)
+        for span in config.card_spans_us:
+            if span < history:
+                # the older part of the history: (t - history, t - span]
+                hi = bisect_right(times, t - span, lo, pos)
+                m, older = hi - lo, cum_c[hi] - cum_c[lo]
+                out.append((cents * m) / older if m and older > 0 else 1.0)
         return out
 
     def _rebuild_sums(self) -> None:

@@ -98,12 +98,34 @@ def _card_features(
     prev_t = np.concatenate([[0], ts[:-1]])
     since = np.where(n > 0, t[order] - prev_t, history) / SECOND_US
     values += [ratio, zscore, _seen_terminal(tx, codes, t, history)[order], since]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values.append(np.where(n > 0, _smaller_before(cs, n) / n, 0.5))
+        for span in config.card_spans_us:
+            if span < history:
+                hi = np.searchsorted(skey, skey - span, side="right")
+                m, older = hi - lo, cum_c[hi] - cum_c[lo]
+                values.append(np.where((m > 0) & (older > 0), (cs * m) / older, 1.0))
     out: dict[str, np.ndarray] = {}
     for name, sorted_values in zip(config.card_names, values, strict=True):
         column = np.empty(len(ts), dtype=np.float64)
         column[order] = sorted_values
         out[name] = column
     return out
+
+
+def _smaller_before(cents: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """For each row (sorted by card, time), how many of its ``n`` predecessors have fewer cents.
+
+    One vectorised pass per lag k, over the rows with at least k predecessors: the total work
+    is the sum of the window sizes, as in the online form.
+    """
+    by_n = np.argsort(-n, kind="stable")
+    n_sorted = -n[by_n]
+    count = np.zeros(len(cents), dtype=np.int64)
+    for k in range(1, int(n.max(initial=0)) + 1):
+        rows = by_n[: np.searchsorted(n_sorted, -k, side="right")]
+        count[rows] += cents[rows - k] < cents[rows]
+    return count
 
 
 def _seen_terminal(
@@ -133,6 +155,7 @@ def _terminal_features(
         hi = np.searchsorted(keys.sorted, query, side="left")
     f_codes, f_times, f_label_times = _frauds(tx, labels, codes, t)
     out: dict[str, np.ndarray] = {}
+    frauds = np.zeros(len(t), dtype=np.int64)
     for w, span in zip(config.terminal_windows, config.terminal_spans_us, strict=True):
         n = hi - np.searchsorted(keys.sorted, query - delay - span, side="right")
         # a fraud counts for queries at t in [max(tf + D, label time), tf + D + w)
@@ -145,7 +168,51 @@ def _terminal_features(
         out[f"terminal_nb_tx_{w}d"] = n.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             out[f"terminal_risk_{w}d"] = np.where(n > 0, frauds / n, 0.0)
+    w = max(config.terminal_windows)
+    out[f"terminal_nb_fraud_{w}d"] = frauds.astype(np.float64)
+    first, last = _fraud_span(keys, query, t, f_codes, f_times, f_label_times, config)
+    out[f"terminal_seconds_since_first_fraud_{w}d"] = first
+    out[f"terminal_seconds_since_last_fraud_{w}d"] = last
     return out
+
+
+def _fraud_span(
+    keys: _Keys,
+    query: np.ndarray,
+    t: np.ndarray,
+    f_codes: np.ndarray,
+    f_times: np.ndarray,
+    f_label_times: np.ndarray,
+    config: FeatureConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds from the earliest and the latest counted fraud of the widest window to t (-1).
+
+    The window's frauds are a range of the terminal's frauds sorted by time; a fraud counts
+    once its label has arrived (``label_time <= t``), so each end steps inwards past frauds
+    whose labels are still to come: one vectorised step per such fraud, usually none.
+    """
+    delay, widest = config.delay_us, max(config.terminal_spans_us)
+    valid = f_label_times > f_times
+    fkey = keys.key(f_codes[valid], f_times[valid])
+    order = np.argsort(fkey, kind="stable")
+    fkey, ftimes, flabels = fkey[order], f_times[valid][order], f_label_times[valid][order]
+    lo = np.searchsorted(fkey, query - delay - widest, side="right")
+    hi = np.searchsorted(fkey, query - delay, side="right" if delay else "left")
+    ends = []
+    for pointer, step in ((lo, 1), (hi - 1, -1)):
+        pointer = pointer.copy()
+        todo = np.flatnonzero(lo < hi)
+        while len(todo):
+            inside = (pointer[todo] >= lo[todo]) & (pointer[todo] < hi[todo])
+            todo = todo[inside]
+            waiting = flabels[pointer[todo]] > t[todo]
+            todo = todo[waiting]
+            pointer[todo] += step
+        found = (lo < hi) & (pointer >= lo) & (pointer < hi)
+        safe = np.clip(pointer, 0, max(len(ftimes) - 1, 0))
+        seconds = (t - ftimes[safe]) / SECOND_US if len(ftimes) else np.zeros(len(t))
+        ends.append(np.where(found, seconds, -1.0))
+    return ends[0], ends[1]
 
 
 def _frauds(

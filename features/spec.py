@@ -8,8 +8,15 @@ at ``t``; a label with ``label_time <= transaction time`` is therefore never cou
 form. Terminal windows are shifted back by the delay ``D``: transactions with time in
 ``(t - (D + w), t - D]`` (with ``D = 0``: ``(t - w, t)``, never the transaction itself).
 Card windows include the current transaction: ``(t - w, t]``, and among transactions with the
-same time only those earlier in stream order. Times are int64 microseconds since the epoch and
-amounts int64 cents, so the online and offline forms agree exactly.
+same time only those earlier in stream order. The card's history comparisons use its previous
+transactions in ``(t - h, t)`` (``h`` the widest card window): the amount ratio to their mean,
+the z-score, the rank (share of them with a smaller amount, 0.5 when there are none), and the
+ratio to the mean of the older ones in ``(t - h, t - w]`` for each shorter window ``w``, a
+baseline that a burst of recent frauds on a compromised card does not inflate. The terminal's
+fraud history over the widest shifted window: the number of counted frauds and the seconds from
+the earliest and the latest of them to ``t`` (-1 when there is none), which tell a terminal whose
+compromise is ongoing from one whose compromise has ended. Times are int64 microseconds since
+the epoch and amounts int64 cents, so the online and offline forms agree exactly.
 """
 
 from __future__ import annotations
@@ -81,19 +88,28 @@ class FeatureConfig:
             f"card_amount_zscore_{h}d",
             f"card_terminal_seen_{h}d",
             "card_seconds_since_last",
+            f"card_amount_rank_{h}d",
+            *(f"card_amount_ratio_{h}d_before_{w}d" for w in self.card_windows if w < h),
         )
 
     @property
     def terminal_names(self) -> tuple[str, ...]:
-        return tuple(
-            name
-            for w in self.terminal_windows
-            for name in (f"terminal_nb_tx_{w}d", f"terminal_risk_{w}d")
+        w = max(self.terminal_windows)
+        return (
+            *(
+                name
+                for w in self.terminal_windows
+                for name in (f"terminal_nb_tx_{w}d", f"terminal_risk_{w}d")
+            ),
+            f"terminal_nb_fraud_{w}d",
+            f"terminal_seconds_since_first_fraud_{w}d",
+            f"terminal_seconds_since_last_fraud_{w}d",
         )
 
     @property
     def names(self) -> tuple[str, ...]:
-        """Model input order: transaction, card, then terminal features."""
+        """Model input order: transaction, card, then terminal features (each stage's output
+        in order, so the stages concatenate; features added later go at the end of their stage)."""
         return (*TRANSACTION_FEATURES, *self.card_names, *self.terminal_names)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Any
 
-from features.spec import DAY_US, FeatureConfig
+from features.spec import DAY_US, SECOND_US, FeatureConfig
 
 
 class TerminalState:
@@ -42,7 +42,8 @@ class TerminalState:
         return out
 
     def features(self, t: int, config: FeatureConfig) -> list[float]:
-        """Counts and fraud rates in ``(t - D - w, t - D]`` (``(t - w, t)`` when D = 0)."""
+        """Counts and fraud rates in ``(t - D - w, t - D]`` (``(t - w, t)`` when D = 0), then the
+        widest window's fraud count and seconds since its first and last fraud."""
         times, ftimes, delay = self.times, self.fraud_times, config.delay_us
         if delay:
             hi = bisect_right(times, t - delay)
@@ -51,13 +52,24 @@ class TerminalState:
             hi = bisect_left(times, t)
             fhi = bisect_left(ftimes, t)
         out: list[float] = []
+        label_times = self.fraud_label_times
+        counted: list[int] = []
+        widest = max(config.terminal_spans_us)
         for span in config.terminal_spans_us:
             start = t - delay - span
             n = hi - bisect_right(times, start, 0, hi)
             flo = bisect_right(ftimes, start, 0, fhi)
-            frauds = sum(1 for lt in self.fraud_label_times[flo:fhi] if lt <= t)
+            frauds = sum(1 for lt in label_times[flo:fhi] if lt <= t)
             out.append(float(n))
             out.append(frauds / n if n else 0.0)
+            if span == widest and frauds:
+                counted = [i for i in range(flo, fhi) if label_times[i] <= t]
+        out.append(float(len(counted)))
+        if counted:
+            out.append((t - ftimes[counted[0]]) / SECOND_US)
+            out.append((t - ftimes[counted[-1]]) / SECOND_US)
+        else:
+            out += [-1.0, -1.0]
         return out
 
     def apply_label(

@@ -91,6 +91,32 @@ def test_card_history_comparisons(card: pd.DataFrame) -> None:
     assert card["card_seconds_since_last"].tolist() == [2_592_000, 3600, 84_600, 1800, 2_592_000]
 
 
+def test_card_amount_rank_and_older_baselines(card: pd.DataFrame) -> None:
+    # share of the previous 30 days' amounts below this one; 0.5 with no history
+    assert card["card_amount_rank_30d"].tolist() == [0.5, 1.0, 1.0, 1 / 3, 0.5]
+    # mean of (t - 30 d, t - 1 d]: c sees a (10) only; d sees a and b (b is exactly 1 day back)
+    assert card["card_amount_ratio_30d_before_1d"].tolist() == [1.0, 1.0, 3.0, 20 / 15, 1.0]
+    assert card["card_amount_ratio_30d_before_7d"].tolist() == [1.0] * 5
+
+
+def test_card_older_baseline_ignores_recent_burst() -> None:
+    out = _both(
+        _frame(
+            [
+                ("x", MONDAY, "c1", "t1", 10.0, 0),
+                ("y", MONDAY + 8 * D, "c1", "t1", 40.0, 0),
+                ("z", MONDAY + 8 * D + H, "c1", "t1", 25.0, 0),
+            ]
+        )
+    )
+    # z: the 30-day mean (25) includes y; the baselines older than 1 and 7 days hold x only
+    assert out.loc["z", "card_amount_ratio_30d"] == 1.0
+    assert out.loc["z", "card_amount_ratio_30d_before_7d"] == 2.5
+    assert out.loc["z", "card_amount_ratio_30d_before_1d"] == 2.5
+    assert out.loc["z", "card_amount_rank_30d"] == 0.5
+    assert out.loc["y", "card_amount_ratio_30d_before_7d"] == 4.0
+
+
 def test_calendar_features() -> None:
     saturday = pd.Timestamp("2018-04-07", tz="UTC")
     frame = _frame(
@@ -142,6 +168,44 @@ def test_terminal_risk_counts_only_arrived_labels() -> None:
     assert out.loc["q3", ["terminal_nb_tx_1d", "terminal_risk_1d"]].tolist() == [2, 0.5]
 
 
+FRAUD_SPAN = [
+    "terminal_nb_fraud_30d",
+    "terminal_seconds_since_first_fraud_30d",
+    "terminal_seconds_since_last_fraud_30d",
+]
+
+
+def test_terminal_fraud_count_and_span() -> None:
+    out = _both(_terminal_history())
+    assert out.loc["q1", FRAUD_SPAN].tolist() == [0, -1, -1]
+    # a (label arrived exactly at q2's time) is 7 days before q2, 7 d 6 h before q3
+    assert out.loc["q2", FRAUD_SPAN].tolist() == [1, 604_800, 604_800]
+    assert out.loc["q3", FRAUD_SPAN].tolist() == [1, 626_400, 626_400]
+    assert out.loc["x", FRAUD_SPAN].tolist() == [0, -1, -1]
+    labels = label_frame(_terminal_history())
+    labels.loc[labels["transaction_id"] == "a", "label_time"] = MONDAY + 7 * D + 3 * H
+    late = _both(_terminal_history(), labels)
+    assert late.loc["q2", FRAUD_SPAN].tolist() == [0, -1, -1]
+    assert late.loc["q3", FRAUD_SPAN].tolist() == [1, 626_400, 626_400]
+
+
+def test_terminal_fraud_span_skips_labels_still_to_come() -> None:
+    frame = _frame(
+        [
+            ("f1", MONDAY, "c1", "T", 10.0, 1),
+            ("g", MONDAY + D, "c2", "T", 10.0, 0),
+            ("f2", MONDAY + 2 * D, "c3", "T", 10.0, 1),
+            ("q", MONDAY + 10 * D, "c4", "T", 10.0, 0),
+        ]
+    )
+    assert _both(frame).loc["q", FRAUD_SPAN].tolist() == [2, 864_000, 691_200]
+    for late, expected in (("f1", 691_200), ("f2", 864_000)):
+        labels = label_frame(frame)
+        labels.loc[labels["transaction_id"] == late, "label_time"] = MONDAY + 11 * D
+        out = _both(frame, labels)
+        assert out.loc["q", FRAUD_SPAN].tolist() == [1, expected, expected]
+
+
 def test_zero_delay_excludes_the_transaction_itself() -> None:
     config = FeatureConfig(label_delay_days=0)
     frame = _frame(
@@ -154,7 +218,7 @@ def test_zero_delay_excludes_the_transaction_itself() -> None:
 
 
 def test_feature_names_and_config() -> None:
-    assert len(FEATURE_NAMES) == 20
+    assert len(FEATURE_NAMES) == 26
     assert FEATURE_NAMES[:3] == ("amount", "is_weekend", "is_night")
     assert "terminal_risk_30d" in FEATURE_NAMES
     from sentinel.settings import FeatureSettings
