@@ -139,6 +139,8 @@ class DriftSettings(_Section):
     # Added for the retrainer and promotion (training/retrainer.py, training/promotion.py).
     retrainer_port: int = Field(default=6067, ge=0, le=65535)
     retrain_label_window_days: int = Field(default=60, ge=1)
+    retrain_train_days: int = Field(default=7, ge=1)
+    retrain_test_days: int = Field(default=2, ge=1)
     promotion_interval_s: float = Field(default=60.0, gt=0)
     promotion_min_labels: int = Field(default=2000, ge=1)
     promotion_min_frauds: int = Field(default=30, ge=1)

@@ -83,13 +83,28 @@ class Retrainer:
         self.check_promotion()
         self.check_rollback()
 
+    def training_config(self) -> Any:
+        """The split of a retrain: anchored at the newest data, the gap = the label delay.
+
+        The book's split (7-day gap, 7 test days, placed at the book's offset) would train on
+        data from before a shift that is days old; a retrain must see the new pattern, so the
+        test window is short (``retrain_test_days``) and ends on the last day of the store.
+        """
+        from training.pipeline import TrainingConfig
+        from training.split import SplitConfig
+
+        d = self.settings.drift
+        return TrainingConfig(split=SplitConfig(
+            train_days=d.retrain_train_days, delay_days=self.settings.features.label_delay_days,
+            test_days=d.retrain_test_days, validation_days=d.retrain_test_days, anchor="end"))
+
     def _retrain(self, now: datetime, reason: str) -> None:
         self.guardrails.record_retrain(now)
         since = now - timedelta(days=self.settings.drift.retrain_label_window_days)
         frame, labels = self.store.training_frame(since)
         try:
             outcome = self.train(self.settings, frame, labels, reason=reason,
-                                 publish=self.publish)
+                                 publish=self.publish, config=self.training_config())
         except SentinelError as exc:
             self.retrains["failed"] += 1
             logger.warning("retrain failed reason=%s error=%s", reason, exc)
