@@ -51,3 +51,24 @@ def test_min_labels_holds_then_releases() -> None:
     # the same signal re-firing is not discarded as a duplicate while a retrain is pending
     later = T0 + timedelta(seconds=60)
     assert rails.decide("score", later, labels_since_shift=150).retrain
+
+
+def test_retrain_split_ends_at_the_newest_data_with_the_label_delay_as_gap(tmp_path) -> None:
+    from sentinel.settings import FeatureSettings, Settings
+    from training.labelstore import LabelStore
+    from training.retrainer import Retrainer
+
+    settings = Settings(data_dir=tmp_path, features=FeatureSettings(label_delay_days=1),
+                        drift=DriftSettings(retrain_train_days=5, retrain_test_days=1))
+    calls = []
+    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), None, calls.append,
+                          train=lambda *a, **k: calls.append(k["config"]) or _Outcome())
+    retrainer._retrain(T0, "test")
+    split = calls[0].split
+    assert (split.delay_days, split.train_days, split.test_days, split.anchor) == (1, 5, 1, "end")
+    assert retrainer.retrains["registered"] == 1
+
+
+class _Outcome:
+    status = "registered"
+    model = None

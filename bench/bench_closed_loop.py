@@ -1,0 +1,210 @@
+"""Closed loop on a new fraud pattern, in process: drift alert -> retrain -> shadow -> promotion.
+
+Run: .venv/bin/python bench/bench_closed_loop.py
+
+No broker and no worker process: the worker's per-event work (features, champion and
+candidate scores, DriftMonitor) is done here with the same code in event-time hourly steps
+(features by the offline code, proven equal to the online state), and the Retrainer, the
+LabelStore and the MLflow registry are the real ones (a temporary SQLite store). Labels arrive
+``label_delay_days`` (1) after the payment, as the simulator delivers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.offline import compute_features
+from schemas.events import LabelFeedback, ShadowResult, Transaction, Verdict
+from sentinel.settings import DriftSettings, FeatureSettings, MlflowSettings, Settings
+from stream_app.drift import DriftMonitor
+from training.labelstore import LabelStore
+from training.pipeline import train_and_register
+from training.registry import ModelRegistry
+from training.retrainer import Retrainer
+from training.simulation import DriftScenario, SimulationConfig, simulate
+
+logger = logging.getLogger("bench_closed_loop")
+ONSET_DAY, DAYS, MONITOR_FROM_DAY, SEED = 30, 44, 16, 0
+KNOWN = (1, 2, 3)
+CARD_TESTING = 4
+
+
+def _settings(root: Path) -> Settings:
+    return Settings(
+        data_dir=root, features=FeatureSettings(label_delay_days=1),
+        mlflow=MlflowSettings(model_name="bench-loop"),
+        drift=DriftSettings(retrain_min_labels=40_000, retrain_test_days=1,
+                            promotion_min_labels=5_000, promotion_min_frauds=30,
+                            promotion_bootstrap_rounds=200, rollback_min_labels=5_000))
+
+
+def _events(rows: pd.DataFrame) -> tuple[list[Transaction], list[LabelFeedback]]:
+    tx = [Transaction(transaction_id=r.transaction_id, card_id=r.card_id,
+                      terminal_id=r.terminal_id, amount=r.amount, event_time=r.event_time)
+          for r in rows.itertuples(index=False)]
+    labels = [LabelFeedback(transaction_id=r.transaction_id, card_id=r.card_id,
+                            terminal_id=r.terminal_id, is_fraud=bool(r.is_fraud),
+                            transaction_time=r.event_time, reported_at=r.label_time,
+                            source="simulator") for r in rows.itertuples(index=False)]
+    return tx, labels
+
+
+def _ns(series: pd.Series) -> np.ndarray:
+    return pd.to_datetime(series, utc=True).dt.as_unit("ns").astype("int64").to_numpy()
+
+
+def _recall(flagged: np.ndarray, mask: np.ndarray) -> float:
+    return float(flagged[mask].mean()) if mask.any() else float("nan")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("mlflow", "training", "alembic", "stream_app", "features"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root = Path(tempfile.mkdtemp(prefix="bench-loop-"))
+    settings = _settings(root)
+    frame = simulate(SimulationConfig(n_customers=5000, n_terminals=10000, n_days=DAYS,
+                                      seed=SEED, label_delay_days=1,
+                                      drift=DriftScenario("card_testing", ONSET_DAY, 1.0)))
+    frame = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
+    day0 = frame["event_time"].min().normalize()
+    onset = day0 + pd.Timedelta(days=ONSET_DAY)
+    feats = compute_features(frame, config=None)
+    registry = ModelRegistry(settings)
+    store = LabelStore(root / "store.sqlite")
+    retrainer = Retrainer(settings, store, registry, lambda e: None)
+
+    # the champion: trained before the pattern exists, on labels known at the onset
+    pre = frame[frame["event_time"] < onset]
+    started = time.perf_counter()
+    outcome = train_and_register(settings, pre.drop(columns=["is_fraud", "label_time"]),
+                                 pre[pre["label_time"] <= onset][
+                                     ["transaction_id", "is_fraud", "label_time"]],
+                                 reason="initial", config=retrainer.training_config(),
+                                 registry=registry)
+    registry.promote(reason="initial")
+    logger.info("initial champion status=%s version=%s train_s=%.0f", outcome.status,
+                outcome.model.version if outcome.model else None,
+                time.perf_counter() - started)
+    models = {}
+
+    def model(version: str):
+        if version not in models:
+            ref = registry.resolve("champion")
+            ref = ref if ref and ref.version == version else next(
+                v for v in registry.versions() if v.version == version)
+            models[version] = registry.load(ref)
+        return models[version]
+
+    names = list(model(registry.resolve("champion").version).feature_names)
+    X = feats[names].to_numpy(np.float64)
+    monitor = DriftMonitor(settings.drift, names, model_version="1")
+    hours = pd.date_range(day0 + pd.Timedelta(days=MONITOR_FROM_DAY),
+                          day0 + pd.Timedelta(days=DAYS), freq="h")
+    times = frame["event_time"]
+    tns = _ns(times)
+    tx_done = lab_done = 0
+    label_order = np.argsort(frame["label_time"].to_numpy(), kind="stable")
+    label_times = _ns(frame["label_time"])[label_order]
+    alert_at = candidate_at = promoted_at = None
+    alerts_before_onset = 0
+    champion_flag = np.zeros(len(frame), dtype=bool)
+    first_alert_events = None
+    onset_index = int(np.searchsorted(tns, onset.value))
+    wall = time.perf_counter()
+    for now in hours:
+        hi = int(np.searchsorted(tns, now.value))
+        lo_t = tx_done
+        part = slice(lo_t, hi)
+        champ_ref = registry.resolve("champion")
+        cand_ref = registry.resolve("candidate")
+        if hi > lo_t:
+            champ = model(champ_ref.version)
+            s = champ.score(X[part])
+            d = champ.decide(s)
+            champion_flag[part] = d != "approve"
+            rows = frame.iloc[part]
+            tx, _ = _events(rows)
+            store.add_transactions(tx)
+            store.add_verdicts(Verdict(
+                transaction_id=r.transaction_id, card_id=r.card_id, score=float(sc),
+                decision=dc, model_name="bench-loop", model_version=champ_ref.version,
+                feature_hash="-", event_time=r.event_time, scored_at=r.event_time,
+                latency_ms=0.0) for r, sc, dc in zip(rows.itertuples(index=False), s, d,
+                                                     strict=True))
+            if cand_ref is not None:
+                cand = model(cand_ref.version)
+                cs = cand.score(X[part])
+                cd = cand.decide(cs)
+                store.add_shadow(ShadowResult(
+                    transaction_id=r.transaction_id, card_id=r.card_id,
+                    champion_version=champ_ref.version, champion_score=float(a),
+                    champion_decision=da, candidate_version=cand_ref.version,
+                    candidate_score=float(b), candidate_decision=db, agree=bool(da == db),
+                    event_time=r.event_time)
+                    for r, a, da, b, db in zip(rows.itertuples(index=False), s, d, cs, cd,
+                                               strict=True))
+            for alert in monitor.observe_batch(X[part], s, d, list(times.iloc[part])):
+                if alert.event_time < onset:
+                    alerts_before_onset += 1
+                    continue
+                if alert_at is None:
+                    alert_at, first_alert_events = alert.event_time, hi - onset_index
+                    logger.info("alert signal=%s at=%s events_after_onset=%d", alert.signal,
+                                alert.event_time, hi - onset_index)
+                    retrainer.on_alert(alert)
+            tx_done = hi
+        lab_hi = int(np.searchsorted(label_times, now.value, side="right"))
+        if lab_hi > lab_done:
+            _, labels = _events(frame.iloc[label_order[lab_done:lab_hi]])
+            store.add_labels(labels)
+            lab_done = lab_hi
+            retrainer.retry_pending()
+        if candidate_at is None and registry.resolve("candidate") is not None \
+                and alert_at is not None:
+            candidate_at = now
+            logger.info("candidate version=%s at=%s", registry.resolve("candidate").version,
+                        now)
+        retrainer.tick(now.to_pydatetime())
+        champion_now = registry.resolve("champion").version
+        if promoted_at is None and candidate_at is not None and champion_now != "1":
+            promoted_at = now
+            logger.info("promoted version=%s at=%s", champion_now, now)
+            monitor.set_model_version(champion_now)
+    y = frame["is_fraud"].to_numpy().astype(bool)
+    scen = frame["fraud_scenario"].to_numpy()
+    t = tns
+    week_before = (t >= (onset - pd.Timedelta(days=7)).value) & (t < onset.value)
+    known_before = _recall(champion_flag, y & np.isin(scen, KNOWN) & week_before)
+    after_promo = t >= promoted_at.value if promoted_at is not None else np.zeros_like(y)
+    before_promo = (t >= onset.value) & ~after_promo
+    ct = y & (scen == CARD_TESTING)
+    logger.info("wall_s=%.0f", time.perf_counter() - wall)
+
+    def hours_since_onset(moment: object) -> str:
+        if moment is None:
+            return "never"
+        return f"{(pd.Timestamp(moment) - onset) / pd.Timedelta(hours=1):.1f}"
+
+    logger.info("detection events_after_onset=%s sim_hours=%s; alerts before onset=%d",
+                first_alert_events, hours_since_onset(alert_at), alerts_before_onset)
+    logger.info("candidate registered sim_hours=%s promoted sim_hours=%s retrains=%s "
+                "promotions=%s", hours_since_onset(candidate_at), hours_since_onset(promoted_at),
+                dict(retrainer.retrains), dict(retrainer.promotions))
+    new_after = _recall(champion_flag, ct & after_promo)
+    logger.info("recall known patterns week before onset=%.3f; card testing before promotion="
+                "%.3f, after=%.3f (n=%d); ratio=%.2f", known_before,
+                _recall(champion_flag, ct & before_promo), new_after,
+                int((ct & after_promo).sum()), new_after / known_before)
+    logger.info("known patterns after promotion=%.3f", _recall(
+        champion_flag, y & np.isin(scen, KNOWN) & after_promo))
+
+
+if __name__ == "__main__":
+    main()
