@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from sentinel.errors import ConfigurationError
 from sentinel.settings import Settings
 from training.learners import BoosterParams
 from training.pipeline import TrainingConfig, TrainingOutcome, run_training
@@ -35,23 +36,35 @@ def _arg(args: argparse.Namespace, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"--train-start {text!r}: use YYYY-MM-DD") from exc
+
+
 def training_config(settings: Settings, args: argparse.Namespace) -> TrainingConfig:
     """A TrainingConfig from optional flags (--train-days, --delay-days, --test-days,
-    --validation-days, --train-start, --num-trees, --alert-budget, --decline-precision)."""
+    --validation-days, --train-start, --num-trees, --alert-budget PCT, --decline-precision).
+
+    ``--alert-budget`` is a percentage: 0.5 flags at most 0.5 % of payments (on validation)."""
     start = _arg(args, "train_start")
     split = SplitConfig(
         train_days=_arg(args, "train_days", 7),
         delay_days=_arg(args, "delay_days", settings.features.label_delay_days),
         test_days=_arg(args, "test_days", 7),
         validation_days=_arg(args, "validation_days", 7),
-        train_start=date.fromisoformat(start) if isinstance(start, str) else start,
+        train_start=_date(start) if isinstance(start, str) else start,
     )
     booster = BoosterParams(
         num_trees=_arg(args, "num_trees", BoosterParams.num_trees), seed=_arg(args, "seed", 0) + 42
     )
+    budget_pct = _arg(args, "alert_budget")
+    if budget_pct is not None and not 0 < budget_pct <= 100:
+        raise ConfigurationError(f"--alert-budget {budget_pct}: a percentage in (0, 100]")
     policy = ThresholdPolicy(
         decline_precision=_arg(args, "decline_precision", ThresholdPolicy.decline_precision),
-        alert_budget=_arg(args, "alert_budget"),
+        alert_budget=None if budget_pct is None else budget_pct / 100.0,
     )
     return TrainingConfig(split=split, booster=booster, policy=policy)
 
@@ -196,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--train-start", default=None, help="YYYY-MM-DD")
         if name == "train":
             p.add_argument("--num-trees", type=int, default=None)
-            p.add_argument("--alert-budget", type=float, default=None)
+            p.add_argument("--alert-budget", type=float, default=None, help="max %% flagged")
             p.add_argument("--promote", action="store_true")
             p.add_argument("--metrics-out", default=None)
         else:
