@@ -1,0 +1,223 @@
+"""The Faust adapter: the app, its two agents and tables, the model follower and the web views.
+
+Only this module imports faust. Topics (see docs/streaming.md): transactions (keyed by card) ->
+agent ``cards`` (table ``cards``) -> ``<app_id>-by-terminal`` (keyed by terminal, CRC32
+partitioned like librdkafka so it is co-partitioned with labels) + labels -> agent ``terminals``
+(table ``terminals``) -> verdicts, shadow, drift alerts; bad input -> dead letters.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST
+
+METRICS_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"  # aiohttp sets charset
+
+from features import CardState, TerminalState
+from sentinel.infra.admin import create_topics
+from sentinel.settings import Settings
+from sentinel.topics import TopicSpec, catalog
+from stream_app import predict
+from stream_app.errors import PredictInputError
+from stream_app.metrics import WorkerMetrics
+from stream_app.models import ServingModels, Slot
+from stream_app.pipeline import Scorer, Source, StateCache, Topics
+from stream_app.sink import Sink
+
+logger = logging.getLogger(__name__)
+
+
+def handoff_topic(settings: Settings) -> str:
+    return f"{settings.topics.prefix}{settings.worker.app_id}-by-terminal"
+
+
+def _sources(events: list[Any]) -> list[Source]:
+    out = []
+    for e in events:
+        m = e.message
+        out.append(Source(m.topic, m.partition, m.offset, int(m.timestamp * 1000), m.key, m.value))
+    return out
+
+
+class Worker:
+    """Builds the Faust app around a :class:`Scorer`; ``app`` is what faust runs."""
+
+    def __init__(self, settings: Settings, registry: Any, drift: Any = None) -> None:
+        self.settings = settings
+        s, t = settings.scoring, settings.topics
+        self.metrics = WorkerMetrics()
+        self.models = ServingModels(registry, on_swap=self._on_swap)
+        self.drift = drift
+        self.assigned = False
+        datadir = settings.data_dir.resolve() / "faust" / settings.worker.app_id
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.app = app = faust.App(
+            settings.worker.app_id,
+            broker=f"kafka://{settings.bootstrap_servers}",
+            key_serializer="raw", value_serializer="raw",
+            web_enabled=True, web_bind=settings.worker.web_host, web_host=settings.worker.web_host,
+            web_port=settings.worker.web_port, web_in_thread=False,
+            datadir=str(datadir),
+            store="memory://", topic_partitions=t.partitions,
+            topic_replication_factor=t.replication_factor,
+            broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
+            broker_commit_interval=1.0, consumer_auto_offset_reset="earliest",
+            stream_buffer_maxsize=max(4096, 4 * s.batch_size),
+            producer_linger=0.002, table_cleanup_interval=3600.0,
+        )
+        self.handoff = handoff_topic(settings)
+        self.topics = Topics.of(settings, self.handoff)
+        schema = faust.Schema(key_type=bytes, value_type=dict, key_serializer="raw",
+                              value_serializer="json")
+        self.card_table = app.Table("cards", partitions=t.partitions, schema=schema)
+        self.terminal_table = app.Table("terminals", partitions=t.partitions, schema=schema)
+        self.sink = Sink(settings.librdkafka())
+        self.scorer = Scorer(
+            settings, self.topics, self.sink, self.models, self.metrics,
+            self._cache(self.card_table, CardState), self._cache(self.terminal_table,
+                                                                 TerminalState), drift)
+        self._wire()
+
+    def _cache(self, table: Any, kind: Any) -> StateCache[Any]:
+        store = _KeyView(table)
+
+        def persist(partition: int, key: str, value: dict[str, Any]) -> None:
+            raw = key.encode()
+            table.data[raw] = value
+            table.send_changelog(partition, raw, value)
+
+        return StateCache(store, kind.from_dict, kind, persist)
+
+    def ensure_topics(self) -> None:
+        """Catalog topics plus the repartition topic (same partitions as labels)."""
+        t = self.settings.topics
+        specs = [*catalog(t), TopicSpec("handoff", self.handoff, "terminal_id", "Handoff",
+                                        t.partitions, {"cleanup.policy": "delete",
+                                                       "retention.ms": str(7 * 86_400_000)},
+                                        "internal: card stage -> terminal stage")]
+        create_topics(self.settings.librdkafka(), specs, t.replication_factor)
+
+    # -- wiring ----------------------------------------------------------------------------------
+    def _wire(self) -> None:
+        app, s = self.app, self.settings.scoring
+        tx_topic = app.topic(self.topics.transactions)
+        stage2 = app.topic(self.handoff, self.topics.labels)
+        events_topic = app.topic(self.settings.topics.name("model_events"))
+
+        async def cards(stream: Any) -> None:
+            async for events in stream.take_events(s.batch_size, within=s.batch_window_s):
+                await self.scorer.cards_batch(_sources(events))
+
+        async def terminals(stream: Any) -> None:
+            async for events in stream.take_events(s.batch_size, within=s.batch_window_s):
+                await self.scorer.terminals_batch(_sources(events))
+
+        async def model_events(stream: Any) -> None:
+            async for _ in stream:
+                await self.models.refresh()
+                self._ready_gauge()
+
+        app.agent(tx_topic, name="cards")(cards)
+        app.agent(stage2, name="terminals")(terminals)
+        app.agent(events_topic, name="model-events")(model_events)
+
+        @app.timer(self.settings.scoring.model_poll_interval_s, on_leader=False)
+        async def poll_models() -> None:
+            await self.models.refresh()
+            self._ready_gauge()
+
+        @app.task
+        async def first_load() -> None:
+            await self.models.refresh()
+            self._ready_gauge()
+
+        @app.on_partitions_assigned.connect
+        async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            self.scorer.cards.clear()
+            self.scorer.terminals.clear()
+            self.assigned = any(tp.topic == self.topics.transactions for tp in assigned)
+            self._ready_gauge()
+
+        self._views()
+
+    def _on_swap(self, role: str, slot: Slot | None) -> None:
+        self.metrics.model_swaps.labels(role=role).inc()
+        self.metrics.set_model(role, slot.name if slot else None, slot.version if slot else None)
+        if role == "champion" and self.drift is not None and slot is not None:
+            self.drift.set_model_version(slot.version)
+
+    @property
+    def ready(self) -> bool:
+        return self.models.champion is not None and self.assigned
+
+    def _ready_gauge(self) -> None:
+        self.metrics.worker_ready.set(1 if self.ready else 0)
+        self.metrics.registry_up.set(1 if self.models.registry_up else 0)
+
+    # -- http ------------------------------------------------------------------------------------
+    def _views(self) -> None:
+        worker = self
+
+        class Predict(View):
+            async def post(self, request: Request) -> Response:
+                try:
+                    body = await request.json()
+                except ValueError:
+                    return self.json({"errors": [{"field": "<body>", "reason": "not JSON"}]},
+                                     status=422)
+                return worker.predict(self, body)
+
+        class Health(View):
+            async def get(self, request: Request) -> Response:
+                return self.json({"status": "alive", "ready": worker.ready,
+                                  "partitions_assigned": worker.assigned,
+                                  **worker.models.describe()})
+
+        class Ready(View):
+            async def get(self, request: Request) -> Response:
+                worker._ready_gauge()
+                body = {"ready": worker.ready, "champion": worker.models.champion is not None,
+                        "partitions_assigned": worker.assigned}
+                return self.json(body, status=200 if worker.ready else 503)
+
+        class Metrics(View):
+            async def get(self, request: Request) -> Response:
+                worker._ready_gauge()
+                return self.bytes(worker.metrics.render(),
+                                  content_type=METRICS_TYPE)
+
+        self.app.page("/predict")(Predict)
+        self.app.page("/health")(Health)
+        self.app.page("/ready")(Ready)
+        self.app.page("/metrics")(Metrics)
+
+    def predict(self, view: View, body: Any) -> Response:
+        try:
+            tx = predict.parse(body)
+        except PredictInputError as exc:
+            errors = [{"field": f, "reason": r} for f, r in exc.problems]
+            return view.json({"errors": errors}, status=422)
+        champion = self.models.champion
+        if champion is None:
+            return view.json({"error": "no @champion model is loaded"}, status=503)
+        X = predict.features(tx, self.scorer.cards.peek(tx.card_id),
+                             self.scorer.terminals.peek(tx.terminal_id), self.scorer.config)
+        return view.json(predict.answer(tx, X, champion, self.models.candidate,
+                                        self.settings.scoring.reason_codes))
+
+
+class _KeyView:
+    """A str-keyed read view of a Faust table's store (whose keys are raw bytes)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self._table.data.get(key.encode())  # type: ignore[no-any-return]
+        except KeyError:
+            return None

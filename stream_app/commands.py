@@ -1,0 +1,37 @@
+"""``sentinel worker``: run the streaming scorer. OpenMP is pinned to one thread before any
+LightGBM import (the worker scores whole batches; more threads only fight the broker)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from sentinel.settings import Settings
+
+
+def worker(settings: Settings, args: argparse.Namespace) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import logging
+
+    from sentinel.infra.runtime import ensure_kafka
+
+    if getattr(args, "web_port", None):
+        settings = settings.model_copy(
+            update={"worker": settings.worker.model_copy(update={"web_port": args.web_port})})
+    if settings.uses_embedded_broker:
+        ensure_kafka(settings)
+    from faust import Worker as FaustWorker
+
+    from features import FEATURE_NAMES
+    from stream_app.app import Worker
+    from stream_app.drift import DriftMonitor
+    from training.registry import ModelRegistry
+
+    drift = DriftMonitor(settings.drift, FEATURE_NAMES) if settings.drift.enabled else None
+    w = Worker(settings, ModelRegistry(settings), drift)
+    w.ensure_topics()
+    level = logging.getLevelName(logging.getLogger().level).lower()
+    level = {"warning": "warn", "critical": "crit"}.get(level, level)
+    FaustWorker(w.app, loglevel=level, quiet=True, redirect_stdouts=False,
+                override_logging=False).execute_from_commandline()
+    return 0

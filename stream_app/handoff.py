@@ -1,0 +1,42 @@
+"""The record stage 1 (cards) hands to stage 2 (terminals) on the internal repartition topic."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A validated transaction with its stateless and card features computed.
+
+    ``arrival_ms`` is the Kafka timestamp of the original transaction message: the start of the
+    event-to-verdict latency.
+    """
+
+    transaction_id: str
+    card_id: str
+    terminal_id: str
+    amount: float
+    event_time: str
+    event_time_us: int
+    arrival_ms: int
+    head: list[float]
+
+    def encode(self) -> bytes:
+        return json.dumps([self.transaction_id, self.card_id, self.terminal_id, self.amount,
+                           self.event_time, self.event_time_us, self.arrival_ms,
+                           self.head]).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Handoff:
+        return cls(*json.loads(data))
+
+    @property
+    def event_datetime(self) -> datetime:
+        return datetime.fromisoformat(self.event_time)
+
+    def describe(self) -> dict[str, Any]:
+        return {"transaction_id": self.transaction_id, "card_id": self.card_id}

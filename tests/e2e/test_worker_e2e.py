@@ -1,0 +1,149 @@
+"""The worker as a process on the real broker: every transaction gets a verdict."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from schemas import DeadLetter, ShadowResult, Verdict, decode
+from sentinel.infra.kafka_io import EventConsumer
+from sentinel.settings import Settings
+from tests.conftest import free_port
+from tests.e2e.worker_support import (
+    http,
+    produce,
+    start_worker,
+    stop_worker,
+    transactions,
+    wait_ready,
+    worker_env,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+class Collector:
+    """Reads a topic continuously into a list of decoded events."""
+
+    def __init__(self, settings: Settings, logical: str, kind: type, proc=None) -> None:
+        self.kind, self.proc = kind, proc
+        self.items: list = []
+        self.consumer = EventConsumer(settings.librdkafka(), f"c-{uuid.uuid4().hex[:8]}",
+                                      [settings.topics.name(logical)])
+
+    def poll(self) -> list:
+        for msg in self.consumer.poll(5000, 0.2):
+            self.items.append(decode(self.kind, msg.value()))
+        return self.items
+
+    def until(self, predicate: Callable[[list], bool], timeout_s: float = 120.0) -> list:
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self.poll()):
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.kind.__name__}: {len(self.items)} seen")
+        return self.items
+
+
+def test_stream_poison_shadow_swap_predict_metrics(worker_settings, tmp_path: Path) -> None:
+    settings, registry = worker_settings(champion="1", candidate="2")
+    port = free_port()
+    proc = start_worker(worker_env(settings, port, f"w-{uuid.uuid4().hex[:8]}"),
+                        tmp_path / "worker.log")
+    verdicts = Collector(settings, "verdicts", Verdict)
+    shadows = Collector(settings, "shadow", ShadowResult)
+    dead = Collector(settings, "dead_letters", DeadLetter)
+    try:
+        wait_ready(port, proc)
+        first, second = transactions(5000, seed=1), transactions(5000, seed=2)
+        poison = {10: b"{not json", 500: b'{"transaction_id": "x"}', 4000: b"\xff\xfe"}
+        produce(settings, first, poison)
+        verdicts.until(lambda v: len({x.transaction_id for x in v}) >= 5000)
+        # the swap: promote v2 to champion, v3 becomes candidate, while the stream flows
+        registry.client.set_registered_model_alias(settings.mlflow.model_name, "champion", "2")
+        registry.client.set_registered_model_alias(settings.mlflow.model_name, "candidate", "3")
+        produce(settings, second[:2500])
+        time.sleep(2.5)  # > poll interval: the new champion is serving
+        produce(settings, second[2500:])
+        ids = {t.transaction_id for t in first + second}
+        seen = verdicts.until(lambda v: ids <= {x.transaction_id for x in v})
+        shadows.until(lambda s: {t.transaction_id for t in first}
+                      <= {x.transaction_id for x in s})
+        dlq = dead.until(lambda d: len(d) >= 3)
+
+        by_id = collections.defaultdict(list)
+        for v in seen:
+            by_id[v.transaction_id].append(v)
+        assert set(by_id) == ids
+        duplicates = sum(len(v) - 1 for v in by_id.values())
+        assert duplicates == 0  # no restart: none expected
+        assert {by_id[t.transaction_id][0].model_version for t in first} == {"1"}
+        assert {by_id[t.transaction_id][0].model_version for t in second[-1000:]} == {"2"}
+        assert all(0 <= v.score <= 1 and len(v.feature_hash) == 32 for v in seen)
+        assert sorted(d.reason for d in dlq) == ["invalid_json", "invalid_json", "schema"]
+        assert {d.source_topic for d in dlq} == {settings.topics.name("transactions")}
+
+        status, body = http(port, "/predict", {"id": first[0].card_id, "amount": 150000.0})
+        assert status == 200 and body["model_version"] == "2"
+        assert body["candidate_score"] is not None and body["decision"] in (
+            "approve", "review", "decline")
+        status, body = http(port, "/predict", {"id": 1, "amount": -5})
+        assert status == 422 and body["errors"][0]["field"] == "amount"
+        status, health = http(port, "/health")
+        assert status == 200 and health["registry_up"] and health["champion"]["version"] == "2"
+        status, metrics = http(port, "/metrics")
+        assert status == 200
+        assert 'sentinel_transactions_total{outcome="scored"} 10000.0' in metrics
+        assert 'sentinel_dead_letters_total{reason="invalid_json"} 2.0' in metrics
+        assert 'sentinel_model_info{model_name="%s",model_version="2",role="champion"} 1.0' % (
+            settings.mlflow.model_name) in metrics
+        assert "sentinel_event_to_verdict_latency_seconds_bucket" in metrics
+        assert 'sentinel_model_swaps_total{role="champion"} 2.0' in metrics
+    finally:
+        stop_worker(proc, signal.SIGKILL)
+        verdicts.consumer.close()
+        shadows.consumer.close()
+        dead.consumer.close()
+
+
+def _run_to_end(settings: Settings, tmp_path: Path, kill_after: int | None) -> tuple[dict, int]:
+    txs = transactions(6000, cards=100, terminals=20, seed=7)
+    ids = {t.transaction_id for t in txs}
+    app_id = f"w-{uuid.uuid4().hex[:8]}"
+    env = worker_env(settings, free_port(), app_id)
+    port = int(env["SENTINEL_WORKER__WEB_PORT"])
+    verdicts = Collector(settings, "verdicts", Verdict)
+    proc = start_worker(env, tmp_path / f"{app_id}.log")
+    try:
+        wait_ready(port, proc)
+        produce(settings, txs)
+        if kill_after is not None:
+            verdicts.until(lambda v: len(v) >= kill_after)
+            stop_worker(proc, signal.SIGKILL)
+            proc = start_worker(env, tmp_path / f"{app_id}.log")
+        seen = verdicts.until(lambda v: ids <= {x.transaction_id for x in v}, 180)
+        time.sleep(1.0)
+        seen = verdicts.poll()
+    finally:
+        stop_worker(proc, signal.SIGKILL)
+        verdicts.consumer.close()
+    hashes: dict[str, set[str]] = collections.defaultdict(set)
+    for v in seen:
+        hashes[v.transaction_id].add(v.feature_hash)
+    return hashes, len(seen) - len(ids)
+
+
+def test_killed_worker_recovers_state_and_misses_nothing(worker_settings, tmp_path: Path) -> None:
+    reference, _ = _run_to_end(worker_settings()[0], tmp_path, kill_after=None)
+    recovered, duplicates = _run_to_end(worker_settings()[0], tmp_path, kill_after=2500)
+    assert set(recovered) == set(reference)
+    differing = [t for t in reference if recovered[t] != reference[t]]
+    print(f"duplicates after SIGKILL: {duplicates}")
+    assert differing == []
