@@ -15,8 +15,6 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
-METRICS_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"  # aiohttp sets charset
-
 from features import CardState, TerminalState
 from sentinel.infra.admin import create_topics
 from sentinel.settings import Settings
@@ -29,6 +27,8 @@ from stream_app.pipeline import Scorer, Source, StateCache, Topics
 from stream_app.sink import Sink
 
 logger = logging.getLogger(__name__)
+
+METRICS_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"  # aiohttp sets charset
 
 
 def handoff_topic(settings: Settings) -> str:
@@ -207,7 +207,8 @@ class Worker:
         X = predict.features(tx, self.scorer.cards.peek(tx.card_id),
                              self.scorer.terminals.peek(tx.terminal_id), self.scorer.config)
         return view.json(predict.answer(tx, X, champion, self.models.candidate,
-                                        self.settings.scoring.reason_codes))
+                                        self.settings.scoring.reason_codes,
+                                        self.scorer.config.names))
 
 
 class _KeyView:

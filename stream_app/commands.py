@@ -22,12 +22,13 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         ensure_kafka(settings)
     from faust import Worker as FaustWorker
 
-    from features import FEATURE_NAMES
+    from features import FeatureConfig
     from stream_app.app import Worker
     from stream_app.drift import DriftMonitor
     from training.registry import ModelRegistry
 
-    drift = DriftMonitor(settings.drift, FEATURE_NAMES) if settings.drift.enabled else None
+    names = FeatureConfig.from_settings(settings.features).names
+    drift = DriftMonitor(settings.drift, names) if settings.drift.enabled else None
     w = Worker(settings, ModelRegistry(settings), drift)
     w.ensure_topics()
     level = logging.getLevelName(logging.getLogger().level).lower()

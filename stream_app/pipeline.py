@@ -144,6 +144,7 @@ class Scorer:
 
     def __post_init__(self) -> None:
         self.config = FeatureConfig.from_settings(self.settings.features)
+        self._column_cache: dict[str, np.ndarray] = {}
 
     # -- shared --------------------------------------------------------------------------------
     def reject(self, src: Source, reason: str, exc: Exception) -> None:
@@ -231,15 +232,23 @@ class Scorer:
             return
         candidate = self.models.candidate
         loop = asyncio.get_running_loop()
-        shadow = None if candidate is None else loop.run_in_executor(None, scoring.score,
-                                                                     candidate, X)
-        result = scoring.score(champion, X)
-        codes = scoring.reasons(champion, X, result.decisions, self.settings.scoring.reason_codes)
+        shadow = None if candidate is None else loop.run_in_executor(
+            None, lambda: scoring.score(candidate, X[:, self._columns(candidate)]))
+        Xc = X[:, self._columns(champion)]
+        result = scoring.score(champion, Xc)
+        codes = scoring.reasons(champion, Xc, result.decisions, self.settings.scoring.reason_codes)
         self.metrics.scoring_latency.observe(result.seconds)
         self.metrics.batch_size.observe(len(pending))
         self._publish_verdicts(pending, X, result, codes)
         self._observe_drift(X, result, pending)
         await self._shadow(pending, result, candidate, shadow)
+
+    def _columns(self, slot: Slot) -> np.ndarray:
+        cols = self._column_cache.get(slot.version)
+        if cols is None:
+            cols = scoring.columns(tuple(slot.model.feature_names), self.config.names)
+            self._column_cache[slot.version] = cols
+        return cols
 
     def _publish_verdicts(self, pending: list[Handoff], X: np.ndarray, result: scoring.Scored,
                           codes: list[list[str]]) -> None:

@@ -66,13 +66,15 @@ def features(tx: Transaction, card: KeyedState[CardState] | None,
 
 
 def answer(tx: Transaction, X: np.ndarray, champion: Slot, candidate: Slot | None,
-           k: int) -> dict[str, Any]:
-    result = scoring.score(champion, X)
-    codes = scoring.reasons(champion, X, result.decisions, k)
+           k: int, names: tuple[str, ...]) -> dict[str, Any]:
+    Xc = X[:, scoring.columns(tuple(champion.model.feature_names), names)]
+    result = scoring.score(champion, Xc)
+    codes = scoring.reasons(champion, Xc, result.decisions, k)
     shadow = None
     if candidate is not None:
         try:
-            shadow = float(candidate.model.score(X)[0])
+            Xk = X[:, scoring.columns(tuple(candidate.model.feature_names), names)]
+            shadow = float(candidate.model.score(Xk)[0])
         except Exception:  # the candidate never breaks an answer
             shadow = None
     return {"transaction_id": tx.transaction_id, "card_id": tx.card_id,

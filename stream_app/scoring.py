@@ -35,8 +35,18 @@ class Scored:
     seconds: float
 
 
+def columns(model_names: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray:
+    """Indices of a model's inputs in the computed feature row (models may use a subset or
+    an older order); ``KeyError`` names a feature the worker does not compute."""
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in model_names if n not in index]
+    if missing:
+        raise KeyError(f"model needs features the worker does not compute: {missing}")
+    return np.asarray([index[n] for n in model_names], dtype=np.intp)
+
+
 def score(slot: Slot, X: np.ndarray) -> Scored:
-    """Score and decide a whole batch with one model."""
+    """Score and decide a whole batch with one model (``X`` already in its input order)."""
     started = time.perf_counter()
     scores = slot.model.score(X)
     decisions = slot.model.decide(scores)
