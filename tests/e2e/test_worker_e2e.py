@@ -102,8 +102,8 @@ def test_stream_poison_shadow_swap_predict_metrics(worker_settings, tmp_path: Pa
         assert status == 200
         assert 'sentinel_transactions_total{outcome="scored"} 10000.0' in metrics
         assert 'sentinel_dead_letters_total{reason="invalid_json"} 2.0' in metrics
-        assert 'sentinel_model_info{model_name="%s",model_version="2",role="champion"} 1.0' % (
-            settings.mlflow.model_name) in metrics
+        name = settings.mlflow.model_name
+        assert f'model_name="{name}",model_version="2",role="champion"}} 1.0' in metrics
         assert "sentinel_event_to_verdict_latency_seconds_bucket" in metrics
         assert 'sentinel_model_swaps_total{role="champion"} 2.0' in metrics
     finally:
