@@ -8,6 +8,7 @@ partitioned like librdkafka so it is co-partitioned with labels) + labels -> age
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -88,7 +89,8 @@ class Worker:
         def persist(partition: int, key: str, value: dict[str, Any]) -> None:
             raw = key.encode()
             table.data[raw] = value
-            table.send_changelog(partition, raw, value)
+            table.send_changelog(partition, raw, json.dumps(value).encode(),
+                                 key_serializer="raw", value_serializer="raw")
 
         return StateCache(store, kind.from_dict, kind, persist)
 
