@@ -87,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.set_defaults(handler=_handler("sentinel.commands:schemas"))
 
     demo = sub.add_parser("demo", help="run the main job end to end on the local broker")
-    demo.add_argument("--count", type=_positive_int, default=300, help="transactions to stream")
+    demo.add_argument("--count", type=_positive_int, default=20_000,
+                      help="transactions to stream")
+    demo.add_argument("--rate", type=_positive_float, default=2_000.0,
+                      help="transactions per second")
+    demo.add_argument("--customers", type=_positive_int, default=1_000,
+                      help="simulated cards (terminals: twice as many)")
     demo.set_defaults(handler=_handler("sentinel.demo:run"))
 
     _domain_commands(sub)

@@ -1,29 +1,185 @@
 """``sentinel demo``: the main job end to end on the local broker.
 
-Broker → topics → a simulated history → produce transactions (and labels) → read them back.
+1. Kafka: the embedded broker (or the configured cluster) and the topic catalog.
+2. Training: a simulated history; a champion (one training week) promoted, then a candidate
+   (four training weeks) that must pass the data gate and beat the baseline and the champion.
+3. The worker (`sentinel worker`) as a process, scoring with both.
+4. A simulated stream with a few malformed events, and a live summary of the verdicts.
+5. A synchronous `/predict`, the metrics, and a final reckoning: a verdict for every
+   transaction, a shadow result for every verdict, every malformed event dead-lettered.
+
+Each run uses its own topic prefix and model name so that runs never see each other's data.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Message
-
-from schemas import Transaction, decode
+from schemas import DeadLetter, ShadowResult, Verdict, decode
+from sentinel.errors import SentinelError
 from sentinel.infra.admin import create_topics
-from sentinel.infra.kafka_io import EventProducer, read_all
+from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.infra.runtime import ensure_kafka
 from sentinel.settings import Settings
-from sentinel.topics import TopicSpec, catalog
+from sentinel.topics import catalog
 
 logger = logging.getLogger(__name__)
+
+POISON = [
+    b"{not json",
+    b'{"schema_version": 1, "transaction_id": "bad-1", "card_id": "c1", "terminal_id": "t1", '
+    b'"amount": -5, "event_time": "2018-08-20T10:00:00Z"}',
+    b'{"schema_version": 9, "transaction_id": "bad-2", "card_id": "c1", "terminal_id": "t1", '
+    b'"amount": 5, "event_time": "2018-08-20T10:00:00Z"}',
+]
+
+
+DECISIONS = ("approve", "review", "decline")
 
 
 def _say(text: str) -> None:
     print(text, flush=True)
+
+
+@dataclass
+class Tally:
+    """What the demo's consumer has seen on the output topics."""
+
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    duplicates: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    shadow: int = 0
+    agree: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+
+def _follow(settings: Settings, tally: Tally, stop: threading.Event) -> None:
+    topics = {settings.topics.name(t): t for t in ("verdicts", "shadow", "dead_letters")}
+    with EventConsumer(settings.librdkafka(), f"demo-reader-{uuid.uuid4().hex[:6]}",
+                       list(topics)) as consumer:
+        while not stop.is_set():
+            for msg in consumer.poll(5000, 0.3):
+                kind = topics[msg.topic()]
+                if kind == "verdicts":
+                    verdict = decode(Verdict, msg.value())
+                    if verdict.transaction_id in tally.verdicts:
+                        tally.duplicates += 1
+                        continue
+                    tally.verdicts[verdict.transaction_id] = verdict
+                    tally.decisions[verdict.decision] += 1
+                    tally.versions[verdict.model_version] += 1
+                    tally.latencies.append(verdict.latency_ms)
+                elif kind == "shadow":
+                    result = decode(ShadowResult, msg.value())
+                    tally.shadow += 1
+                    tally.agree += result.agree
+                else:
+                    tally.dead.append(decode(DeadLetter, msg.value()))
+
+
+def _http(port: int, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()
+
+
+def _wait_ready(port: int, worker: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SentinelError(f"the worker exited with code {worker.returncode}; see {log}")
+        try:
+            if _http(port, "/ready")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SentinelError(f"the worker was not ready within {timeout_s:.0f}s; see {log}")
+
+
+def _worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "SENTINEL_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "SENTINEL_TOPICS__PREFIX": settings.topics.prefix,
+        "SENTINEL_DATA_DIR": str(settings.data_dir.resolve()),
+        "SENTINEL_MLFLOW__MODEL_NAME": settings.mlflow.model_name,
+        "SENTINEL_MLFLOW__TRACKING_URI": settings.tracking_uri,
+        "SENTINEL_MLFLOW__REGISTRY_URI": settings.registry_uri,
+        "SENTINEL_WORKER__APP_ID": settings.worker.app_id,
+        "SENTINEL_WORKER__WEB_PORT": str(settings.worker.web_port),
+        "SENTINEL_LOG_LEVEL": "WARNING",
+    })
+    return env
+
+
+def _for_this_run(settings: Settings) -> Settings:
+    run = time.strftime("%Y%m%d%H%M%S")
+    prefix = f"{settings.topics.prefix}demo{run}."
+    return settings.model_copy(update={
+        "topics": settings.topics.model_copy(update={"prefix": prefix}),
+        "mlflow": settings.mlflow.model_copy(update={"model_name": f"sentinel-demo-{run}"}),
+        "worker": settings.worker.model_copy(update={"app_id": f"sentinel-demo-{run}"}),
+    })
+
+
+def _train(settings: Settings, history: Any) -> tuple[str, str]:
+    from training.learners import BoosterParams
+    from training.pipeline import TrainingConfig, run_training
+    from training.registry import ModelRegistry
+    from training.split import SplitConfig
+
+    registry = ModelRegistry(settings)
+    # The first champion is deliberately modest (an older week, a smaller model) so that the
+    # candidate trained next, on the latest week with the full model, has something to beat.
+    first = run_training(
+        settings, history, source="demo simulation", registry=registry, promote=True,
+        config=TrainingConfig(split=SplitConfig(train_days=7, train_start=date(2018, 6, 20)),
+                              booster=BoosterParams(num_trees=100, num_leaves=15)),
+        reason="demo: first champion",
+    )
+    if first.model is None:
+        raise SentinelError("the first model did not pass the gates: " +
+                            "; ".join(first.gate_reasons))
+    _say(f"   champion  v{first.model.version}: week of 2018-06-20, 100 trees of 15 leaves"
+         f"AP {first.metrics['average_precision']:.3f}  AUC {first.metrics['roc_auc']:.3f}  "
+         f"(logistic baseline AP {first.baseline_metrics['average_precision']:.3f})")
+    second = run_training(settings, history, source="demo simulation", registry=registry,
+                          reason="demo: candidate on the latest week")
+    ap = second.metrics["average_precision"]
+    if second.model is None:
+        _say(f"   candidate rejected by the training gate (AP {ap:.3f}): "
+             + "; ".join(second.gate_reasons))
+        return first.model.version, ""
+    _say(f"   candidate v{second.model.version}: week of 2018-07-25, 400 trees  AP {ap:.3f}  "
+         f"AUC {second.metrics['roc_auc']:.3f}  -> @candidate (shadow)")
+    return first.model.version, second.model.version
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -31,39 +187,119 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from training.simulation.config import SimulationConfig
     from training.simulation.simulator import simulate
 
+    started = time.monotonic()
     _say("== 1. Kafka")
     bootstrap = ensure_kafka(settings)
-    conf = settings.kafka.as_librdkafka_dict(bootstrap)
-    for name, outcome in create_topics(conf, catalog(settings.topics)).items():
-        _say(f"   {outcome:8} {name}")
+    settings = _for_this_run(settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})}))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    create_topics(settings.librdkafka(), catalog(settings.topics))
+    _say(f"   broker {bootstrap}; topics {settings.topics.prefix}* created")
 
-    _say(f"== 2. Stream {args.count} simulated transactions (event-time order, keyed by card)")
-    history = simulate(SimulationConfig(n_customers=200, n_terminals=400, n_days=10, seed=42))
-    # A demo-private topic so that repeated runs read back exactly their own events.
-    topic = f"{settings.topics.name('transactions')}.demo-{uuid.uuid4().hex[:6]}"
-    create_topics(conf, [_demo_topic(settings, topic)])
-    with EventProducer(conf) as producer:
-        stats = produce_history(producer, history, topic, settings.topics.name("labels"),
-                                count=args.count, with_labels=False)
-    _say(f"   produced {stats.transactions} to {topic} at {stats.rate:.0f}/s")
+    _say("== 2. Training (simulated history, MLflow registry, data and training gates)")
+    history = simulate(SimulationConfig(
+        n_customers=args.customers, n_terminals=2 * args.customers, seed=7,
+        label_delay_days=settings.features.label_delay_days))
+    _say(f"   simulated {len(history):,} transactions, {history['is_fraud'].mean():.2%} fraud")
+    champion, candidate = _train(settings, history)
 
-    _say("== 3. Read them back")
-    messages = read_all(conf, topic, expected=stats.transactions, timeout_s=60)
-    events = [decode(Transaction, m.value()) for m in messages]
-    cards = {e.card_id for e in events}
-    _say(f"   read {len(events)} transactions of {len(cards)} cards from "
-         f"{len({m.partition() for m in messages})} partitions; every card on one partition: "
-         f"{_one_partition_per_key(messages)}")
-    ok = len(events) == stats.transactions
-    _say("== round trip " + ("OK" if ok else "INCOMPLETE"))
+    _say("== 3. Worker")
+    log = settings.data_dir.resolve() / f"{settings.worker.app_id}.log"
+    port = settings.worker.web_port
+    worker = subprocess.Popen([sys.executable, "-m", "sentinel.cli", "worker"],
+                              env=_worker_env(settings, bootstrap), stdout=log.open("ab"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    tally, stop = Tally(), threading.Event()
+    follower = threading.Thread(target=_follow, args=(settings, tally, stop), daemon=True)
+    try:
+        _wait_ready(port, worker, log, timeout_s=120)
+        _say(f"   ready on http://127.0.0.1:{port} (log {log})")
+        follower.start()
+        code = _stream(settings, history, tally, args, port, champion, candidate, produce_history)
+    finally:
+        stop.set()
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    _say(f"== done in {time.monotonic() - started:.0f}s; MLflow store {settings.tracking_uri}, "
+         f"topics {settings.topics.prefix}*")
+    return code
+
+
+def _stream(settings: Settings, history: Any, tally: Tally, args: argparse.Namespace, port: int,
+            champion: str, candidate: str, produce_history: Any) -> int:
+    live = history[history["event_time"] >= "2018-08-15"].head(args.count)
+    _say(f"== 4. Stream {len(live):,} transactions from 2018-08-15 at {args.rate:.0f}/s "
+         f"(+{len(POISON)} malformed) and follow the verdicts")
+    conf = settings.librdkafka()
+    sender = threading.Thread(target=_send, daemon=True, args=(
+        conf, settings, live, args.rate, produce_history))
+    t0 = time.monotonic()
+    sender.start()
+    expected = len(live)
+    deadline = t0 + expected / args.rate + 120
+    promoted = False
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        n = len(tally.verdicts)
+        decisions = " ".join(f"{d} {tally.decisions[d]:,}" for d in DECISIONS)
+        agreement = f"{tally.agree / tally.shadow:.1%}" if tally.shadow else "-"
+        _say(f"   t={time.monotonic() - t0:5.1f}s verdicts {n:,}/{expected:,} "
+             f"({n / (time.monotonic() - t0):,.0f}/s) | {decisions} | shadow {tally.shadow:,} "
+             f"agree {agreement} | dead letters {len(tally.dead)}")
+        if candidate and not promoted and n >= expected // 2:
+            promoted = _promote(settings, candidate)
+        if n >= expected and len(tally.dead) >= len(POISON):
+            break
+    sender.join(5)
+
+    _say("== 5. Synchronous scoring and metrics")
+    card = str(live["card_id"].iloc[0])
+    status, body = _http(port, "/predict", {"id": card, "amount": 150000.0})
+    _say(f"   POST /predict {{\"id\": \"{card}\", \"amount\": 150000.0}} -> {status} {body}")
+    status, metrics = _http(port, "/metrics")
+    wanted = ("sentinel_transactions_total", "sentinel_dead_letters_total",
+              "sentinel_shadow_results_total", "sentinel_model_info")
+    for line in str(metrics).splitlines():
+        if line.startswith(wanted):
+            _say(f"   {line}")
+
+    latencies = sorted(tally.latencies) or [0.0]
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    missing = expected - len(tally.verdicts)
+    _say("== Summary")
+    _say(f"   verdicts {len(tally.verdicts):,} of {expected:,} transactions (missing {missing}, "
+         f"duplicates {tally.duplicates}); by model version {dict(tally.versions)}")
+    _say(f"   decisions {dict(tally.decisions)}; event-to-verdict latency p50 {p50:.1f} ms, "
+         f"p99 {p99:.1f} ms")
+    _say(f"   shadow results {tally.shadow:,} (candidate v{candidate or '-'} vs champion "
+         f"v{champion}), agreement {tally.agree / max(tally.shadow, 1):.1%}")
+    for dead in tally.dead:
+        _say(f"   dead letter @{dead.source_topic}[{dead.source_partition}]:{dead.source_offset}"
+             f" {dead.error_type}: {dead.reason[:90]}")
+    ok = missing == 0 and len(tally.dead) == len(POISON)
+    _say("   every transaction has a verdict and every malformed event is dead-lettered: "
+         + ("yes" if ok else "NO"))
     return 0 if ok else 1
 
 
-def _demo_topic(settings: Settings, name: str) -> TopicSpec:
-    spec = next(s for s in catalog(settings.topics) if s.logical == "transactions")
-    return replace(spec, name=name, config={**spec.config, "retention.ms": str(3_600_000)})
+def _promote(settings: Settings, candidate: str) -> bool:
+    """Promote the candidate mid-stream: the worker swaps models without pausing."""
+    from training.commands import model_event_publisher
+    from training.registry import ModelRegistry
+
+    ModelRegistry(settings, publish=model_event_publisher(settings)).promote(
+        candidate, reason="demo: promoted mid-stream")
+    _say(f"   >>> sentinel promote: v{candidate} is now @champion (live swap, no pause)")
+    return True
 
 
-def _one_partition_per_key(messages: list[Message]) -> bool:
-    seen: dict[bytes, int] = {}
-    return all(seen.setdefault(m.key(), m.partition()) == m.partition() for m in messages)
+def _send(conf: dict[str, Any], settings: Settings, live: Any, rate: float,
+          produce_history: Any) -> None:
+    with EventProducer(conf) as producer:
+        for poison in POISON:
+            producer.send(settings.topics.name("transactions"), b"demo-poison", poison)
+        produce_history(producer, live, settings.topics.name("transactions"),
+                        settings.topics.name("labels"), rate=rate)

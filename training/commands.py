@@ -86,7 +86,7 @@ def produce(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_event_publisher(settings: Settings) -> Callable[[ModelEvent], None]:
+def model_event_publisher(settings: Settings) -> Callable[[ModelEvent], None]:
     """The registry's publish port, bound to the model-events topic."""
     bootstrap = ensure_kafka(settings)
     conf = settings.kafka.as_librdkafka_dict(bootstrap)
@@ -103,19 +103,19 @@ def _model_event_publisher(settings: Settings) -> Callable[[ModelEvent], None]:
 def train(settings: Settings, args: argparse.Namespace) -> int:
     from training import cli_commands
 
-    return cli_commands.train(settings, args, publish=_model_event_publisher(settings))
+    return cli_commands.train(settings, args, publish=model_event_publisher(settings))
 
 
 def promote(settings: Settings, args: argparse.Namespace) -> int:
     from training import cli_commands
 
-    return cli_commands.promote(settings, args, publish=_model_event_publisher(settings))
+    return cli_commands.promote(settings, args, publish=model_event_publisher(settings))
 
 
 def rollback(settings: Settings, args: argparse.Namespace) -> int:
     from training import cli_commands
 
-    return cli_commands.rollback(settings, args, publish=_model_event_publisher(settings))
+    return cli_commands.rollback(settings, args, publish=model_event_publisher(settings))
 
 
 def retrainer(settings: Settings, args: argparse.Namespace) -> int:
