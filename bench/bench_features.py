@@ -9,8 +9,9 @@ simulation, seed 0, unless ``--input``), splits with :func:`training.split.split
 prints AUC, AP and CP@100 on the test week for LightGBM (the training code's
 :class:`~training.learners.BoosterParams`, or overrides) and a random forest (the handbook's
 tuned forest: 100 trees, depth 20), with and without chosen feature subsets, plus recall in the
-top of the ranking by fraud scenario. ``--timing`` adds the offline time and the online per-event
-cost over a replay of the first days.
+top of the ranking by fraud scenario and the AP without the compromised-terminal frauds that no
+arrived label can reveal yet (terminal compromised less than the label delay ago).
+``--timing`` adds the offline time and the online per-event cost over a replay of 40 days.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def main() -> None:
     train, test = parts.train, parts.test
     cards = frame["card_id"].to_numpy()[test]
     days = days_since(frame["event_time"].iloc[test], parts.windows.test[0])
+    yt = y[test]
     scenario = None
     if args.input:  # the canonical frame drops fraud_scenario: take it from the source
         source = pd.read_parquet(args.input, columns=["transaction_id", "fraud_scenario"])
@@ -116,7 +118,7 @@ def main() -> None:
         min_child_samples=args.min_child_samples,
     )
     print(f"rows={len(frame)} features={len(names)} train={len(train)} test={len(test)}")
-    print("| model | AUC | AP | CP@100 | recall@top1% by scenario |")
+    print("| model | AUC | AP | CP@100 | ceiling; recall@top1% by scenario |")
     print("|---|---|---|---|---|")
     for kind in args.models.split(","):
         if kind == "lgbm":
@@ -124,11 +126,16 @@ def main() -> None:
         else:
             model = _fit_rf(X[train], y[train], args.seed)
         s = _score(model, X[test])
-        yt = y[test]
         by = ""
+        if scenario is not None and "terminal_nb_fraud_30d" in features:
+            # compromised-terminal frauds no arrived label reveals yet: the ceiling's cause
+            unseen = (scenario == 2) & (features["terminal_nb_fraud_30d"].to_numpy()[test] == 0)
+            keep = ~(unseen & (yt == 1))
+            by += f"AP without {int((unseen & (yt == 1)).sum())} unseen s2 frauds="
+            by += f"{average_precision(yt[keep], s[keep]):.3f} "
         if scenario is not None:
             top = s >= np.quantile(s, 0.99)
-            by = " ".join(
+            by += " ".join(
                 f"s{k}={np.mean(top[(scenario == k) & (yt == 1)]):.2f}"
                 for k in sorted(set(scenario[yt == 1]))
             )
