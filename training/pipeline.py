@@ -185,8 +185,9 @@ def fit_and_evaluate(
     cards = frame["card_id"].to_numpy()[test]
     days = days_since(frame["event_time"].iloc[test], parts.windows.test[0])
 
-    def measure(model: FraudModel) -> dict[str, float]:
-        scores = model.score(X[test])
+    def measure(model: FraudModel, columns: list[int] | None = None) -> dict[str, float]:
+        rows = X[test] if columns is None else X[test][:, columns]
+        scores = model.score(rows)
         return evaluate(y[test], scores, cards, days, model.thresholds.review, config.top_k)
 
     with _step("evaluate"):
@@ -212,19 +213,18 @@ def _measure_champion(
     champion: FraudModel,
     X: np.ndarray,
     names: tuple[str, ...],
-    measure: Callable[[FraudModel], dict[str, float]],
+    measure: Callable[[FraudModel, list[int] | None], dict[str, float]],
 ) -> dict[str, float] | None:
+    """The champion on the same test rows, fed its own feature columns by name."""
     if champion.feature_names == names:
-        return measure(champion)
+        return measure(champion, None)
     missing = set(champion.feature_names) - set(names)
     if missing:
         logger.warning(
             "champion needs features %s that are not computed: not compared", sorted(missing)
         )
         return None
-    raise TrainingError(
-        "champion's feature order differs from the current features; compare it offline"
-    )
+    return measure(champion, [names.index(name) for name in champion.feature_names])
 
 
 def run_training(
