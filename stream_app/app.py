@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -72,27 +73,39 @@ class Worker:
         )
         self.handoff = handoff_topic(settings)
         self.topics = Topics.of(settings, self.handoff)
-        schema = faust.Schema(key_type=bytes, value_type=dict, key_serializer="raw",
-                              value_serializer="json")
-        self.card_table = app.Table("cards", partitions=t.partitions, schema=schema)
-        self.terminal_table = app.Table("terminals", partitions=t.partitions, schema=schema)
+        # key_type/value_type (not a Schema) decide the changelog's serializers: Faust derives
+        # the table's key_serializer from key_type and uses it to decode the changelog during
+        # recovery; with a Schema alone it fell back to JSON keys and every raw key failed.
+        self.card_table = app.Table("cards", partitions=t.partitions, key_type=bytes,
+                                    value_type=dict, recovery_buffer_size=10_000)
+        self.terminal_table = app.Table("terminals", partitions=t.partitions, key_type=bytes,
+                                        value_type=dict, recovery_buffer_size=10_000)
         self.sink = Sink(settings.librdkafka())
         self.scorer = Scorer(
             settings, self.topics, self.sink, self.models, self.metrics,
-            self._cache(self.card_table, CardState), self._cache(self.terminal_table,
-                                                                 TerminalState), drift)
+            self._cache(self.card_table, CardState, self.topics.transactions),
+            self._cache(self.terminal_table, TerminalState, self.handoff), drift)
         self._wire()
 
-    def _cache(self, table: Any, kind: Any) -> StateCache[Any]:
+    def _cache(self, table: Any, kind: Any, source: str) -> StateCache[Any]:
+        """State over ``table``; written to the table's changelog by the Sink's librdkafka
+        producer (not Faust's), so the batch's ``drain`` covers it: the changelog is on the
+        broker before the batch's source offsets can be committed."""
         store = _KeyView(table)
+        changelog = f"{self.app.conf.id}-{table.name}-changelog"
+        send, data = self.sink.send, table.data
 
         def persist(partition: int, key: str, value: dict[str, Any]) -> None:
             raw = key.encode()
-            table.data[raw] = value
-            table.send_changelog(partition, raw, json.dumps(value).encode(),
-                                 key_serializer="raw", value_serializer="raw")
+            data[raw] = value
+            send(changelog, raw, json.dumps(value, separators=(",", ":")).encode(), partition)
 
-        return StateCache(store, kind.from_dict, kind, persist)
+        def committed(partition: int) -> int | None:
+            # Faust keeps the last committed offset per TP; the replay memory below it is dead.
+            offsets = getattr(self.app.consumer, "_committed_offset", None)
+            return None if offsets is None else offsets.get(TP(source, partition))
+
+        return StateCache(store, kind.from_dict, kind, persist, committed)
 
     def ensure_topics(self) -> None:
         """Catalog topics plus the repartition topic (same partitions as labels)."""

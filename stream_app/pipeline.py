@@ -58,11 +58,14 @@ class Source:
 
 class StateCache(Generic[S]):
     """Live state objects over a key -> dict store (a Faust table's data), written back once
-    per key per batch through ``persist(partition, key, dict)``."""
+    per key per batch through ``persist(partition, key, dict)``; ``committed(partition)`` is
+    the source partition's committed offset (replay memory below it is pruned on write)."""
 
     def __init__(self, store: Any, load: Callable[[dict[str, Any]], S], new: Callable[[], S],
-                 persist: Callable[[int, str, dict[str, Any]], None]) -> None:
+                 persist: Callable[[int, str, dict[str, Any]], None],
+                 committed: Callable[[int], int | None] = lambda _p: None) -> None:
         self._store, self._load, self._new, self._persist = store, load, new, persist
+        self._committed = committed
         self._live: dict[str, KeyedState[S]] = {}
         self._dirty: dict[str, int] = {}
 
@@ -85,8 +88,13 @@ class StateCache(Generic[S]):
         self._dirty[key] = partition
 
     def flush(self) -> None:
+        committed: dict[int, int | None] = {}
         for key, partition in self._dirty.items():
-            self._persist(partition, key, self._live[key].to_dict())
+            if partition not in committed:
+                committed[partition] = self._committed(partition)
+            entry = self._live[key]
+            entry.prune(committed[partition])
+            self._persist(partition, key, entry.to_dict())
         self._dirty.clear()
 
     def clear(self) -> None:
@@ -163,7 +171,7 @@ class Scorer:
                 continue
             rec = TransactionRecord.from_event(tx)
             entry = self.cards.get(rec.card_id)
-            card = entry.features(rec.transaction_id,
+            card = entry.features(rec.transaction_id, src.offset,
                                   lambda s, r=rec: card_stage(s, r, config))  # type: ignore[misc]
             self.cards.touch(rec.card_id, src.partition)
             handoff = Handoff(rec.transaction_id, rec.card_id, rec.terminal_id, rec.amount,
@@ -187,7 +195,7 @@ class Scorer:
             rec = TransactionRecord(h.transaction_id, h.card_id, h.terminal_id, h.amount,
                                     h.event_time_us)
             entry = self.terminals.get(h.terminal_id)
-            terminal = entry.features(h.transaction_id,
+            terminal = entry.features(h.transaction_id, src.offset,
                                       lambda s, r=rec: terminal_stage(s, r, config))  # type: ignore[misc]
             self.terminals.touch(h.terminal_id, src.partition)
             pending.append(h)
@@ -253,8 +261,8 @@ class Scorer:
     def _publish_verdicts(self, pending: list[Handoff], X: np.ndarray, result: scoring.Scored,
                           codes: list[list[str]]) -> None:
         topic, send = self.topics.verdicts, self.sink.send
-        for v in scoring.verdicts(pending, X, result, codes):
-            send(topic, v.transaction_id, v.model_dump_json().encode())
+        for key, value in scoring.verdicts(pending, X, result, codes):
+            send(topic, key, value)
         flagged = [d != "approve" for d in result.decisions]
         self.metrics.observe_decisions(flagged)
         m = self.metrics
@@ -279,9 +287,10 @@ class Scorer:
             failures.labels(kind="error").inc(len(pending))
             return
         agree = 0
-        for s in scoring.shadow_results(pending, champion, result):
-            self.sink.send(self.topics.shadow, s.transaction_id, s.model_dump_json().encode())
-            agree += s.agree
+        send, topic = self.sink.send, self.topics.shadow
+        for key, value, agreed in scoring.shadow_results(pending, champion, result):
+            send(topic, key, value)
+            agree += agreed
         self.metrics.shadow_results.labels(agree="true").inc(agree)
         self.metrics.shadow_results.labels(agree="false").inc(len(pending) - agree)
 

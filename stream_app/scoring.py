@@ -7,15 +7,17 @@ the contribution pass costs several times a prediction.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
-from schemas.events import ShadowResult, Verdict
 from stream_app.handoff import Handoff
 from stream_app.models import Slot
+
+_DUMPS = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def feature_hash(row: np.ndarray) -> str:
@@ -64,31 +66,39 @@ def reasons(slot: Slot, X: np.ndarray, decisions: np.ndarray, k: int) -> list[li
 
 
 def verdicts(batch: list[Handoff], X: np.ndarray, champion: Scored,
-             codes: list[list[str]]) -> list[Verdict]:
-    """The champion's verdicts (built without re-validation: every field is ours)."""
+             codes: list[list[str]]) -> list[tuple[str, bytes]]:
+    """The champion's verdicts as (transaction id, JSON of a :class:`Verdict`), encoded with
+    ``json.dumps`` of plain values (every field is ours; a unit test decodes them with the
+    schema). Several times cheaper per event than building and dumping pydantic models."""
     now = datetime.now(UTC)
-    now_ms = now.timestamp() * 1000.0
+    now_ms, stamp = now.timestamp() * 1000.0, now.isoformat()
+    scores, decisions = champion.scores.tolist(), champion.decisions.tolist()
+    name, version, dumps = champion.name, champion.version, _DUMPS
     out = []
     for i, h in enumerate(batch):
-        out.append(Verdict.model_construct(
-            schema_version=1, transaction_id=h.transaction_id, card_id=h.card_id,
-            score=float(champion.scores[i]), decision=str(champion.decisions[i]),
-            model_name=champion.name, model_version=champion.version,
-            reason_codes=codes[i], feature_hash=feature_hash(X[i]),
-            event_time=h.event_datetime, scored_at=now,
-            latency_ms=max(0.0, now_ms - h.arrival_ms)))
+        out.append((h.transaction_id, dumps({
+            "schema_version": 1, "transaction_id": h.transaction_id, "card_id": h.card_id,
+            "score": scores[i], "decision": decisions[i], "model_name": name,
+            "model_version": version, "reason_codes": codes[i],
+            "feature_hash": feature_hash(X[i]), "event_time": h.event_time,
+            "scored_at": stamp, "latency_ms": max(0.0, now_ms - h.arrival_ms)}).encode()))
     return out
 
 
-def shadow_results(batch: list[Handoff], champion: Scored, candidate: Scored) -> list[ShadowResult]:
-    """The candidate next to the champion, per transaction."""
+def shadow_results(batch: list[Handoff], champion: Scored,
+                   candidate: Scored) -> list[tuple[str, bytes, bool]]:
+    """The candidate next to the champion: (transaction id, JSON of a :class:`ShadowResult`,
+    agree) per transaction."""
+    a_scores, a_dec = champion.scores.tolist(), champion.decisions.tolist()
+    b_scores, b_dec = candidate.scores.tolist(), candidate.decisions.tolist()
+    av, bv, dumps = champion.version, candidate.version, _DUMPS
     out = []
     for i, h in enumerate(batch):
-        a, b = str(champion.decisions[i]), str(candidate.decisions[i])
-        out.append(ShadowResult.model_construct(
-            schema_version=1, transaction_id=h.transaction_id, card_id=h.card_id,
-            champion_version=champion.version, champion_score=float(champion.scores[i]),
-            champion_decision=a, candidate_version=candidate.version,
-            candidate_score=float(candidate.scores[i]), candidate_decision=b, agree=a == b,
-            event_time=h.event_datetime))
+        agree = a_dec[i] == b_dec[i]
+        out.append((h.transaction_id, dumps({
+            "schema_version": 1, "transaction_id": h.transaction_id, "card_id": h.card_id,
+            "champion_version": av, "champion_score": a_scores[i],
+            "champion_decision": a_dec[i], "candidate_version": bv,
+            "candidate_score": b_scores[i], "candidate_decision": b_dec[i], "agree": agree,
+            "event_time": h.event_time}).encode(), agree))
     return out

@@ -1,9 +1,12 @@
 """Keyed feature state as the worker keeps it in Faust tables: a state plus a replay memory.
 
 At-least-once delivery means a restarted worker may see a transaction its state already holds
-(the changelog was written, the offset not yet committed). ``recent`` remembers the features of
-the key's last transactions by id, so a replayed transaction gets exactly the features it got
-the first time and the state is not updated twice.
+(the changelog was written, the source offset not yet committed). ``recent`` remembers, by
+transaction id, the source offset and features of the key's transactions that are not yet
+committed, so a replayed transaction gets exactly the features it got the first time and the
+state is not updated twice. Entries below the partition's committed offset can never be
+replayed and are pruned when the key is written, which keeps changelog values small (the
+state alone, plus the one or two transactions of the last second).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-RECENT = 64
+RECENT_MAX = 4096  # a bound for safety only: commits prune the memory long before this
 
 
 class _Serialisable(Protocol):
@@ -22,29 +25,37 @@ S = TypeVar("S", bound=_Serialisable)
 
 
 class KeyedState(Generic[S]):
-    """One key's feature state and the features of its most recent transactions."""
+    """One key's feature state and the features of its uncommitted transactions."""
 
     __slots__ = ("recent", "state")
 
-    def __init__(self, state: S, recent: dict[str, list[float]] | None = None) -> None:
+    def __init__(self, state: S, recent: dict[str, tuple[int, list[float]]] | None = None,
+                 ) -> None:
         self.state = state
-        self.recent: dict[str, list[float]] = recent or {}
+        self.recent: dict[str, tuple[int, list[float]]] = recent or {}
 
-    def features(self, transaction_id: str, compute: Callable[[S], list[float]]) -> list[float]:
+    def features(self, transaction_id: str, offset: int,
+                 compute: Callable[[S], list[float]]) -> list[float]:
         """The transaction's features: remembered if already seen, else computed (updating)."""
         seen = self.recent.get(transaction_id)
         if seen is not None:
-            return seen
+            return seen[1]
         out = compute(self.state)
         recent = self.recent
-        recent[transaction_id] = out
-        if len(recent) > RECENT:
+        recent[transaction_id] = (offset, out)
+        if len(recent) > RECENT_MAX:
             del recent[next(iter(recent))]
         return out
 
+    def prune(self, committed: int | None) -> None:
+        """Forget transactions whose source offset is below ``committed`` (never replayed)."""
+        if committed is None or not self.recent:
+            return
+        self.recent = {k: v for k, v in self.recent.items() if v[0] >= committed}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"s": self.state.to_dict(), "r": list(self.recent.items())}
+        return {"s": self.state.to_dict(), "r": [[k, o, f] for k, (o, f) in self.recent.items()]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], load: Callable[[dict[str, Any]], S]) -> KeyedState[S]:
-        return cls(load(data["s"]), {k: list(v) for k, v in data.get("r", [])})
+        return cls(load(data["s"]), {k: (o, list(f)) for k, o, f in data.get("r", [])})

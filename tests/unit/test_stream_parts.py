@@ -20,10 +20,23 @@ def test_replayed_transaction_gets_same_features_and_state_is_not_updated_twice(
     config = FeatureConfig()
     entry = KeyedState(CardState())
     rec = TransactionRecord("t1", "c1", "m1", 10.0, 1_700_000_000_000_000)
-    first = entry.features("t1", lambda s: card_stage(s, rec, config))
+    first = entry.features("t1", 7, lambda s: card_stage(s, rec, config))
     restored = KeyedState.from_dict(entry.to_dict(), CardState.from_dict)
-    again = restored.features("t1", lambda s: card_stage(s, rec, config))
+    again = restored.features("t1", 7, lambda s: card_stage(s, rec, config))
     assert again == first and len(restored.state) == 1
+
+
+def test_replay_memory_is_pruned_below_the_committed_offset() -> None:
+    config = FeatureConfig()
+    entry = KeyedState(CardState())
+    for offset in (3, 8, 9):
+        rec = TransactionRecord(f"t{offset}", "c1", "m1", 10.0, 1_700_000_000_000_000 + offset)
+        entry.features(rec.transaction_id, offset, lambda s, r=rec: card_stage(s, r, config))
+    entry.prune(None)
+    assert len(entry.recent) == 3
+    entry.prune(8)  # offset 8 is the next to read: 8 and 9 may still be replayed
+    restored = KeyedState.from_dict(entry.to_dict(), CardState.from_dict)
+    assert set(restored.recent) == {"t8", "t9"} and len(restored.state) == 3
 
 
 def test_partition_matches_librdkafka_consistent_partitioner() -> None:
@@ -53,3 +66,21 @@ def test_metric_names_are_the_contract() -> None:
     for name in ("sentinel_transactions_total", "sentinel_candidate_failures_total",
                  "sentinel_shadow_results_total", "sentinel_fraud_rate 0.25"):
         assert name in text
+
+
+def test_encoded_verdicts_and_shadow_results_follow_the_schema() -> None:
+    from schemas import ShadowResult, Verdict, decode
+    from stream_app.handoff import Handoff
+    from stream_app.scoring import Scored, shadow_results, verdicts
+
+    h = Handoff("t1", "c1", "m1", 12.5, "2024-03-01T10:00:00+00:00", 0, 1_700_000_000_000, [])
+    X = np.zeros((1, 3))
+    a = Scored("1", "m", np.array([0.7]), np.array(["decline"], dtype=object), 0.0)
+    b = Scored("2", "m", np.array([0.1]), np.array(["approve"], dtype=object), 0.0)
+    (key, value), = verdicts([h], X, a, [["amount"]])
+    v = decode(Verdict, value)
+    assert key == "t1" and v.decision == "decline" and v.reason_codes == ["amount"]
+    assert v.feature_hash == feature_hash(X[0]) and v.event_time.hour == 10
+    (key, value, agree), = shadow_results([h], a, b)
+    s = decode(ShadowResult, value)
+    assert not agree and not s.agree and s.candidate_score == 0.1

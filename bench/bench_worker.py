@@ -1,0 +1,360 @@
+"""The streaming worker's throughput and latency, against two baselines in the same run.
+
+Run (a broker of your own; 9092 is usually someone else's)::
+
+    SENTINEL_BROKER__PORT=19392 SENTINEL_BROKER__CONTROLLER_PORT=19393 \
+        SENTINEL_DATA_DIR=/tmp/wk-bench .venv/bin/sentinel kafka start
+    .venv/bin/python bench/bench_worker.py --bootstrap 127.0.0.1:19392 --n 100000
+
+What it does, on fresh topics (a unique prefix) and a temporary MLflow store:
+
+1. simulates a history (the project's simulator), trains a LightGBM champion and candidate on
+   its offline features (``--trees`` trees each) and registers them;
+2. **sustained**: pre-produces ``--n`` transactions, starts one ``sentinel worker`` process
+   (both models, features, drift on), and times first verdict to last verdict (verdict message
+   timestamps; start-up excluded);
+3. **latency**: with that worker still running, produces ``--rate`` tx/s for ``--seconds`` s
+   and reports p50/p99 of verdict message time minus transaction produce time;
+4. **baselines** on the same pre-produced topic (new consumer groups, same process as this
+   script): (a) seed-style, the model called once per event and one produce per event;
+   (b) a plain confluent-kafka loop with the worker's batching: consume ``--batch``,
+   validate, card and terminal features, champion score + reason codes, produce verdicts.
+   (b) holds all state in one process, so it has no repartition hop, no changelog, no
+   candidate and no drift: it is the Python ceiling, not an equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from confluent_kafka import Consumer, Producer
+
+from features import (
+    CardState,
+    FeatureConfig,
+    TerminalState,
+    TransactionRecord,
+    card_stage,
+    terminal_stage,
+    transaction_stage,
+)
+from features.offline import compute_features
+from schemas import Transaction, decode
+from sentinel.infra.admin import create_topics, delete_topics
+from sentinel.settings import KafkaSettings, MlflowSettings, Settings, TopicSettings
+from sentinel.topics import TopicSpec, catalog
+from stream_app import scoring
+from stream_app.handoff import Handoff
+from stream_app.models import Slot
+from training.model import FraudModel, Thresholds
+from training.registry import ModelRegistry
+from training.simulation import SimulationConfig, simulate
+
+logger = logging.getLogger("bench_worker")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- data and models -----------------------------------------------------------------------------
+def history(n: int, seed: int = 0) -> pd.DataFrame:
+    """The first ``n`` transactions of a simulated history (about 3,800 a day)."""
+    days = max(8, int(n / 3500) + 8)
+    frame = simulate(SimulationConfig(n_customers=2000, n_terminals=4000, n_days=days,
+                                      seed=seed))
+    if len(frame) < n:
+        raise SystemExit(f"simulated only {len(frame)} transactions, asked for {n}")
+    return frame.iloc[:n].reset_index(drop=True)
+
+
+def train(frame: pd.DataFrame, trees: int, seed: int) -> FraudModel:
+    config = FeatureConfig()
+    X = compute_features(frame, config=config)[list(config.names)].to_numpy(np.float64)
+    y = frame["is_fraud"].to_numpy(int)
+    booster = lgb.train({"objective": "binary", "num_leaves": 31, "verbose": -1, "seed": seed,
+                         "num_threads": 1, "bagging_fraction": 0.8, "bagging_freq": 1},
+                        lgb.Dataset(X, y), num_boost_round=trees)
+    p = booster.predict(X)
+    review, decline = float(np.quantile(p, 0.98)), float(np.quantile(p, 0.995))
+    return FraudModel("lightgbm", config.names, Thresholds(review=review, decline=decline),
+                      booster)
+
+
+def encoded(frame: pd.DataFrame) -> list[tuple[bytes, bytes]]:
+    out = []
+    for r in frame.itertuples(index=False):
+        tx = Transaction(transaction_id=r.transaction_id, card_id=r.card_id,
+                         terminal_id=r.terminal_id, amount=r.amount, event_time=r.event_time)
+        out.append((r.card_id.encode(), tx.model_dump_json().encode()))
+    return out
+
+
+# -- kafka helpers -------------------------------------------------------------------------------
+def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
+                  "queue.buffering.max.messages": 1_000_000})
+    for key, value in records:
+        while True:
+            try:
+                p.produce(topic, value, key)
+                break
+            except BufferError:
+                p.poll(0.05)
+    p.flush(60)
+
+
+def consumer(bootstrap: str, topics: list[str], **extra: Any) -> Consumer:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "fetch.wait.max.ms": 5, **extra})
+    c.subscribe(topics)
+    return c
+
+
+def collect(c: Consumer, want: int, timeout_s: float,
+            on: Any = None) -> dict[str, int]:
+    """transaction id -> verdict message timestamp (ms) of the first verdict of each."""
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < want and time.monotonic() < deadline:
+        for m in c.consume(5000, 0.2):
+            if m.error():
+                continue
+            tid = m.key().decode()
+            if tid not in seen:
+                seen[tid] = m.timestamp()[1]
+        if on is not None:
+            on()
+    return seen
+
+
+# -- the worker process --------------------------------------------------------------------------
+def worker_env(settings: Settings, port: int, batch: int, window: float) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    env.update({
+        "SENTINEL_KAFKA__BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "SENTINEL_TOPICS__PREFIX": settings.topics.prefix,
+        "SENTINEL_TOPICS__PARTITIONS": str(settings.topics.partitions),
+        "SENTINEL_DATA_DIR": str(settings.data_dir),
+        "SENTINEL_MLFLOW__MODEL_NAME": settings.mlflow.model_name,
+        "SENTINEL_MLFLOW__TRACKING_URI": settings.tracking_uri,
+        "SENTINEL_MLFLOW__REGISTRY_URI": settings.registry_uri,
+        "SENTINEL_WORKER__WEB_PORT": str(port),
+        "SENTINEL_WORKER__APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
+        "SENTINEL_SCORING__BATCH_SIZE": str(batch),
+        "SENTINEL_SCORING__BATCH_WINDOW_S": str(window),
+        "SENTINEL_LOG_LEVEL": "WARNING",
+    })
+    return env
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ready(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+# -- baselines -----------------------------------------------------------------------------------
+class _Features:
+    """Card and terminal state of all keys in this process (no repartition, no changelog)."""
+
+    def __init__(self) -> None:
+        self.config = FeatureConfig()
+        self.cards: dict[str, CardState] = {}
+        self.terminals: dict[str, TerminalState] = {}
+
+    def row(self, tx: Transaction) -> tuple[Handoff, list[float]]:
+        rec = TransactionRecord.from_event(tx)
+        card = self.cards.setdefault(rec.card_id, CardState())
+        term = self.terminals.setdefault(rec.terminal_id, TerminalState())
+        head = [*transaction_stage(rec), *card_stage(card, rec, self.config)]
+        h = Handoff(rec.transaction_id, rec.card_id, rec.terminal_id, rec.amount,
+                    tx.event_time.isoformat(), rec.event_time_us, 0, head)
+        return h, [*head, *terminal_stage(term, rec, self.config)]
+
+
+def baseline(bootstrap: str, src: str, out: str, champion: Slot, n: int, batch: int,
+             window: float, per_event: bool) -> float:
+    """tx/s of a plain consume -> features -> score -> produce loop over ``n`` messages."""
+    c = consumer(bootstrap, [src])
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "compression.type": "lz4",
+                  "enable.idempotence": True, "queue.buffering.max.messages": 1_000_000})
+    feats = _Features()
+    done, started = 0, None
+    while done < n:
+        msgs = [m for m in c.consume(1 if per_event else batch, window) if not m.error()]
+        if not msgs:
+            continue
+        if started is None:
+            started = time.perf_counter()
+        pending, rows = [], []
+        for m in msgs:
+            h, row = feats.row(decode(Transaction, m.value()))
+            pending.append(h)
+            rows.append(row)
+        X = np.asarray(rows, dtype=np.float64)
+        result = scoring.score(champion, X)
+        codes = scoring.reasons(champion, X, result.decisions, 3)
+        for key, value in scoring.verdicts(pending, X, result, codes):
+            p.produce(out, value, key)
+        p.poll(0)
+        if not per_event:
+            p.flush(30)  # the worker also waits for acks before committing a batch
+        done += len(msgs)
+    p.flush(30)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    c.close()
+    return done / elapsed
+
+
+# -- main ----------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--rate", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--window", type=float, default=0.01)
+    ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--seed-n", type=int, default=5000, help="events for the seed-style baseline")
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--keep-worker", action="store_true", help="leave the worker running")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    prefix = f"b{uuid.uuid4().hex[:8]}."
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    settings = Settings(data_dir=tmp, kafka=KafkaSettings(bootstrap_servers=args.bootstrap),
+                        topics=TopicSettings(prefix=prefix, partitions=args.partitions),
+                        mlflow=MlflowSettings(model_name="bench-worker", tracking_uri=uri,
+                                              registry_uri=uri))
+    conf = settings.librdkafka()
+    paced_n = int(args.rate * args.seconds)
+    frame = history(args.n + paced_n)
+    t0 = time.perf_counter()
+    champion = train(frame.iloc[:args.n], args.trees, seed=1)
+    candidate = train(frame.iloc[:args.n], args.trees, seed=2)
+    logger.info("trained two models (%d trees) in %.1fs", args.trees, time.perf_counter() - t0)
+    registry = ModelRegistry(settings)
+    for role, model in (("champion", champion), ("candidate", candidate)):
+        version = registry.register(registry.log_run(model, params={}, metrics={}, tags={}),
+                                    reason="bench").version
+        registry.client.set_registered_model_alias("bench-worker", role, version)
+    records = encoded(frame)
+    pre, paced = records[:args.n], records[args.n:]
+    specs = catalog(settings.topics)
+    extra = [TopicSpec(n, f"{prefix}{n}", "k", "bytes", args.partitions, {}, "bench")
+             for n in ("base-a", "base-b")]
+    create_topics(conf, [*specs, *extra])
+    tx_topic, verdicts = settings.topics.name("transactions"), settings.topics.name("verdicts")
+    t0 = time.perf_counter()
+    produce_all(args.bootstrap, tx_topic, pre)
+    logger.info("pre-produced %d transactions in %.1fs", args.n, time.perf_counter() - t0)
+    results: dict[str, Any] = {"n": args.n, "batch": args.batch, "window_s": args.window,
+                               "trees": args.trees, "partitions": args.partitions}
+
+    port = free_port()
+    log = (tmp / "worker.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "sentinel.cli", "worker"],
+                            env=worker_env(settings, port, args.batch, args.window), cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    logger.info("worker pid=%d log=%s", proc.pid, tmp / "worker.log")
+    try:
+        vc = consumer(args.bootstrap, [verdicts])
+        t0 = time.perf_counter()
+        seen = collect(vc, args.n, 900)
+        if len(seen) < args.n:
+            raise SystemExit(f"only {len(seen)} of {args.n} verdicts (log {tmp}/worker.log)")
+        stamps = np.array(sorted(seen.values()))
+        span = (stamps[-1] - stamps[0]) / 1000.0
+        results["worker_tx_s"] = round(args.n / span, 1)
+        logger.info("worker: %d verdicts, first->last %.2fs = %.0f tx/s (wall incl. start-up "
+                    "%.1fs)", args.n, span, args.n / span, time.perf_counter() - t0)
+
+        # paced latency
+        produced: dict[str, float] = {}
+        p = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 1})
+        interval, i, start = 1.0 / args.rate, 0, time.perf_counter()
+        pending_ids = [json.loads(v)["transaction_id"] for _, v in paced]
+
+        def pace() -> None:
+            nonlocal i
+            due = min(len(paced), int((time.perf_counter() - start) / interval) + 1)
+            while i < due:
+                key, value = paced[i]
+                p.produce(tx_topic, value, key)
+                produced[pending_ids[i]] = time.time() * 1000.0
+                i += 1
+            p.poll(0)
+
+        got: dict[str, int] = {}
+        deadline = time.monotonic() + args.seconds + 60
+        while len(got) < len(paced) and time.monotonic() < deadline:
+            pace()
+            for m in vc.consume(2000, 0.002):
+                if m.error():
+                    continue
+                tid = m.key().decode()
+                if tid in produced and tid not in got:
+                    got[tid] = m.timestamp()[1]
+        lat = np.array([got[t] - produced[t] for t in got])
+        results.update({"paced_rate": args.rate, "paced_n": len(paced), "paced_seen": len(got),
+                        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+                        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+                        "max_ms": round(float(lat.max()), 1)})
+        logger.info("paced %d tx/s: %d/%d verdicts p50=%.1fms p99=%.1fms max=%.1fms",
+                    args.rate, len(got), len(paced), results["p50_ms"], results["p99_ms"],
+                    results["max_ms"])
+        vc.close()
+    finally:
+        if not args.keep_worker:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    if not args.skip_baselines:
+        slot = Slot("bench-worker", "1", champion)
+        plain = baseline(args.bootstrap, tx_topic, f"{prefix}base-b", slot, args.n, args.batch,
+                         args.window, per_event=False)
+        seed = baseline(args.bootstrap, tx_topic, f"{prefix}base-a", slot, args.seed_n, 1,
+                        args.window, per_event=True)
+        results.update({"plain_tx_s": round(plain, 1), "seed_tx_s": round(seed, 1),
+                        "worker_vs_plain": round(results["worker_tx_s"] / plain, 2),
+                        "worker_vs_seed": round(results["worker_tx_s"] / seed, 1)})
+        logger.info("plain confluent loop %.0f tx/s, seed-style %.0f tx/s", plain, seed)
+    delete_topics(conf, [s.name for s in [*specs, *extra]])
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
