@@ -3,8 +3,10 @@
 Each simulated client sends transactions for cards and terminals the simulator knows
 (``c00000``.. and ``t00000``.., as ``sentinel produce --customers 500 --terminals 1000``
 names them) with log-normal amounts, from a seeded generator: the same ``--seed`` replays the
-same requests. A response counts as a failure unless it is 200 with a score in [0, 1] and a
-decision.
+same requests. The body is the worker's /predict contract: ``id`` is the card id, plus
+``terminal_id``, ``amount`` and a unique ``transaction_id`` (``locust-<n>``). A response counts
+as a failure unless it is 200 with a score in [0, 1], a decision and the same transaction id.
+Cards the worker has never seen score with empty state; they still answer 200.
 
     locust -f bench/locustfile.py --host http://127.0.0.1:6066 --headless -u 20 -r 20 -t 60s \
         --seed 7 --cards 500 --terminals 1000
@@ -33,15 +35,15 @@ def _arguments(parser: Any) -> None:
 
 
 def transaction(rng: random.Random, ident: int, cards: int, terminals: int) -> dict[str, Any]:
-    """One /predict body: a known card and terminal, a log-normal amount (median ~33)."""
+    """One /predict body: a known card (``id``) and terminal, a log-normal amount (median ~33)."""
     amount = rng.lognormvariate(3.5, 1.0)
     if rng.random() < 0.01:
         amount *= 50  # the occasional large payment
     return {
-        "id": ident,
-        "card_id": f"c{rng.randrange(cards):05d}",
+        "id": f"c{rng.randrange(cards):05d}",
         "terminal_id": f"t{rng.randrange(terminals):05d}",
         "amount": round(amount, 2),
+        "transaction_id": f"locust-{ident}",
     }
 
 
@@ -75,5 +77,7 @@ class ScoringClient(HttpUser):
                 response.failure(f"score out of range: {score!r}")
             elif result.get("decision") not in DECISIONS:
                 response.failure(f"unknown decision: {result.get('decision')!r}")
+            elif result.get("transaction_id") != body["transaction_id"]:
+                response.failure(f"answer for another id: {result.get('transaction_id')!r}")
             else:
                 response.success()
