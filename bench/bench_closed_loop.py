@@ -30,7 +30,7 @@ from training.retrainer import Retrainer
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
 logger = logging.getLogger("bench_closed_loop")
-ONSET_DAY, DAYS, MONITOR_FROM_DAY, SEED = 30, 44, 16, 0
+ONSET_DAY, DAYS, MONITOR_FROM_DAY, SEED = 40, 54, 30, 0
 KNOWN = (1, 2, 3)
 CARD_TESTING = 4
 
@@ -39,7 +39,7 @@ def _settings(root: Path) -> Settings:
     return Settings(
         data_dir=root, features=FeatureSettings(label_delay_days=1),
         mlflow=MlflowSettings(model_name="bench-loop"),
-        drift=DriftSettings(retrain_min_labels=40_000, retrain_test_days=1,
+        drift=DriftSettings(retrain_min_labels=60_000, retrain_test_days=1,
                             promotion_min_labels=5_000, promotion_min_frauds=30,
                             promotion_bootstrap_rounds=200, rollback_min_labels=5_000))
 
@@ -112,11 +112,14 @@ def main() -> None:
     tx_done = lab_done = 0
     label_order = np.argsort(frame["label_time"].to_numpy(), kind="stable")
     label_times = _ns(frame["label_time"])[label_order]
-    alert_at = candidate_at = promoted_at = None
+    alert_at = candidate_at = promoted_at = rolled_back_at = None
     alerts_before_onset = 0
     champion_flag = np.zeros(len(frame), dtype=bool)
+    candidate_flag = np.zeros(len(frame), dtype=bool)
+    shadowed = np.zeros(len(frame), dtype=bool)
     first_alert_events = None
     onset_index = int(np.searchsorted(tns, onset.value))
+    monitor_from = int(np.searchsorted(tns, (day0 + pd.Timedelta(days=MONITOR_FROM_DAY)).value))
     wall = time.perf_counter()
     for now in hours:
         hi = int(np.searchsorted(tns, now.value))
@@ -142,6 +145,8 @@ def main() -> None:
                 cand = model(cand_ref.version)
                 cs = cand.score(X[part])
                 cd = cand.decide(cs)
+                candidate_flag[part] = cd != "approve"
+                shadowed[part] = True
                 store.add_shadow(ShadowResult(
                     transaction_id=r.transaction_id, card_id=r.card_id,
                     champion_version=champ_ref.version, champion_score=float(a),
@@ -150,7 +155,12 @@ def main() -> None:
                     event_time=r.event_time)
                     for r, a, da, b, db in zip(rows.itertuples(index=False), s, d, cs, cd,
                                                strict=True))
-            for alert in monitor.observe_batch(X[part], s, d, list(times.iloc[part])):
+            watch = slice(max(lo_t, monitor_from), hi)  # the book's fraud ramp is over
+            batch = (X[watch], s[watch.start - lo_t:], d[watch.start - lo_t:],
+                     list(times.iloc[watch])) if watch.stop > watch.start else None
+            for alert in monitor.observe_batch(*batch) if batch else []:
+                logger.info("alert signal=%s detector=%s at=%s", alert.signal, alert.detector,
+                            alert.event_time)
                 if alert.event_time < onset:
                     alerts_before_onset += 1
                     continue
@@ -173,6 +183,9 @@ def main() -> None:
                         now)
         retrainer.tick(now.to_pydatetime())
         champion_now = registry.resolve("champion").version
+        if promoted_at is not None and champion_now == "1" and rolled_back_at is None:
+            rolled_back_at = now
+            logger.info("rolled back at=%s", now)
         if promoted_at is None and candidate_at is not None and champion_now != "1":
             promoted_at = now
             logger.info("promoted version=%s at=%s", champion_now, now)
@@ -202,6 +215,10 @@ def main() -> None:
                 "%.3f, after=%.3f (n=%d); ratio=%.2f", known_before,
                 _recall(champion_flag, ct & before_promo), new_after,
                 int((ct & after_promo).sum()), new_after / known_before)
+    logger.info("candidate in shadow: recall card testing=%.3f known=%.3f (n=%d, %d)",
+                _recall(candidate_flag, ct & shadowed),
+                _recall(candidate_flag, y & np.isin(scen, KNOWN) & shadowed),
+                int((ct & shadowed).sum()), int((y & np.isin(scen, KNOWN) & shadowed).sum()))
     logger.info("known patterns after promotion=%.3f", _recall(
         champion_flag, y & np.isin(scen, KNOWN) & after_promo))
 

@@ -156,10 +156,15 @@ class Retrainer:
             return None
         new = self.store.verdicts_joined(champion.version)
         old = self.store.verdicts_joined(previous)
-        if len(old) == 0:
+        # the predecessor's AP on the promotion's shadow window (same payments, same world)
+        # when known; its whole live history would mix in the world before the shift
+        shadow_ap = champion.tags.get("sentinel.promotion.ap_champion")
+        baseline = float(shadow_ap) if shadow_ap else None
+        if len(old) == 0 and baseline is None:
             return None
         verdict = decide_rollback(new["is_fraud"].to_numpy(), new["score"].to_numpy(),
                                   old["is_fraud"].to_numpy(), old["score"].to_numpy(),
+                                  baseline_ap=baseline,
                                   min_labels=self.settings.drift.rollback_min_labels)
         if verdict.action == "rollback":
             self.registry.rollback(reason=verdict.reason)
