@@ -1,6 +1,9 @@
 # ruff: noqa: F811 - pytest fixtures imported from the harness are redefined as arguments
-"""A real Prometheus scrapes a real metrics endpoint with the worker's metric names; the values
-come back through its HTTP API, and the alert rules load and evaluate there."""
+"""A real Prometheus scrapes a fake worker publishing the worker's metric names with steady,
+known traffic: the values come back through its HTTP API and the alert rules evaluate to exact
+numbers (quantiles, ratios) and fire (drift). The real worker process is scraped in
+``test_worker_ops.py``; these tests pin the rules' behaviour on traffic no real run makes
+exactly repeatable."""
 
 from __future__ import annotations
 
