@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+import time
 from typing import Any
 
 import faust
@@ -30,6 +33,7 @@ from stream_app.sink import Sink
 
 logger = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE_S = 5.0
 METRICS_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"  # aiohttp sets charset
 
 
@@ -76,10 +80,11 @@ class Worker:
         # key_type/value_type (not a Schema) decide the changelog's serializers: Faust derives
         # the table's key_serializer from key_type and uses it to decode the changelog during
         # recovery; with a Schema alone it fell back to JSON keys and every raw key failed.
+        # (value_type stays unset: a type there is treated as a faust Record; None means JSON.)
         self.card_table = app.Table("cards", partitions=t.partitions, key_type=bytes,
-                                    value_type=dict, recovery_buffer_size=10_000)
+                                    recovery_buffer_size=10_000)
         self.terminal_table = app.Table("terminals", partitions=t.partitions, key_type=bytes,
-                                        value_type=dict, recovery_buffer_size=10_000)
+                                        recovery_buffer_size=10_000)
         self.sink = Sink(settings.librdkafka())
         self.scorer = Scorer(
             settings, self.topics, self.sink, self.models, self.metrics,
@@ -157,6 +162,11 @@ class Worker:
             self.assigned = any(tp.topic == self.topics.transactions for tp in assigned)
             self._ready_gauge()
 
+        @app.on_before_shutdown.connect
+        async def shutting_down(sender: Any, **kwargs: Any) -> None:
+            self.sink.close()
+            _exit_after(SHUTDOWN_GRACE_S)
+
         self._views()
 
     def _on_swap(self, role: str, slot: Slot | None) -> None:
@@ -224,6 +234,21 @@ class Worker:
         return view.json(predict.answer(tx, X, champion, self.models.candidate,
                                         self.settings.scoring.reason_codes,
                                         self.scorer.config.names))
+
+
+def _exit_after(seconds: float) -> None:
+    """Leave the process if it still runs ``seconds`` after Faust began to stop: the event
+    loop closes in about a second, but executor threads (model loads, registry calls) and
+    librdkafka handles could keep the interpreter alive. Delivery is at-least-once and the
+    sink was flushed, so nothing is lost by not waiting for them."""
+
+    def run() -> None:
+        time.sleep(seconds)
+        logger.warning("worker still alive %.0fs after shutdown began: exiting", seconds)
+        logging.shutdown()
+        os._exit(0)
+
+    threading.Thread(target=run, name="shutdown-watchdog", daemon=True).start()
 
 
 class _KeyView:

@@ -65,5 +65,9 @@ class Sink:
         if err is not None:
             self._failures.append(f"{msg.topic()}: {err.str()}")
 
-    def close(self) -> None:
-        self._producer.flush(10)
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Deliver what is queued (bounded: shutdown must not hang on a dead broker)."""
+        left = self._producer.flush(timeout_s)
+        if left:
+            logger.warning("closing sink with %d undelivered messages (at-least-once: the "
+                           "uncommitted inputs are consumed again)", left)

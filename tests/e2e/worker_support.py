@@ -85,14 +85,19 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop_worker(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+def stop_worker(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+                timeout_s: float = 15.0) -> bool:
+    """Stop with ``sig``, falling back to SIGKILL; True when ``sig`` alone stopped it."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout_s)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        return False
 
 
 def http(port: int, path: str, body: Any = None) -> tuple[int, Any]:
