@@ -8,7 +8,6 @@ partitioned like librdkafka so it is co-partitioned with labels) + labels -> age
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -30,6 +29,7 @@ from stream_app.metrics import WorkerMetrics
 from stream_app.models import ServingModels, Slot
 from stream_app.pipeline import Scorer, Source, StateCache, Topics
 from stream_app.sink import Sink
+from stream_app.state import decode_value, encode_value
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +80,12 @@ class Worker:
         # key_type/value_type (not a Schema) decide the changelog's serializers: Faust derives
         # the table's key_serializer from key_type and uses it to decode the changelog during
         # recovery; with a Schema alone it fell back to JSON keys and every raw key failed.
-        # (value_type stays unset: a type there is treated as a faust Record; None means JSON.)
+        # Values are kept as the changelog's bytes (stream_app.state.encode_value) and decoded
+        # when a key is first used, so recovery is a plain copy.
         self.card_table = app.Table("cards", partitions=t.partitions, key_type=bytes,
-                                    recovery_buffer_size=10_000)
+                                    value_type=bytes, recovery_buffer_size=10_000)
         self.terminal_table = app.Table("terminals", partitions=t.partitions, key_type=bytes,
-                                        recovery_buffer_size=10_000)
+                                        value_type=bytes, recovery_buffer_size=10_000)
         self.sink = Sink(settings.librdkafka())
         self.scorer = Scorer(
             settings, self.topics, self.sink, self.models, self.metrics,
@@ -101,9 +102,9 @@ class Worker:
         send, data = self.sink.send, table.data
 
         def persist(partition: int, key: str, value: dict[str, Any]) -> None:
-            raw = key.encode()
-            data[raw] = value
-            send(changelog, raw, json.dumps(value, separators=(",", ":")).encode(), partition)
+            raw, encoded = key.encode(), encode_value(value)
+            data[raw] = encoded
+            send(changelog, raw, encoded, partition)
 
         def committed(partition: int) -> int | None:
             # Faust keeps the last committed offset per TP; the replay memory below it is dead.
@@ -259,6 +260,7 @@ class _KeyView:
 
     def get(self, key: str) -> dict[str, Any] | None:
         try:
-            return self._table.data.get(key.encode())  # type: ignore[no-any-return]
+            raw = self._table.data.get(key.encode())
         except KeyError:
             return None
+        return None if raw is None else decode_value(raw)

@@ -11,9 +11,12 @@ state alone, plus the one or two transactions of the last second).
 
 from __future__ import annotations
 
+import json
+import marshal
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
+MARSHAL = b"M"  # format tag of changelog values; older values were JSON objects (b"{")
 RECENT_MAX = 4096  # a bound for safety only: commits prune the memory long before this
 
 
@@ -59,3 +62,23 @@ class KeyedState(Generic[S]):
     @classmethod
     def from_dict(cls, data: dict[str, Any], load: Callable[[dict[str, Any]], S]) -> KeyedState[S]:
         return cls(load(data["s"]), {k: (o, list(f)) for k, o, f in data.get("r", [])})
+
+
+def encode_value(data: dict[str, Any]) -> bytes:
+    """A changelog value: ``marshal`` (format 4) of the plain dict, tagged.
+
+    About ten times cheaper than JSON for these lists of ints and strings, and this encoding
+    runs once per touched key per batch, which made it the worker's largest cost. marshal is
+    only for trusted data: the changelog is an internal topic written by the worker alone
+    (whoever can write it can corrupt the state in any encoding).
+    """
+    return MARSHAL + marshal.dumps(data, 4)
+
+
+def decode_value(raw: bytes | dict[str, Any]) -> dict[str, Any]:
+    """The dict of :func:`encode_value` (JSON values of older workers are read too)."""
+    if isinstance(raw, dict):
+        return raw
+    if raw[:1] == MARSHAL:
+        return marshal.loads(raw[1:])  # type: ignore[no-any-return]  # noqa: S302 - ours
+    return json.loads(raw)  # type: ignore[no-any-return]

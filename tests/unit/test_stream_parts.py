@@ -84,3 +84,17 @@ def test_encoded_verdicts_and_shadow_results_follow_the_schema() -> None:
     (key, value, agree), = shadow_results([h], a, b)
     s = decode(ShadowResult, value)
     assert not agree and not s.agree and s.candidate_score == 0.1
+
+
+def test_changelog_values_round_trip_and_old_json_values_still_load() -> None:
+    import json
+
+    from stream_app.state import decode_value, encode_value
+
+    config = FeatureConfig()
+    entry = KeyedState(CardState())
+    rec = TransactionRecord("t1", "c1", "m1", 10.0, 1_700_000_000_000_000)
+    entry.features("t1", 3, lambda s: card_stage(s, rec, config))
+    data = entry.to_dict()
+    assert decode_value(encode_value(data)) == data
+    assert decode_value(json.dumps(data).encode()) == json.loads(json.dumps(data))
