@@ -123,21 +123,28 @@ def consumer(bootstrap: str, topics: list[str], **extra: Any) -> Consumer:
     return c
 
 
-def collect(c: Consumer, want: int, timeout_s: float,
-            on: Any = None) -> dict[str, int]:
-    """transaction id -> verdict message timestamp (ms) of the first verdict of each."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def collect(c: Consumer, want: int, timeout_s: float, pid: int) -> tuple[dict[str, int], float]:
+    """transaction id -> verdict message timestamp (ms) of the first verdict of each, and the
+    worker's CPU seconds between the first verdict seen and the last."""
     seen: dict[str, int] = {}
+    cpu0 = None
     deadline = time.monotonic() + timeout_s
     while len(seen) < want and time.monotonic() < deadline:
         for m in c.consume(5000, 0.2):
             if m.error():
                 continue
+            if cpu0 is None:
+                cpu0 = cpu_seconds(pid)
             tid = m.key().decode()
             if tid not in seen:
                 seen[tid] = m.timestamp()[1]
-        if on is not None:
-            on()
-    return seen
+    return seen, cpu_seconds(pid) - (cpu0 or 0.0)
 
 
 # -- the worker process --------------------------------------------------------------------------
@@ -198,19 +205,20 @@ class _Features:
 
 
 def baseline(bootstrap: str, src: str, out: str, champion: Slot, n: int, batch: int,
-             window: float, per_event: bool) -> float:
-    """tx/s of a plain consume -> features -> score -> produce loop over ``n`` messages."""
+             window: float, per_event: bool) -> tuple[float, float]:
+    """tx/s and CPU µs per tx of a consume -> features -> score -> produce loop over ``n``
+    messages (CPU of this whole process, librdkafka threads included)."""
     c = consumer(bootstrap, [src])
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "compression.type": "lz4",
                   "enable.idempotence": True, "queue.buffering.max.messages": 1_000_000})
     feats = _Features()
-    done, started = 0, None
+    done, started, cpu0 = 0, None, 0.0
     while done < n:
         msgs = [m for m in c.consume(1 if per_event else batch, window) if not m.error()]
         if not msgs:
             continue
         if started is None:
-            started = time.perf_counter()
+            started, cpu0 = time.perf_counter(), cpu_seconds(os.getpid())
         pending, rows = [], []
         for m in msgs:
             h, row = feats.row(decode(Transaction, m.value()))
@@ -227,8 +235,9 @@ def baseline(bootstrap: str, src: str, out: str, champion: Slot, n: int, batch: 
         done += len(msgs)
     p.flush(30)
     elapsed = time.perf_counter() - (started or time.perf_counter())
+    cpu = cpu_seconds(os.getpid()) - cpu0
     c.close()
-    return done / elapsed
+    return done / elapsed, cpu / done * 1e6
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -290,12 +299,13 @@ def main() -> None:
     try:
         vc = consumer(args.bootstrap, [verdicts])
         t0 = time.perf_counter()
-        seen = collect(vc, args.n, 900)
+        seen, cpu = collect(vc, args.n, 900, proc.pid)
         if len(seen) < args.n:
             raise SystemExit(f"only {len(seen)} of {args.n} verdicts (log {tmp}/worker.log)")
         stamps = np.array(sorted(seen.values()))
         span = (stamps[-1] - stamps[0]) / 1000.0
         results["worker_tx_s"] = round(args.n / span, 1)
+        results["worker_cpu_us_per_tx"] = round(cpu / args.n * 1e6, 1)
         logger.info("worker: %d verdicts, first->last %.2fs = %.0f tx/s (wall incl. start-up "
                     "%.1fs)", args.n, span, args.n / span, time.perf_counter() - t0)
 
@@ -319,7 +329,7 @@ def main() -> None:
         deadline = time.monotonic() + args.seconds + 60
         while len(got) < len(paced) and time.monotonic() < deadline:
             pace()
-            for m in vc.consume(2000, 0.002):
+            for m in vc.consume(2000, 0.01):
                 if m.error():
                     continue
                 tid = m.key().decode()
@@ -344,13 +354,18 @@ def main() -> None:
 
     if not args.skip_baselines:
         slot = Slot("bench-worker", "1", champion)
-        plain = baseline(args.bootstrap, tx_topic, f"{prefix}base-b", slot, args.n, args.batch,
-                         args.window, per_event=False)
-        seed = baseline(args.bootstrap, tx_topic, f"{prefix}base-a", slot, args.seed_n, 1,
-                        args.window, per_event=True)
+        plain, plain_cpu = baseline(args.bootstrap, tx_topic, f"{prefix}base-b", slot, args.n,
+                                    args.batch, args.window, per_event=False)
+        seed, seed_cpu = baseline(args.bootstrap, tx_topic, f"{prefix}base-a", slot,
+                                  args.seed_n, 1, args.window, per_event=True)
+        w_cpu = results["worker_cpu_us_per_tx"]
         results.update({"plain_tx_s": round(plain, 1), "seed_tx_s": round(seed, 1),
+                        "plain_cpu_us_per_tx": round(plain_cpu, 1),
+                        "seed_cpu_us_per_tx": round(seed_cpu, 1),
                         "worker_vs_plain": round(results["worker_tx_s"] / plain, 2),
-                        "worker_vs_seed": round(results["worker_tx_s"] / seed, 1)})
+                        "worker_vs_seed": round(results["worker_tx_s"] / seed, 1),
+                        "worker_vs_plain_cpu": round(plain_cpu / w_cpu, 2),
+                        "worker_vs_seed_cpu": round(seed_cpu / w_cpu, 2)})
         logger.info("plain confluent loop %.0f tx/s, seed-style %.0f tx/s", plain, seed)
     delete_topics(conf, [s.name for s in [*specs, *extra]])
     print(json.dumps(results))
