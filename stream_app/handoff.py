@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import marshal
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+MARSHAL = b"M"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +29,17 @@ class Handoff:
     head: list[float]
 
     def encode(self) -> bytes:
-        return json.dumps([self.transaction_id, self.card_id, self.terminal_id, self.amount,
-                           self.event_time, self.event_time_us, self.arrival_ms,
-                           self.head]).encode()
+        """``b"M"`` + marshal of the fields: floats travel as binary, exact, and encoding costs
+        a tenth of JSON (this runs once per transaction). The topic is internal to the worker."""
+        return MARSHAL + marshal.dumps((self.transaction_id, self.card_id, self.terminal_id,
+                                        self.amount, self.event_time, self.event_time_us,
+                                        self.arrival_ms, self.head), 4)
 
     @classmethod
     def decode(cls, data: bytes) -> Handoff:
+        """Read a hand-off record (JSON arrays of older workers too)."""
+        if data[:1] == MARSHAL:
+            return cls(*marshal.loads(data[1:]))  # noqa: S302 - written by this worker
         return cls(*json.loads(data))
 
     @property

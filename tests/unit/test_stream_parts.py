@@ -98,3 +98,14 @@ def test_changelog_values_round_trip_and_old_json_values_still_load() -> None:
     data = entry.to_dict()
     assert decode_value(encode_value(data)) == data
     assert decode_value(json.dumps(data).encode()) == json.loads(json.dumps(data))
+
+
+def test_handoff_round_trip_keeps_floats_exact() -> None:
+    import json
+
+    from stream_app.handoff import Handoff
+
+    h = Handoff("t1", "c1", "m1", 0.1 + 0.2, "2024-03-01T10:00:00+00:00", 5, 7, [1 / 3, 2.5])
+    assert Handoff.decode(h.encode()) == h
+    old = json.dumps(["t1", "c1", "m1", 0.3, "2024-03-01T10:00:00+00:00", 5, 7, [1.0]])
+    assert Handoff.decode(old.encode()).head == [1.0]
