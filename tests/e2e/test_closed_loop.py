@@ -17,11 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from schemas import DriftAlert, LabelFeedback, ShadowResult, Transaction, Verdict
-from sentinel.infra.kafka_io import EventProducer
+from schemas import DriftAlert, LabelFeedback, ShadowResult, Transaction, Verdict, decode
+from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.settings import DriftSettings, FeatureSettings
 from tests.conftest import free_port
-from tests.e2e.test_worker_e2e import Collector
 from tests.e2e.worker_support import start_worker, stop_worker, wait_ready, worker_env
 from training.retrainer_kafka import run as run_retrainer
 from training.simulation import DriftScenario, SimulationConfig, simulate
@@ -34,6 +33,25 @@ DRIFT_ENV = {
     "SENTINEL_DRIFT__MIN_BLOCK_EVENTS": "5",
     "SENTINEL_DRIFT__ALERT_COOLDOWN_EVENTS": "1000000",
 }
+
+
+class Collector:
+    """Reads a topic continuously into a list of decoded events (fails if the worker dies)."""
+
+    def __init__(self, settings, logical: str, kind: type, proc) -> None:
+        self.kind, self.proc, self.items = kind, proc, []
+        self.consumer = EventConsumer(settings.librdkafka(), f"c-{uuid.uuid4().hex[:8]}",
+                                      [settings.topics.name(logical)])
+
+    def until(self, predicate, timeout_s: float = 120.0) -> list:
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self.items):
+            self.items += [decode(self.kind, m.value()) for m in self.consumer.poll(5000, 0.2)]
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.kind.__name__}: {len(self.items)} seen")
+        return self.items
 
 
 def _produce(settings, rows: pd.DataFrame, labels: pd.DataFrame) -> None:
@@ -56,6 +74,7 @@ def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Pat
         "features": FeatureSettings(label_delay_days=1),
         "drift": DriftSettings(grace_events=500, min_block_events=5, retrainer_port=0,
                                alert_cooldown_events=1_000_000, retrain_min_labels=1500,
+                               retrain_cooldown_s=30 * 86_400,  # one shift, one retrain
                                retrain_test_days=1, promotion_interval_s=2.0,
                                promotion_min_labels=300, promotion_min_frauds=10,
                                promotion_bootstrap_rounds=100)})
