@@ -147,6 +147,7 @@ class DriftSettings(_Section):
     promotion_bootstrap_rounds: int = Field(default=500, ge=50)
     promotion_confidence: float = Field(default=0.95, gt=0.5, lt=1)
     rollback_min_labels: int = Field(default=2000, ge=1)
+    rollback_ap_tolerance: float = Field(default=0.05, ge=0)
 
 
 class WorkerSettings(_Section):

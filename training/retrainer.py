@@ -165,7 +165,8 @@ class Retrainer:
         verdict = decide_rollback(new["is_fraud"].to_numpy(), new["score"].to_numpy(),
                                   old["is_fraud"].to_numpy(), old["score"].to_numpy(),
                                   baseline_ap=baseline,
-                                  min_labels=self.settings.drift.rollback_min_labels)
+                                  min_labels=self.settings.drift.rollback_min_labels,
+                                  tolerance=self.settings.drift.rollback_ap_tolerance)
         if verdict.action == "rollback":
             self.registry.rollback(reason=verdict.reason)
             self.promotions["rolled_back"] += 1
