@@ -416,7 +416,7 @@ class DriftMonitor:
             adwin = self._adwin[i]
             adwin.update(zi)
             if adwin.drift_detected:
-                alert = self._maybe_alert(i, int(adwin.width), blk)
+                alert = self._maybe_alert(int(i), int(adwin.width), blk)
                 if alert is not None:
                     alerts.append(alert)
         return alerts

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,16 +95,17 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
         t.name("drift_alerts"): DriftAlert,
     }
     store = retrainer.store
-    adders = {Transaction: store.add_transactions, LabelFeedback: store.add_labels,
-              Verdict: store.add_verdicts, ShadowResult: store.add_shadow}
+    adders: dict[type[Any], Callable[[list[Any]], int]] = {
+        Transaction: store.add_transactions, LabelFeedback: store.add_labels,
+        Verdict: store.add_verdicts, ShadowResult: store.add_shadow}
     started = last_tick = time.monotonic()
     with EventConsumer(settings.librdkafka(), "sentinel-retrainer", list(kinds)) as consumer:
         while max_seconds is None or time.monotonic() - started < max_seconds:
             batch: dict[type[Any], list[Any]] = {k: [] for k in kinds.values()}
             for msg in consumer.poll(5000, 0.5):
-                kind = kinds[msg.topic()]
+                kind = kinds[str(msg.topic())]
                 try:
-                    batch[kind].append(decode(kind, msg.value()))
+                    batch[kind].append(decode(kind, msg.value() or b""))
                 except SchemaValidationError as exc:
                     retrainer.retrains["bad_input"] += 1
                     logger.warning("dead-lettered message topic=%s partition=%s offset=%s "
