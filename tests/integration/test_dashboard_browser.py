@@ -177,7 +177,7 @@ def test_dashboard_shows_live_prometheus_values_and_says_kafka_is_down(
     finally:
         app.stop()
     assert "1.230 %" in text, text  # sentinel_fraud_rate 0.0123 as scraped
-    assert re.search(r"Latency p99 \(objective 50 ms\)\s*24\.9 ms", text), text
+    assert re.search(r"Latency p99 \(objective 50 ms\)\s*24\.[89] ms", text), text  # 24.85
     assert re.search(r"Shadow agreement\s*9\d\.\d %", text), text
     assert re.search(r"Throughput\s*\d+(\.\d)? tx/s", text), text
     assert re.search(r"champion\s+sentinel-fraud\s+7", text), text
