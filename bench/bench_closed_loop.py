@@ -39,7 +39,7 @@ def _settings(root: Path) -> Settings:
     return Settings(
         data_dir=root, features=FeatureSettings(label_delay_days=1),
         mlflow=MlflowSettings(model_name="bench-loop"),
-        drift=DriftSettings(retrain_min_labels=60_000, retrain_test_days=1,
+        drift=DriftSettings(retrain_min_labels=40_000, retrain_test_days=1,
                             promotion_min_labels=5_000, promotion_min_frauds=30,
                             promotion_bootstrap_rounds=200, rollback_min_labels=5_000))
 
