@@ -42,6 +42,7 @@ from stream_app.state import KeyedState
 logger = logging.getLogger(__name__)
 
 S = TypeVar("S", CardState, TerminalState)
+HANDOFF_CHUNK = 500  # records per hand-off message (about 200 KB, well under 1 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ class Scorer:
     # -- stage 1 -------------------------------------------------------------------------------
     async def cards_batch(self, batch: list[Source]) -> None:
         config, n = self.config, self.topics.partitions
+        out: dict[int, list[Handoff]] = {}
         for src in batch:
             try:
                 tx = decode(Transaction, src.value)
@@ -177,9 +179,12 @@ class Scorer:
             handoff = Handoff(rec.transaction_id, rec.card_id, rec.terminal_id, rec.amount,
                               tx.event_time.isoformat(), rec.event_time_us, src.timestamp_ms,
                               [*transaction_stage(rec), *card])
-            key = rec.terminal_id.encode()
-            self.sink.send(self.topics.handoff, key, handoff.encode(), partition_for(key, n))
+            out.setdefault(partition_for(rec.terminal_id.encode(), n), []).append(handoff)
         self.cards.flush()
+        for partition, records in out.items():  # batch order is kept within a partition
+            for i in range(0, len(records), HANDOFF_CHUNK):
+                self.sink.send(self.topics.handoff, None,
+                               Handoff.encode_batch(records[i:i + HANDOFF_CHUNK]), partition)
         await self.sink.drain()
 
     # -- stage 2 -------------------------------------------------------------------------------
@@ -191,18 +196,21 @@ class Scorer:
             if src.topic == self.topics.labels:
                 self._label(src)
                 continue
-            h = Handoff.decode(src.value)
-            rec = TransactionRecord(h.transaction_id, h.card_id, h.terminal_id, h.amount,
-                                    h.event_time_us)
-            entry = self.terminals.get(h.terminal_id)
-            terminal = entry.features(h.transaction_id, src.offset,
-                                      lambda s, r=rec: terminal_stage(s, r, config))  # type: ignore[misc]
-            self.terminals.touch(h.terminal_id, src.partition)
-            pending.append(h)
-            rows.append([*h.head, *terminal])
+            for h in Handoff.decode_many(src.value):
+                rec = TransactionRecord(h.transaction_id, h.card_id, h.terminal_id, h.amount,
+                                        h.event_time_us)
+                entry = self.terminals.get(h.terminal_id)
+                terminal = entry.features(h.transaction_id, src.offset,
+                                          lambda s, r=rec: terminal_stage(s, r, config))  # type: ignore[misc]
+                self.terminals.touch(h.terminal_id, src.partition)
+                pending.append(h)
+                rows.append([*h.head, *terminal])
         self.terminals.flush()
-        if pending:
-            await self._score(pending, np.asarray(rows, dtype=np.float64), batch)
+        # hand-off messages carry up to HANDOFF_CHUNK records each: score in batch_size slices
+        size = self.settings.scoring.batch_size
+        X = np.asarray(rows, dtype=np.float64)
+        for i in range(0, len(pending), size):
+            await self._score(pending[i:i + size], X[i:i + size], batch)
         await self.sink.drain()
         if pending:
             done = time.time()

@@ -109,3 +109,12 @@ def test_handoff_round_trip_keeps_floats_exact() -> None:
     assert Handoff.decode(h.encode()) == h
     old = json.dumps(["t1", "c1", "m1", 0.3, "2024-03-01T10:00:00+00:00", 5, 7, [1.0]])
     assert Handoff.decode(old.encode()).head == [1.0]
+
+
+def test_handoff_batches_keep_order() -> None:
+    from stream_app.handoff import Handoff
+
+    records = [Handoff(f"t{i}", "c1", "m1", 1.0, "2024-03-01T10:00:00+00:00", i, 7, [0.5])
+               for i in range(5)]
+    assert Handoff.decode_many(Handoff.encode_batch(records)) == records
+    assert Handoff.decode_many(records[0].encode()) == records[:1]
