@@ -128,7 +128,7 @@ class DriftSettings(_Section):
     profile_memory_seasons: int = Field(default=14, ge=1)
     min_block_events: int = Field(default=20, ge=1)
     min_shift_z: float = Field(default=2.0, gt=0)
-    kswin_alpha: float = Field(default=1e-6, gt=0, lt=1)
+    kswin_alpha: float = Field(default=1e-9, gt=0, lt=1)  # 1e-6: false alarms on LightGBM scores
     seed: int = 0
     # Added for rare-event rate signals (stream_app/drift_rate.py): Poisson CUSUM per block.
     rate_cusum_ratio: float = Field(default=10.0, gt=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -81,9 +82,10 @@ def dead_letter(msg: Any, exc: Exception) -> DeadLetter:
         source_partition=msg.partition(), source_offset=msg.offset(), at=datetime.now(UTC))
 
 
-def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: bool = True
-        ) -> Retrainer:
-    """Consume until interrupted (or ``max_seconds``); returns the retrainer for tests."""
+def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: bool = True,
+        stop: threading.Event | None = None, group_id: str = "sentinel-retrainer") -> Retrainer:
+    """Consume until interrupted, ``max_seconds`` or ``stop`` is set; returns the retrainer
+    (tests and the demo read its counters). ``group_id`` lets a demo run beside another."""
     retrainer, producer = build(settings)
     if serve_metrics and settings.drift.retrainer_port:
         REGISTRY.register(_Metrics(retrainer))
@@ -99,8 +101,9 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
         Transaction: store.add_transactions, LabelFeedback: store.add_labels,
         Verdict: store.add_verdicts, ShadowResult: store.add_shadow}
     started = last_tick = time.monotonic()
-    with EventConsumer(settings.librdkafka(), "sentinel-retrainer", list(kinds)) as consumer:
-        while max_seconds is None or time.monotonic() - started < max_seconds:
+    with EventConsumer(settings.librdkafka(), group_id, list(kinds)) as consumer:
+        while ((max_seconds is None or time.monotonic() - started < max_seconds)
+               and not (stop is not None and stop.is_set())):
             batch: dict[type[Any], list[Any]] = {k: [] for k in kinds.values()}
             for msg in consumer.poll(5000, 0.5):
                 kind = kinds[str(msg.topic())]
