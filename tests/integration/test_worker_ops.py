@@ -143,3 +143,38 @@ def test_locust_drives_the_real_predict_with_zero_failures(
     assert failures == 0, stats
     assert requests > 20
     assert live_worker.proc.poll() is None
+
+
+def test_dashboard_renders_live_values_of_the_running_pipeline(
+    live_worker: LiveWorker, tmp_path: Path
+) -> None:
+    """The Streamlit dashboard in headless Chromium, over a real Prometheus scraping the real
+    worker and the worker's real topics; the screenshot is kept as a CI artifact."""
+    from tests.integration.test_dashboard_browser import ARTIFACTS, Streamlit, render
+
+    prometheus = PrometheusServer(tmp_path, {"sentinel-worker": [live_worker.target]}).start()
+    app = None
+    try:
+        prometheus.wait_for("sentinel_worker_ready", lambda r: r != [] and _value(r) == 1)
+        produce(live_worker.settings, transactions(300, seed=12))
+        prometheus.wait_for('sentinel_transactions_total{outcome="scored"}',
+                            lambda r: r != [] and _value(r) >= 300, timeout_s=90)
+        settings = live_worker.settings
+        app = Streamlit(tmp_path, "--prometheus", prometheus.url, "--kafka",
+                        settings.bootstrap_servers, "--prefix", settings.topics.prefix)
+        name = settings.mlflow.model_name
+        text = render(app.url, tmp_path,
+                      lambda t: t.count("PSI ") == 2 and name in t and "Running..." not in t,
+                      ARTIFACTS / "dashboard-live.png")
+    finally:
+        if app is not None:
+            app.stop()
+        prometheus.stop()
+    assert "Workers ready" in text and "1 / 1" in text, text
+    assert f"champion\t{name}\t{live_worker.champion}" in text or (
+        f"champion {name} {live_worker.champion}" in " ".join(text.split())), text
+    assert "reachable" in text, text
+    assert "unavailable" not in text, text  # both Prometheus and Kafka answered
+    assert "Promotion history (model-events topic)" in text, text
+    assert "Reference (oldest retained) vs live (newest)" in text, text
+    assert (ARTIFACTS / "dashboard-live.png").stat().st_size > 20_000
