@@ -18,8 +18,13 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
-def decode(event_type: type[E], data: bytes | str) -> E:
-    """Parse and validate one event; raise :class:`SchemaValidationError` naming each bad field."""
+def decode(event_type: type[E], data: bytes | str | None) -> E:
+    """Parse and validate one event; raise :class:`SchemaValidationError` naming each bad field.
+
+    ``None`` (a Kafka message without a value, e.g. a tombstone) is invalid input too.
+    """
+    if data is None:
+        raise SchemaValidationError(event_type.__name__, [("<body>", "empty message (no value)")])
     try:
         return event_type.model_validate_json(data)
     except ValidationError as exc:

@@ -76,7 +76,7 @@ def _follow(settings: Settings, tally: Tally, stop: threading.Event) -> None:
                        list(topics)) as consumer:
         while not stop.is_set():
             for msg in consumer.poll(5000, 0.3):
-                kind = topics[msg.topic()]
+                kind = topics[msg.topic() or ""]
                 if kind == "verdicts":
                     verdict = decode(Verdict, msg.value())
                     if verdict.transaction_id in tally.verdicts:

@@ -151,7 +151,7 @@ class FraudModel:
             thresholds=Thresholds(**meta["thresholds"]),
             booster=booster,
             linear=LinearParams(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in linear.items()}
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in linear.items()}  # type: ignore[arg-type]
             )
             if linear
             else None,

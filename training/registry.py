@@ -207,7 +207,7 @@ class ModelRegistry:
                     mlflow.log_artifact(str(path), artifact_path=subdir)
                 if dataset is not None:
                     mlflow.log_input(
-                        mlflow.data.from_pandas(
+                        mlflow.data.from_pandas(  # type: ignore[attr-defined]
                             dataset, name="transactions", digest=(dataset_digest or "")[:36]
                         ),
                         context="training",

@@ -66,7 +66,8 @@ def evaluate(model: FraudModel, version: str, tx: pd.DataFrame, labels: pd.DataF
 def read_stretch(settings: Settings, idle_s: float = 3.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All transactions and labels on the topics (a private group, from the beginning)."""
     t = settings.topics
-    kinds = {t.name("transactions"): Transaction, t.name("labels"): LabelFeedback}
+    kinds: dict[str, type[Transaction] | type[LabelFeedback]] = {
+        t.name("transactions"): Transaction, t.name("labels"): LabelFeedback}
     rows: dict[type, list] = {Transaction: [], LabelFeedback: []}
     group = f"sentinel-replay-{uuid.uuid4().hex[:8]}"
     with EventConsumer(settings.librdkafka(), group, list(kinds),
@@ -76,7 +77,7 @@ def read_stretch(settings: Settings, idle_s: float = 3.0) -> tuple[pd.DataFrame,
             msgs = consumer.poll(5000, 0.5)
             idle = idle + 0.5 if not msgs else 0.0
             for m in msgs:
-                kind = kinds[m.topic()]
+                kind = kinds[m.topic() or ""]
                 rows[kind].append(decode(kind, m.value()))
     tx = pd.DataFrame([{"transaction_id": x.transaction_id, "card_id": x.card_id,
                         "terminal_id": x.terminal_id, "amount": x.amount,
