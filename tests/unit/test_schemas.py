@@ -98,6 +98,8 @@ def test_unparseable_bytes_are_a_validation_error_not_a_crash() -> None:
     for garbage in (b"{not json", b"\xff\xfe\x00", b"", b"[]", b"42"):
         with pytest.raises(SchemaValidationError):
             decode(Transaction, garbage)
+    with pytest.raises(SchemaValidationError, match="empty message"):
+        decode(Transaction, None)  # a tombstone
 
 
 def test_naive_times_are_read_as_utc() -> None:
