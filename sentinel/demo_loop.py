@@ -364,7 +364,9 @@ def _stages(settings: Settings, say: Say, world: LoopWorld, limits: LoopTimeouts
 
     def promoted() -> Any:
         ref = registry.resolve("champion")
-        return ref if ref is not None and ref.version == candidate.version else None
+        # the retrainer moves the alias first, then tags the version with its evidence
+        done = ref is not None and ref.version == candidate.version
+        return ref if done and "sentinel.promotion.n" in ref.tags else None
 
     ref = wait_for("promotion", promoted, limits.promotion, retrain_thread.is_alive)
     e = {k.removeprefix("sentinel.promotion."): float(v) for k, v in ref.tags.items()
