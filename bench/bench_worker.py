@@ -336,6 +336,12 @@ def main() -> None:
                 if tid in produced and tid not in got:
                     got[tid] = m.timestamp()[1]
         lat = np.array([got[t] - produced[t] for t in got])
+        at = np.array([produced[t] for t in got])
+        at = (at - at.min()) / 1000.0
+        slices = {f"{a}-{a + 5}s": round(float(np.percentile(lat[(at >= a) & (at < a + 5)], 99)), 1)
+                  for a in range(0, int(args.seconds), 5) if ((at >= a) & (at < a + 5)).any()}
+        results["p99_ms_by_5s"] = slices
+        logger.info("p99 by 5 s of pacing: %s", slices)
         results.update({"paced_rate": args.rate, "paced_n": len(paced), "paced_seen": len(got),
                         "p50_ms": round(float(np.percentile(lat, 50)), 1),
                         "p99_ms": round(float(np.percentile(lat, 99)), 1),
