@@ -156,14 +156,14 @@ class Worker:
             await self.models.refresh()
             self._ready_gauge()
 
-        @app.on_partitions_assigned.connect
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             self.scorer.cards.clear()
             self.scorer.terminals.clear()
             self.assigned = any(tp.topic == self.topics.transactions for tp in assigned)
             self._ready_gauge()
 
-        @app.on_before_shutdown.connect
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def shutting_down(sender: Any, **kwargs: Any) -> None:
             self.sink.close()
             _exit_after(SHUTDOWN_GRACE_S)

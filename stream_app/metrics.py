@@ -67,7 +67,7 @@ class WorkerMetrics:
 
     def set_model(self, role: str, name: str | None, version: str | None) -> None:
         """Mark the serving model of ``role`` (clearing the previous one)."""
-        for sample in list(self.model_info.collect()[0].samples):
+        for sample in list(next(iter(self.model_info.collect())).samples):
             if sample.labels.get("role") == role:
                 self.model_info.remove(role, sample.labels["model_name"],
                                        sample.labels["model_version"])

@@ -65,7 +65,10 @@ class StateCache(Generic[S]):
     def __init__(self, store: Any, load: Callable[[dict[str, Any]], S], new: Callable[[], S],
                  persist: Callable[[int, str, dict[str, Any]], None],
                  committed: Callable[[int], int | None] = lambda _p: None) -> None:
-        self._store, self._load, self._new, self._persist = store, load, new, persist
+        self._store = store
+        self._load: Callable[[dict[str, Any]], S] = load
+        self._new: Callable[[], S] = new
+        self._persist = persist
         self._committed = committed
         self._live: dict[str, KeyedState[S]] = {}
         self._dirty: dict[str, int] = {}
