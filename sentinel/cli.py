@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="transactions per second")
     demo.add_argument("--customers", type=_positive_int, default=1_000,
                       help="simulated cards (terminals: twice as many)")
+    demo.add_argument("--no-closed-loop", dest="closed_loop", action="store_false",
+                      help="skip the drift -> retrain -> shadow -> promotion part")
     demo.set_defaults(handler=_handler("sentinel.demo:run"))
 
     _domain_commands(sub)

@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
@@ -188,6 +189,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from training.simulation.simulator import simulate
 
     started = time.monotonic()
+    if not args.verbose:  # the demo narrates; library INFO lines (MLflow, GX) would drown it
+        logging.getLogger().setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore")
     _say("== 1. Kafka")
     bootstrap = ensure_kafka(settings)
     settings = _for_this_run(settings.model_copy(update={
@@ -223,6 +227,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             worker.wait(20)
         except subprocess.TimeoutExpired:
             worker.kill()
+    if args.closed_loop:
+        from sentinel.demo_loop import run_closed_loop
+
+        _say("== 6. Closed loop: new fraud pattern -> drift alert -> retrain -> shadow "
+             "-> promotion")
+        if not run_closed_loop(settings, bootstrap, _say):
+            code = code or 1
     _say(f"== done in {time.monotonic() - started:.0f}s; MLflow store {settings.tracking_uri}, "
          f"topics {settings.topics.prefix}*")
     return code
