@@ -150,6 +150,20 @@ def _for_this_run(settings: Settings) -> Settings:
     })
 
 
+def _quiet_libraries() -> None:
+    """The demo narrates; MLflow's and GX's own INFO/WARNING lines would drown it."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.WARNING)
+    import great_expectations  # noqa: F401 - configures its loggers on import
+    import mlflow  # noqa: F401 - likewise
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("great_expectations", "mlflow", "alembic")):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _train(settings: Settings, history: Any) -> tuple[str, str]:
     from training.learners import BoosterParams
     from training.pipeline import TrainingConfig, run_training
@@ -168,7 +182,7 @@ def _train(settings: Settings, history: Any) -> tuple[str, str]:
     if first.model is None:
         raise SentinelError("the first model did not pass the gates: " +
                             "; ".join(first.gate_reasons))
-    _say(f"   champion  v{first.model.version}: week of 2018-06-20, 100 trees of 15 leaves"
+    _say(f"   champion  v{first.model.version}: week of 2018-06-20, 100 trees of 15 leaves  "
          f"AP {first.metrics['average_precision']:.3f}  AUC {first.metrics['roc_auc']:.3f}  "
          f"(logistic baseline AP {first.baseline_metrics['average_precision']:.3f})")
     second = run_training(settings, history, source="demo simulation", registry=registry,
@@ -189,9 +203,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from training.simulation.simulator import simulate
 
     started = time.monotonic()
-    if not args.verbose:  # the demo narrates; library INFO lines (MLflow, GX) would drown it
-        logging.getLogger().setLevel(logging.WARNING)
-        warnings.filterwarnings("ignore")
+    if not args.verbose:
+        _quiet_libraries()
     _say("== 1. Kafka")
     bootstrap = ensure_kafka(settings)
     settings = _for_this_run(settings.model_copy(update={
