@@ -1,0 +1,39 @@
+"""`sentinel demo` (what `make demo` runs) end to end as a process on the session's broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_scores_every_transaction_and_closes_the_loop(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    env.update({
+        "SENTINEL_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "SENTINEL_DATA_DIR": str(tmp_path / "data"),
+        "SENTINEL_WORKER__WEB_PORT": str(free_port()),
+    })
+    result = subprocess.run(
+        [sys.executable, "-m", "sentinel.cli", "demo", "--count", "4000"],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-3000:]
+    assert "-> @candidate (shadow)" in out, out
+    assert "verdicts 4,000 of 4,000 transactions (missing 0, duplicates 0)" in out, out
+    assert "every malformed event is dead-lettered: yes" in out, out
+    assert "POST /predict" in out and "-> 200" in out, out
+    assert "drift alert from the worker" in out, out
+    assert "worker now serves v2" in out, out
+    assert "closed loop done" in out, out
+    assert "Traceback" not in result.stderr
