@@ -14,21 +14,15 @@ Each run uses its own topic prefix and model name so that runs never see each ot
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from schemas import DeadLetter, ShadowResult, Verdict, decode
@@ -36,6 +30,7 @@ from sentinel.errors import SentinelError
 from sentinel.infra.admin import create_topics
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.infra.runtime import ensure_kafka
+from sentinel.infra.worker_process import WorkerProcess
 from sentinel.settings import Settings
 from sentinel.topics import catalog
 
@@ -93,51 +88,6 @@ def _follow(settings: Settings, tally: Tally, stop: threading.Event) -> None:
                     tally.agree += result.agree
                 else:
                     tally.dead.append(decode(DeadLetter, msg.value()))
-
-
-def _http(port: int, path: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode()
-
-
-def _wait_ready(port: int, worker: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise SentinelError(f"the worker exited with code {worker.returncode}; see {log}")
-        try:
-            if _http(port, "/ready")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise SentinelError(f"the worker was not ready within {timeout_s:.0f}s; see {log}")
-
-
-def _worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "SENTINEL_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "SENTINEL_TOPICS__PREFIX": settings.topics.prefix,
-        "SENTINEL_DATA_DIR": str(settings.data_dir.resolve()),
-        "SENTINEL_MLFLOW__MODEL_NAME": settings.mlflow.model_name,
-        "SENTINEL_MLFLOW__TRACKING_URI": settings.tracking_uri,
-        "SENTINEL_MLFLOW__REGISTRY_URI": settings.registry_uri,
-        "SENTINEL_WORKER__APP_ID": settings.worker.app_id,
-        "SENTINEL_WORKER__WEB_PORT": str(settings.worker.web_port),
-        "SENTINEL_LOG_LEVEL": "WARNING",
-    })
-    return env
 
 
 def _for_this_run(settings: Settings) -> Settings:
@@ -208,7 +158,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     _say("== 1. Kafka")
     bootstrap = ensure_kafka(settings)
     settings = _for_this_run(settings.model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})}))
+        "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap}),
+        "log_level": "WARNING"}))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     create_topics(settings.librdkafka(), catalog(settings.topics))
     _say(f"   broker {bootstrap}; topics {settings.topics.prefix}* created")
@@ -221,25 +172,17 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     champion, candidate = _train(settings, history)
 
     _say("== 3. Worker")
-    log = settings.data_dir.resolve() / f"{settings.worker.app_id}.log"
-    port = settings.worker.web_port
-    worker = subprocess.Popen([sys.executable, "-m", "sentinel.cli", "worker"],
-                              env=_worker_env(settings, bootstrap), stdout=log.open("ab"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
     tally, stop = Tally(), threading.Event()
     follower = threading.Thread(target=_follow, args=(settings, tally, stop), daemon=True)
-    try:
-        _wait_ready(port, worker, log, timeout_s=120)
-        _say(f"   ready on http://127.0.0.1:{port} (log {log})")
-        follower.start()
-        code = _stream(settings, history, tally, args, port, champion, candidate, produce_history)
-    finally:
-        stop.set()
-        worker.terminate()
+    with WorkerProcess(settings) as worker:
         try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+            worker.wait_ready(timeout_s=120)
+            _say(f"   ready on http://127.0.0.1:{worker.port} (log {worker.log})")
+            follower.start()
+            code = _stream(settings, history, tally, args, worker, champion, candidate,
+                           produce_history)
+        finally:
+            stop.set()
     if args.closed_loop:
         from sentinel.demo_loop import run_closed_loop
 
@@ -252,8 +195,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
-def _stream(settings: Settings, history: Any, tally: Tally, args: argparse.Namespace, port: int,
-            champion: str, candidate: str, produce_history: Any) -> int:
+def _stream(settings: Settings, history: Any, tally: Tally, args: argparse.Namespace,
+            worker: WorkerProcess, champion: str, candidate: str, produce_history: Any) -> int:
     live = history[history["event_time"] >= "2018-08-15"].head(args.count)
     _say(f"== 4. Stream {len(live):,} transactions from 2018-08-15 at {args.rate:.0f}/s "
          f"(+{len(POISON)} malformed) and follow the verdicts")
@@ -281,9 +224,9 @@ def _stream(settings: Settings, history: Any, tally: Tally, args: argparse.Names
 
     _say("== 5. Synchronous scoring and metrics")
     card = str(live["card_id"].iloc[0])
-    status, body = _http(port, "/predict", {"id": card, "amount": 150000.0})
+    status, body = worker.http("/predict", {"id": card, "amount": 150000.0})
     _say(f"   POST /predict {{\"id\": \"{card}\", \"amount\": 150000.0}} -> {status} {body}")
-    status, metrics = _http(port, "/metrics")
+    status, metrics = worker.http("/metrics")
     wanted = ("sentinel_transactions_total", "sentinel_dead_letters_total",
               "sentinel_shadow_results_total", "sentinel_model_info")
     for line in str(metrics).splitlines():

@@ -15,10 +15,6 @@ directory, consumer groups), so it never collides with the first part of the dem
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,8 +26,10 @@ from typing import Any
 import pandas as pd
 
 from schemas import DriftAlert, LabelFeedback, ShadowResult, Transaction, Verdict, decode
+from sentinel.errors import SentinelError
 from sentinel.infra.admin import create_topics
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
+from sentinel.infra.worker_process import WorkerProcess, free_port
 from sentinel.settings import Settings
 from sentinel.topics import catalog
 
@@ -77,12 +75,6 @@ class Outputs:
     shadows: list[ShadowResult] = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def loop_settings(settings: Settings, bootstrap: str) -> Settings:
     """Settings private to one run of the loop, with drift and retrain knobs for a small world.
 
@@ -100,7 +92,9 @@ def loop_settings(settings: Settings, bootstrap: str) -> Settings:
             "model_name": f"sentinel-loop-{run}", "tracking_uri": settings.tracking_uri,
             "registry_uri": settings.registry_uri}),
         "worker": settings.worker.model_copy(update={
-            "app_id": f"sentinel-loop-{run}", "web_port": _free_port()}),
+            "app_id": f"sentinel-loop-{run}", "web_port": free_port()}),
+        "scoring": settings.scoring.model_copy(update={"model_poll_interval_s": 1.0}),
+        "log_level": "WARNING",
         "features": settings.features.model_copy(update={"label_delay_days": 1}),
         "drift": settings.drift.model_copy(update={
             "grace_events": 500, "min_block_events": 5, "alert_cooldown_events": 1_000_000,
@@ -109,79 +103,6 @@ def loop_settings(settings: Settings, bootstrap: str) -> Settings:
             "retrain_test_days": 1, "promotion_interval_s": 2.0, "promotion_min_labels": 300,
             "promotion_min_frauds": 10, "promotion_bootstrap_rounds": 100}),
     })
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment of a ``sentinel worker`` process that sees exactly ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
-    d, f = settings.drift, settings.features
-    env.update({
-        "SENTINEL_KAFKA__BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "SENTINEL_TOPICS__PREFIX": settings.topics.prefix,
-        "SENTINEL_TOPICS__PARTITIONS": str(settings.topics.partitions),
-        "SENTINEL_DATA_DIR": str(settings.data_dir),
-        "SENTINEL_MLFLOW__MODEL_NAME": settings.mlflow.model_name,
-        "SENTINEL_MLFLOW__TRACKING_URI": settings.tracking_uri,
-        "SENTINEL_MLFLOW__REGISTRY_URI": settings.registry_uri,
-        "SENTINEL_WORKER__APP_ID": settings.worker.app_id,
-        "SENTINEL_WORKER__WEB_PORT": str(settings.worker.web_port),
-        "SENTINEL_SCORING__MODEL_POLL_INTERVAL_S": "1.0",
-        "SENTINEL_LOG_LEVEL": "WARNING",
-        "SENTINEL_FEATURES__LABEL_DELAY_DAYS": str(f.label_delay_days),
-        "SENTINEL_DRIFT__GRACE_EVENTS": str(d.grace_events),
-        "SENTINEL_DRIFT__MIN_BLOCK_EVENTS": str(d.min_block_events),
-        "SENTINEL_DRIFT__ALERT_COOLDOWN_EVENTS": str(d.alert_cooldown_events),
-    })
-    return env
-
-
-class WorkerProcess:
-    """A ``sentinel worker`` process with its log file; a context manager that stops it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.port = settings.worker.web_port
-        self.log = settings.data_dir / f"{settings.worker.app_id}.log"
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentinel.cli", "worker"], env=worker_env(settings),
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait_ready(self, timeout_s: float) -> None:
-        import urllib.request
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise StageTimeout(f"the worker exited with code {self.proc.returncode}; "
-                                   f"see {self.log}")
-            try:
-                url = f"http://127.0.0.1:{self.port}/ready"
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise StageTimeout(f"the worker was not ready within {timeout_s:.0f}s; see {self.log}")
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if not self.alive():
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def __enter__(self) -> WorkerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def follow(settings: Settings, out: Outputs, stop: threading.Event) -> None:
@@ -251,7 +172,7 @@ def run_closed_loop(settings: Settings, bootstrap: str, say: Say) -> bool:
     settings = loop_settings(settings, bootstrap)
     try:
         return _run(settings, say, LoopWorld(), LoopTimeouts(), started)
-    except StageTimeout as exc:
+    except (StageTimeout, SentinelError) as exc:
         say(f"   closed loop stopped after {time.monotonic() - started:.0f}s: {exc}")
         return False
     except Exception as exc:

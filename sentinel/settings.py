@@ -6,6 +6,7 @@ sections, e.g. ``SENTINEL_KAFKA__BOOTSTRAP_SERVERS=broker:9092``. Nothing else r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -175,6 +176,25 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = ScoringSettings()
     drift: DriftSettings = DriftSettings()
     worker: WorkerSettings = WorkerSettings()
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``SENTINEL_*`` variables, for a child process that must see
+        exactly them (the worker started by the demo or a test)."""
+        env = {"SENTINEL_DATA_DIR": str(self.data_dir.resolve()),
+               "SENTINEL_LOG_LEVEL": self.log_level}
+        for section in ("kafka", "broker", "topics", "mlflow", "features", "scoring", "drift",
+                        "worker"):
+            for name, value in getattr(self, section):
+                if value is None:
+                    continue
+                if isinstance(value, SecretStr):
+                    value = value.get_secret_value()
+                text = json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
+                env[f"SENTINEL_{section.upper()}__{name.upper()}"] = text
+        env["SENTINEL_KAFKA__BOOTSTRAP_SERVERS"] = self.bootstrap_servers
+        env["SENTINEL_MLFLOW__TRACKING_URI"] = self.tracking_uri
+        env["SENTINEL_MLFLOW__REGISTRY_URI"] = self.registry_uri
+        return env
 
     @property
     def uses_embedded_broker(self) -> bool:

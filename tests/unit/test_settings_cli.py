@@ -79,3 +79,19 @@ def test_configured_cluster_means_nothing_is_started() -> None:
     result = run_cli("kafka", "start", SENTINEL_KAFKA__BOOTSTRAP_SERVERS="10.0.0.1:9092")
     assert result.returncode == 0
     assert "nothing to start" in result.stdout
+
+
+def test_as_env_gives_a_child_process_exactly_these_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    original = Settings(kafka=KafkaSettings(bootstrap_servers="b:1", sasl_password=SecretStr("pw")),
+                        log_level="WARNING")
+    original = original.model_copy(update={
+        "drift": original.drift.model_copy(update={"grace_events": 123})})
+    for key, value in original.as_env().items():
+        monkeypatch.setenv(key, value)
+    rebuilt = Settings()
+    assert rebuilt.drift.grace_events == 123
+    assert rebuilt.kafka.sasl_password is not None
+    assert rebuilt.kafka.sasl_password.get_secret_value() == "pw"
+    assert rebuilt.as_env() == original.as_env()
