@@ -71,7 +71,7 @@ class Worker:
             store="memory://", topic_partitions=t.partitions,
             topic_replication_factor=t.replication_factor,
             broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
-            broker_commit_interval=1.0, consumer_auto_offset_reset="earliest",
+            broker_commit_interval=0.25, consumer_auto_offset_reset="earliest",
             stream_buffer_maxsize=max(4096, 4 * s.batch_size),
             producer_linger=0.002, table_cleanup_interval=3600.0,
         )

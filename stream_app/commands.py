@@ -31,6 +31,11 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     drift = DriftMonitor(settings.drift, names) if settings.drift.enabled else None
     w = Worker(settings, ModelRegistry(settings), drift)
     w.ensure_topics()
+    # Load the models before joining the group: a restarted worker then scores its first
+    # batches at once instead of holding them through the start-up rebalance.
+    import asyncio
+
+    asyncio.run(w.models.refresh())
     level = logging.getLevelName(logging.getLogger().level).lower()
     level = {"warning": "warn", "critical": "crit"}.get(level, level)
     FaustWorker(w.app, loglevel=level, quiet=True, redirect_stdouts=False,

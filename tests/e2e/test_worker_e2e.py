@@ -124,11 +124,16 @@ def _run_to_end(settings: Settings, tmp_path: Path, kill_after: int | None,
     proc = start_worker(env, tmp_path / f"{app_id}.log")
     try:
         wait_ready(port, proc)
-        produce(settings, txs)
+        produce(settings, txs[:3000])
         if kill_after is not None:
+            # killed while the first half is in flight; the second half is produced while the
+            # worker is down, so its features depend on state restored from the changelog
             verdicts.until(lambda v: len(v) >= kill_after)
             stop_worker(proc, signal.SIGKILL)
+            produce(settings, txs[3000:])
             proc = start_worker(env, tmp_path / f"{app_id}.log")
+        else:
+            produce(settings, txs[3000:])
         seen = verdicts.until(lambda v: ids <= {x.transaction_id for x in v}, 180)
         time.sleep(1.0)
         seen = verdicts.poll()
