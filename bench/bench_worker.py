@@ -150,14 +150,8 @@ def collect(c: Consumer, want: int, timeout_s: float, pid: int) -> tuple[dict[st
 # -- the worker process --------------------------------------------------------------------------
 def worker_env(settings: Settings, port: int, batch: int, window: float) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    env.update(settings.as_env())
     env.update({
-        "SENTINEL_KAFKA__BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "SENTINEL_TOPICS__PREFIX": settings.topics.prefix,
-        "SENTINEL_TOPICS__PARTITIONS": str(settings.topics.partitions),
-        "SENTINEL_DATA_DIR": str(settings.data_dir),
-        "SENTINEL_MLFLOW__MODEL_NAME": settings.mlflow.model_name,
-        "SENTINEL_MLFLOW__TRACKING_URI": settings.tracking_uri,
-        "SENTINEL_MLFLOW__REGISTRY_URI": settings.registry_uri,
         "SENTINEL_WORKER__WEB_PORT": str(port),
         "SENTINEL_WORKER__APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
         "SENTINEL_SCORING__BATCH_SIZE": str(batch),

@@ -62,19 +62,14 @@ def produce(settings: Settings, txs: list[Transaction], poison: dict[int, bytes]
 
 
 def worker_env(settings: Settings, port: int, app_id: str) -> dict[str, str]:
+    """A worker process's environment: exactly ``settings``, with its own port and group."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    env.update(settings.as_env())
     env.update({
-        "SENTINEL_KAFKA__BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "SENTINEL_TOPICS__PREFIX": settings.topics.prefix,
-        "SENTINEL_TOPICS__PARTITIONS": str(settings.topics.partitions),
-        "SENTINEL_DATA_DIR": str(settings.data_dir),
-        "SENTINEL_MLFLOW__MODEL_NAME": settings.mlflow.model_name,
         "SENTINEL_WORKER__WEB_PORT": str(port),
         "SENTINEL_WORKER__APP_ID": app_id,
         "SENTINEL_SCORING__MODEL_POLL_INTERVAL_S": "1.0",
         "SENTINEL_LOG_LEVEL": "WARNING",
-        "SENTINEL_MLFLOW__TRACKING_URI": settings.tracking_uri,
-        "SENTINEL_MLFLOW__REGISTRY_URI": settings.registry_uri,
     })
     return env
 
