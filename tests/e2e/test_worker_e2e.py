@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import signal
 import time
 import uuid
@@ -134,7 +135,8 @@ def _run_to_end(settings: Settings, tmp_path: Path, kill_after: int | None,
             proc = start_worker(env, tmp_path / f"{app_id}.log")
         else:
             produce(settings, txs[3000:])
-        seen = verdicts.until(lambda v: ids <= {x.transaction_id for x in v}, 180)
+        with contextlib.suppress(TimeoutError):  # the caller judges what arrived (kill test)
+            verdicts.until(lambda v: ids <= {x.transaction_id for x in v}, 150)
         time.sleep(1.0)
         seen = verdicts.poll()
     finally:
