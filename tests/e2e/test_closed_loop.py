@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from schemas import DriftAlert, LabelFeedback, ShadowResult, Transaction, Verdict, decode
+from schemas import DriftAlert, ShadowResult, Transaction, Verdict, decode
+from sentinel.demo_loop import produce
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.settings import DriftSettings, FeatureSettings
 from tests.conftest import free_port
@@ -54,20 +55,6 @@ class Collector:
         return self.items
 
 
-def _produce(settings, rows: pd.DataFrame, labels: pd.DataFrame) -> None:
-    t = settings.topics
-    with EventProducer(settings.librdkafka()) as producer:
-        for r in rows.itertuples(index=False):
-            producer.send(t.name("transactions"), r.card_id, Transaction(
-                transaction_id=r.transaction_id, card_id=r.card_id, terminal_id=r.terminal_id,
-                amount=r.amount, event_time=r.event_time))
-        for r in labels.itertuples(index=False):
-            producer.send(t.name("labels"), r.terminal_id, LabelFeedback(
-                transaction_id=r.transaction_id, card_id=r.card_id, terminal_id=r.terminal_id,
-                is_fraud=bool(r.is_fraud), transaction_time=r.event_time,
-                reported_at=r.label_time, source="simulator"))
-
-
 def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Path) -> None:
     settings, registry = worker_settings(champion="1", candidate=None)
     settings = settings.model_copy(update={
@@ -97,7 +84,7 @@ def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Pat
     started = time.monotonic()
     try:
         wait_ready(port, proc)
-        _produce(settings, phase1, phase1[phase1["label_time"] < cut].sort_values("label_time"))
+        produce(settings, phase1, phase1[phase1["label_time"] < cut].sort_values("label_time"))
         seen = alerts.until(lambda a: any(x.event_time >= day0 + timedelta(days=ONSET_DAY)
                                           for x in a), timeout_s=150)
         first = next(a for a in seen if a.event_time >= day0 + timedelta(days=ONSET_DAY))
@@ -111,7 +98,7 @@ def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Pat
             time.sleep(1)
         assert int(candidate.version) > 3
         time.sleep(2.5)  # > the worker's model poll interval: it follows @candidate
-        _produce(settings, phase2, pd.concat([phase1[phase1["label_time"] >= cut], phase2])
+        produce(settings, phase2, pd.concat([phase1[phase1["label_time"] >= cut], phase2])
                  .sort_values("label_time"))
         shadows.until(lambda s: sum(x.candidate_version == candidate.version for x in s) >= 300)
         deadline = time.monotonic() + 90
