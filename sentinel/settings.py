@@ -142,6 +142,15 @@ class DriftSettings(_Section):
     retrain_label_window_days: int = Field(default=60, ge=1)
     retrain_train_days: int = Field(default=7, ge=1)
     retrain_test_days: int = Field(default=2, ge=1)
+    # Labels within hours (fast fraud confirmation): a retrain's test window is the newest
+    # retrain_test_hours before the newest labelled payment and the gap retrain_gap_hours (the
+    # label delay), instead of calendar days (0: days; training/split.py, anchor "latest").
+    retrain_test_hours: float = Field(default=0.0, ge=0)
+    retrain_gap_hours: float = Field(default=0.0, ge=0)
+    # Serve the booster refit on train + gap + test (the newest labels hold the new pattern)
+    # and weigh the frauds since the estimated shift onset (training/pipeline.py).
+    retrain_refit_on_newest: bool = True
+    retrain_shift_fraud_weight: float = Field(default=10.0, ge=1)
     promotion_interval_s: float = Field(default=60.0, gt=0)
     promotion_min_labels: int = Field(default=2000, ge=1)
     promotion_min_frauds: int = Field(default=30, ge=1)

@@ -56,14 +56,20 @@ class BoosterParams:
 
 
 def fit_booster(
-    X: np.ndarray, y: np.ndarray, feature_names: tuple[str, ...], params: BoosterParams
+    X: np.ndarray,
+    y: np.ndarray,
+    feature_names: tuple[str, ...],
+    params: BoosterParams,
+    weight: np.ndarray | None = None,
 ) -> FraudModel:
-    """Train a LightGBM booster; thresholds are placeholders until chosen on validation."""
+    """Train a LightGBM booster (optionally with per-row weights); thresholds are
+    placeholders until chosen on validation."""
     import lightgbm as lgb
 
     data = lgb.Dataset(
         np.asarray(X, dtype=np.float64),
         label=y,
+        weight=None if weight is None else np.asarray(weight, dtype=np.float64),
         feature_name=list(feature_names),
         free_raw_data=True,
     )

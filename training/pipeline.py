@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,13 +53,27 @@ class TrainingConfig:
     top_k: int = 100
     min_improvement: float = 0.0
     seed: int = 42
+    # Refit the booster on every labelled row from the train window's start to the newest
+    # (train + gap + test) once measured, and serve that. For a retrain on a fresh shift: the
+    # newest labels hold most of the examples of the new pattern, and the held-out model never
+    # sees them. Test metrics and the gate stay those of the held-out fit; the shadow evaluation
+    # judges the refit model before it can be promoted.
+    refit_on_newest: bool = False
+    # A retrain after a drift alert: frauds from the estimated onset of the shift on weigh
+    # ``shift_fraud_weight`` in the booster's fit. A new pattern is a few dozen of the train
+    # window's frauds; unweighted, the trees separate those few bursts by whatever feature
+    # happens to (the amount ratio) and miss the next ones.
+    shift_onset: datetime | None = None
+    shift_fraud_weight: float = 1.0
 
     def as_params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for section in ("split", "booster", "policy", "quality"):
             for key, value in asdict(getattr(self, section)).items():
                 out[f"{section}.{key}"] = value
-        out |= {"top_k": self.top_k, "min_improvement": self.min_improvement, "seed": self.seed}
+        out |= {"top_k": self.top_k, "min_improvement": self.min_improvement, "seed": self.seed,
+                "refit_on_newest": self.refit_on_newest,
+                "shift_onset": str(self.shift_onset), "shift_fraud_weight": self.shift_fraud_weight}
         return out
 
 
@@ -170,8 +185,10 @@ def fit_and_evaluate(
     y = frame["is_fraud"].to_numpy()
     with _step("split"):
         parts = split(frame, config.split)
+    weight = shift_weights(frame, y, config)
     with _step("fit_booster"):
-        booster = fit_booster(X[parts.train], y[parts.train], feature_names, config.booster)
+        booster = fit_booster(X[parts.train], y[parts.train], feature_names, config.booster,
+                              None if weight is None else weight[parts.train])
     with _step("fit_baseline"):
         baseline = fit_logistic(X[parts.train], y[parts.train], feature_names, config.seed)
     val = parts.validation
@@ -195,6 +212,8 @@ def fit_and_evaluate(
         champion_metrics = None
         if champion is not None:
             champion_metrics = _measure_champion(champion, X, feature_names, measure)
+    if config.refit_on_newest:
+        booster = _refit_on_newest(frame, X, y, parts, feature_names, config, weight)
     logger.info(
         "test ap=%.4f auc=%.4f cp@%d=%.4f baseline_ap=%.4f champion_ap=%s",
         metrics["average_precision"],
@@ -206,6 +225,43 @@ def fit_and_evaluate(
     )
     return Evaluation(
         booster, baseline, metrics, baseline_metrics, champion_metrics, parts, feature_names
+    )
+
+
+def shift_weights(
+    frame: pd.DataFrame, y: np.ndarray, config: TrainingConfig
+) -> np.ndarray | None:
+    """Per-row booster weights: ``shift_fraud_weight`` for frauds at or after the shift's
+    onset, 1 elsewhere; ``None`` (unweighted) without a shift or with a weight of 1."""
+    if config.shift_onset is None or config.shift_fraud_weight == 1.0:
+        return None
+    after = (frame["event_time"] >= pd.Timestamp(config.shift_onset)).to_numpy()
+    return np.where(after & (y == 1), config.shift_fraud_weight, 1.0)
+
+
+def _refit_on_newest(
+    frame: pd.DataFrame,
+    X: np.ndarray,
+    y: np.ndarray,
+    parts: Split,
+    feature_names: tuple[str, ...],
+    config: TrainingConfig,
+    weight: np.ndarray | None,
+) -> FraudModel:
+    """The booster refit on the train window's start to the newest row (see TrainingConfig),
+    thresholds chosen again on the validation window (before the train window, unseen)."""
+    times = frame["event_time"]
+    newest = (times >= parts.windows.train[0]).to_numpy(copy=True)
+    newest[parts.validation] = False  # when validation is the train window's tail
+    rows = np.flatnonzero(newest)
+    with _step("refit_on_newest"):
+        booster = fit_booster(X[rows], y[rows], feature_names, config.booster,
+                              None if weight is None else weight[rows])
+    val = parts.validation
+    logger.info("refit on %d rows (held-out fit: %d), frauds %d (held-out fit: %d)",
+                len(rows), len(parts.train), int(y[rows].sum()), int(y[parts.train].sum()))
+    return booster.with_thresholds(
+        choose_thresholds(y[val], booster.score(X[val]), config.policy)
     )
 
 

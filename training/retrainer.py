@@ -83,20 +83,35 @@ class Retrainer:
         self.check_promotion()
         self.check_rollback()
 
-    def training_config(self) -> Any:
+    def training_config(self, shift_onset: datetime | None = None) -> Any:
         """The split of a retrain: anchored at the newest data, the gap = the label delay.
 
         The book's split (7-day gap, 7 test days, placed at the book's offset) would train on
         data from before a shift that is days old; a retrain must see the new pattern, so the
         test window is short (``retrain_test_days``) and ends on the last day of the store.
+        With ``retrain_test_hours`` the windows are hours back from the newest labelled payment
+        (labels within hours): a calendar-day split would stop training at the midnight before
+        the shift. The served model is refit on the newest labels (``retrain_refit_on_newest``)
+        and the frauds since ``shift_onset`` weigh ``retrain_shift_fraud_weight``.
         """
         from training.pipeline import TrainingConfig
         from training.split import SplitConfig
 
         d = self.settings.drift
-        return TrainingConfig(split=SplitConfig(
-            train_days=d.retrain_train_days, delay_days=self.settings.features.label_delay_days,
-            test_days=d.retrain_test_days, validation_days=d.retrain_test_days, anchor="end"))
+        if d.retrain_test_hours > 0:
+            split = SplitConfig(
+                train_days=d.retrain_train_days, delay_days=d.retrain_gap_hours / 24,
+                test_days=d.retrain_test_hours / 24, validation_days=d.retrain_test_days,
+                anchor="latest")
+        else:
+            split = SplitConfig(
+                train_days=d.retrain_train_days,
+                delay_days=self.settings.features.label_delay_days,
+                test_days=d.retrain_test_days, validation_days=d.retrain_test_days,
+                anchor="end")
+        return TrainingConfig(split=split, refit_on_newest=d.retrain_refit_on_newest,
+                              shift_onset=shift_onset,
+                              shift_fraud_weight=d.retrain_shift_fraud_weight)
 
     def _retrain(self, now: datetime, reason: str) -> None:
         self.guardrails.record_retrain(now)
@@ -104,7 +119,8 @@ class Retrainer:
         frame, labels = self.store.training_frame(since)
         try:
             outcome = self.train(self.settings, frame, labels, reason=reason,
-                                 publish=self.publish, config=self.training_config())
+                                 publish=self.publish,
+                                 config=self.training_config(self.shift_onset))
         except SentinelError as exc:
             self.retrains["failed"] += 1
             logger.warning("retrain failed reason=%s error=%s", reason, exc)

@@ -12,6 +12,11 @@ By default the windows follow the handbook's baseline when the data covers it: t
 starts 129 days after the first day (2018-08-08 for the book's data that starts 2018-04-01),
 train ends ``delay_days`` before it (2018-07-25..07-31 with 7 train days; more train days
 extend it backwards). Otherwise the test window ends on the last day of the data.
+
+``anchor="latest"`` is for retraining on a fresh shift when labels arrive within hours: the
+windows are measured back from the newest payment itself, not from midnight, and may be
+fractional days (``test_days=0.25`` is the newest six hours), so the train window reaches up to
+the label delay before the newest labels instead of stopping at the previous calendar day.
 """
 
 from __future__ import annotations
@@ -34,13 +39,23 @@ BOOK_TEST_OFFSET_DAYS = 129
 class SplitConfig:
     """Window lengths in days; ``train_start`` pins the split, else see the module docstring."""
 
-    train_days: int = 7
-    delay_days: int = 7
-    test_days: int = 7
-    validation_days: int = 7
-    known_lookback_days: int = 7
+    train_days: float = 7
+    delay_days: float = 7
+    test_days: float = 7
+    validation_days: float = 7
+    known_lookback_days: float = 7
     train_start: date | None = None
-    anchor: str = "auto"  # "auto" (book offset if it fits, else end), "book", "end"
+    anchor: str = "auto"  # "auto" (book offset if it fits, else end), "book", "end", "latest"
+
+    def __post_init__(self) -> None:
+        if self.anchor not in ("auto", "book", "end", "latest"):
+            raise SplitError(f"unknown split anchor {self.anchor!r}")
+        spans = (self.train_days, self.delay_days, self.test_days, self.validation_days,
+                 self.known_lookback_days)
+        if min(spans) < 0 or min(self.train_days, self.test_days, self.validation_days) <= 0:
+            raise SplitError("split windows must be > 0 days (the delay >= 0)")
+        if self.anchor != "latest" and any(float(v) != int(v) for v in spans):
+            raise SplitError("fractional days need anchor='latest' (calendar windows are days)")
 
 
 @dataclass(frozen=True)
@@ -50,12 +65,14 @@ class Windows:
     validation: tuple[pd.Timestamp, pd.Timestamp]
     train: tuple[pd.Timestamp, pd.Timestamp]
     test: tuple[pd.Timestamp, pd.Timestamp]
-    delay_days: int
-    known_lookback_days: int = 7
+    delay_days: float
+    known_lookback_days: float = 7
 
     def as_params(self) -> dict[str, str]:
         def fmt(window: tuple[pd.Timestamp, pd.Timestamp]) -> str:
             start, end = window
+            if start != start.normalize() or end != end.normalize():  # anchor="latest"
+                return f"{start:%Y-%m-%dT%H:%M}..{end:%Y-%m-%dT%H:%M}"
             return f"{start.date()}..{(end - pd.Timedelta(days=1)).date()}"
 
         return {
@@ -84,7 +101,10 @@ def resolve_windows(times: pd.Series, config: SplitConfig) -> Windows:
     """Place the windows on the data's calendar."""
     first, last = _day(times.min()), _day(times.max())
     span = config.train_days + config.delay_days + config.test_days
-    if config.train_start is not None:
+    if config.anchor == "latest":
+        end = times.max() + pd.Timedelta(microseconds=1)  # the newest payment is tested
+        train_start = end - pd.Timedelta(days=span)
+    elif config.train_start is not None:
         train_start = pd.Timestamp(config.train_start, tz="UTC")
     else:
         book_test = first + pd.Timedelta(days=BOOK_TEST_OFFSET_DAYS)

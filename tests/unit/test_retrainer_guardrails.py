@@ -72,3 +72,31 @@ def test_retrain_split_ends_at_the_newest_data_with_the_label_delay_as_gap(tmp_p
 class _Outcome:
     status = "registered"
     model = None
+
+
+def test_retrain_split_in_hours_refits_and_weighs_the_shift(tmp_path) -> None:
+    from sentinel.settings import FeatureSettings, Settings
+    from training.labelstore import LabelStore
+    from training.retrainer import Retrainer
+
+    settings = Settings(data_dir=tmp_path, features=FeatureSettings(label_delay_days=1),
+                        drift=DriftSettings(retrain_test_hours=6, retrain_gap_hours=3,
+                                            retrain_shift_fraud_weight=20, retrain_min_labels=0))
+    calls = []
+    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), None, calls.append,
+                          train=lambda *a, **k: calls.append(k["config"]) or _Outcome())
+    retrainer.on_alert(_alert(T0 + timedelta(hours=5), blocks=4.0))
+    config = calls[0]
+    assert (config.split.anchor, config.split.test_days, config.split.delay_days) == (
+        "latest", 0.25, 0.125)
+    assert config.refit_on_newest and config.shift_fraud_weight == 20
+    assert config.shift_onset == T0 + timedelta(hours=1)  # the alert's estimate of the onset
+    assert retrainer.training_config().shift_onset is None  # the initial champion: no shift
+
+
+def _alert(at: datetime, blocks: float):
+    from schemas.events import DriftAlert
+
+    return DriftAlert(alert_id="a", detector="cusum", signal="card_testing_bursts",
+                      statistic=30.0, current={"blocks": blocks}, event_time=at,
+                      detected_at=at, events_seen=1)

@@ -179,3 +179,9 @@ def test_bad_config_is_a_sentinel_error(kwargs: dict[str, object]) -> None:
 def test_bad_drift_is_a_sentinel_error() -> None:
     with pytest.raises(SimulationError):
         DriftScenario("card_testing", start_day=-1)
+
+
+def test_fractional_label_delay_is_hours_and_changes_nothing_else(frame: pd.DataFrame) -> None:
+    fast = simulate(SimulationConfig(**{**SMALL.__dict__, "label_delay_days": 0.125}))
+    assert (fast["label_time"] - fast["event_time"] == pd.Timedelta(hours=3)).all()
+    pd.testing.assert_frame_equal(fast.drop(columns="label_time"), frame.drop(columns="label_time"))

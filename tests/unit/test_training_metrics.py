@@ -112,6 +112,32 @@ def test_book_anchor() -> None:
     assert longer.test == w.test and str(longer.train[0].date()) == "2018-07-04"
 
 
+def test_latest_anchor_measures_hours_back_from_the_newest_payment() -> None:
+    newest = pd.Timestamp("2018-05-10 09:30", tz="UTC")
+    times = pd.Series(pd.date_range(pd.Timestamp("2018-04-01", tz="UTC"), newest, freq="15min"))
+    config = SplitConfig(train_days=7, delay_days=0.125, test_days=0.25, validation_days=1,
+                         anchor="latest")
+    w = resolve_windows(times, config)
+    assert w.test[0] == newest - pd.Timedelta(hours=6) + pd.Timedelta(microseconds=1)
+    assert w.test[0] <= newest < w.test[1]  # the newest payment is in the test window
+    assert w.train[1] == w.test[0] - pd.Timedelta(hours=3)  # the gap is the label delay
+    assert w.train[0] == w.train[1] - pd.Timedelta(days=7)
+    assert w.validation == (w.train[0] - pd.Timedelta(days=1), w.train[0])
+    assert w.as_params()["split.test"] == "2018-05-10T03:30..2018-05-10T09:30"
+    # "end" would stop training at midnight two days before the newest payment
+    assert resolve_windows(times, SplitConfig(train_days=7, delay_days=1, test_days=1,
+                                              anchor="end")).train[1] < w.train[1]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"test_days": 0.5}, {"anchor": "latest", "test_days": 0}, {"anchor": "noon"}])
+def test_bad_split_config(kwargs: dict[str, object]) -> None:
+    from training.errors import SplitError
+
+    with pytest.raises(SplitError):
+        SplitConfig(**kwargs)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("kind", ["lightgbm", "logistic"])
 def test_fraud_model_fast_path(kind: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)

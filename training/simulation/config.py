@@ -64,7 +64,7 @@ class SimulationConfig:
     start_date: str = "2018-04-01"
     radius: float = 5.0
     seed: int = 0
-    label_delay_days: int = 7
+    label_delay_days: float = 7  # fractional days allowed: 0.125 = labels 3 hours late
     drift: DriftScenario | None = None
 
     def __post_init__(self) -> None:

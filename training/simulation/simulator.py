@@ -39,7 +39,8 @@ def simulate(config: SimulationConfig | None = None) -> pd.DataFrame:
     """Simulate transactions; the same config (seed included) always gives the same frame.
 
     Returns one row per transaction sorted by ``event_time`` with columns :data:`COLUMNS`;
-    ``label_time = event_time + label_delay_days`` is when the label becomes known.
+    ``label_time = event_time + label_delay_days`` is when the label becomes known (a float:
+    ``0.125`` is a fraud confirmed three hours after the payment).
     """
     config = config or SimulationConfig()
     _, ledger = simulate_ledger(config)
