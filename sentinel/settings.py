@@ -122,6 +122,7 @@ class DriftSettings(_Section):
     retrain_cooldown_s: float = Field(default=600.0, ge=0)
     retrain_daily_cap: int = Field(default=4, ge=1)
     retrain_min_labels: int = Field(default=500, ge=0)
+    retrain_min_frauds: int = Field(default=0, ge=0)  # labelled frauds since the shift (0: off)
     # Added for the drift monitor (stream_app/drift.py): event-time blocks and seasonality.
     block_seconds: int = Field(default=3600, ge=1)
     season_seconds: int = Field(default=86_400, ge=1)
@@ -150,7 +151,7 @@ class DriftSettings(_Section):
     # Serve the booster refit on train + gap + test (the newest labels hold the new pattern)
     # and weigh the frauds since the estimated shift onset (training/pipeline.py).
     retrain_refit_on_newest: bool = True
-    retrain_shift_fraud_weight: float = Field(default=10.0, ge=1)
+    retrain_shift_fraud_weight: float = Field(default=20.0, ge=1)
     promotion_interval_s: float = Field(default=60.0, gt=0)
     promotion_min_labels: int = Field(default=2000, ge=1)
     promotion_min_frauds: int = Field(default=30, ge=1)

@@ -2,7 +2,9 @@
 
 A burst of alerts for one shift (several signals, ADWIN re-firing) must cost one retrain, and
 retraining must not run away: a cooldown after each retrain, a daily cap, and enough labels
-that arrived after the shift began (otherwise the new model learns the old world).
+that arrived after the shift began (otherwise the new model learns the old world), among them
+enough frauds (``retrain_min_frauds``: a new pattern is learnt from its examples, and a few
+dozen give a model that catches the next bursts by chance).
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from sentinel.settings import DriftSettings
@@ -45,7 +47,8 @@ class Guardrails:
         self._retrains: deque[datetime] = deque()
         self.pending_since: datetime | None = None
 
-    def decide(self, signal: str, now: datetime, labels_since_shift: int) -> Decision:
+    def decide(self, signal: str, now: datetime, labels_since_shift: int,
+               frauds_since_shift: int | None = None) -> Decision:
         """Judge one alert at time ``now`` (wall clock of the retrainer, or event time)."""
         last = self._seen.get(signal)
         duplicate = last is not None and now - last < self.dedup_window
@@ -62,6 +65,10 @@ class Guardrails:
         if labels_since_shift < self.settings.retrain_min_labels:
             self.pending_since = self.pending_since or now
             return Decision(False, "min_labels")
+        if (self.settings.retrain_min_frauds and frauds_since_shift is not None
+                and frauds_since_shift < self.settings.retrain_min_frauds):
+            self.pending_since = self.pending_since or now
+            return Decision(False, "min_frauds")
         return Decision(True, "retrain")
 
     def record_retrain(self, now: datetime) -> None:

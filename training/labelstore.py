@@ -87,6 +87,12 @@ class LabelStore:
                "WHERE t.event_time >= ?")
         return int(self._db.execute(sql, (_iso(moment),)).fetchone()[0])
 
+    def frauds_since(self, moment: datetime) -> int:
+        """Fraud labels of transactions that happened at or after ``moment``."""
+        sql = ("SELECT COUNT(*) FROM labels l JOIN transactions t USING (transaction_id) "
+               "WHERE t.event_time >= ? AND l.is_fraud = 1")
+        return int(self._db.execute(sql, (_iso(moment),)).fetchone()[0])
+
     def training_frame(self, since: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(transactions, labels that arrived) from ``since`` on, in the pipeline's columns."""
         where, args = ("WHERE event_time >= ?", (_iso(since),)) if since else ("", ())

@@ -59,7 +59,8 @@ class Retrainer:
         blocks = alert.current.get("blocks", 0.0)
         onset = now - timedelta(seconds=blocks * self.settings.drift.block_seconds)
         self.shift_onset = min(self.shift_onset, onset) if self.shift_onset else onset
-        decision = self.guardrails.decide(alert.signal, now, self.store.labels_since(onset))
+        decision = self.guardrails.decide(alert.signal, now, self.store.labels_since(onset),
+                                          self.store.frauds_since(onset))
         logger.info("drift alert signal=%s detector=%s decision=%s", alert.signal,
                     alert.detector, decision.reason)
         if decision.retrain:
@@ -73,7 +74,8 @@ class Retrainer:
         pending = self.guardrails.pending_since
         if pending is not None and self.shift_onset is not None:
             labels = self.store.labels_since(self.shift_onset)
-            if self.guardrails.decide("__pending__", pending, labels).retrain:
+            frauds = self.store.frauds_since(self.shift_onset)
+            if self.guardrails.decide("__pending__", pending, labels, frauds).retrain:
                 self._retrain(pending, "drift:pending")
 
     def tick(self, now: datetime) -> None:

@@ -53,6 +53,27 @@ def test_min_labels_holds_then_releases() -> None:
     assert rails.decide("score", later, labels_since_shift=150).retrain
 
 
+def test_min_frauds_holds_until_the_new_pattern_has_examples(tmp_path) -> None:
+    rails = _rails(retrain_min_frauds=100)
+    assert rails.decide("score", T0, labels_since_shift=5000, frauds_since_shift=40).reason == (
+        "min_frauds")
+    assert rails.pending_since == T0
+    assert rails.decide("__pending__", T0, 5000, frauds_since_shift=100).retrain
+    assert _rails().decide("score", T0, 5000, frauds_since_shift=0).retrain  # 0: off
+
+    from schemas.events import LabelFeedback, Transaction
+    from training.labelstore import LabelStore
+
+    store = LabelStore(tmp_path / "f.sqlite")
+    times = [T0 - timedelta(hours=1), T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)]
+    store.add_transactions(Transaction(transaction_id=f"t{i}", card_id="c", terminal_id="m",
+                                       amount=1.0, event_time=t) for i, t in enumerate(times))
+    store.add_labels(LabelFeedback(transaction_id=f"t{i}", card_id="c", terminal_id="m",
+                                   is_fraud=i != 2, transaction_time=t, reported_at=t,
+                                   source="simulator") for i, t in enumerate(times))
+    assert (store.labels_since(T0), store.frauds_since(T0)) == (3, 2)
+
+
 def test_retrain_split_ends_at_the_newest_data_with_the_label_delay_as_gap(tmp_path) -> None:
     from sentinel.settings import FeatureSettings, Settings
     from training.labelstore import LabelStore
@@ -81,7 +102,7 @@ def test_retrain_split_in_hours_refits_and_weighs_the_shift(tmp_path) -> None:
 
     settings = Settings(data_dir=tmp_path, features=FeatureSettings(label_delay_days=1),
                         drift=DriftSettings(retrain_test_hours=6, retrain_gap_hours=3,
-                                            retrain_shift_fraud_weight=20, retrain_min_labels=0))
+                                            retrain_shift_fraud_weight=15, retrain_min_labels=0))
     calls = []
     retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), None, calls.append,
                           train=lambda *a, **k: calls.append(k["config"]) or _Outcome())
@@ -89,7 +110,7 @@ def test_retrain_split_in_hours_refits_and_weighs_the_shift(tmp_path) -> None:
     config = calls[0]
     assert (config.split.anchor, config.split.test_days, config.split.delay_days) == (
         "latest", 0.25, 0.125)
-    assert config.refit_on_newest and config.shift_fraud_weight == 20
+    assert config.refit_on_newest and config.shift_fraud_weight == 15
     assert config.shift_onset == T0 + timedelta(hours=1)  # the alert's estimate of the onset
     assert retrainer.training_config().shift_onset is None  # the initial champion: no shift
 
