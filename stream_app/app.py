@@ -8,6 +8,7 @@ partitioned like librdkafka so it is co-partitioned with labels) + labels -> age
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from features import CardState, TerminalState
 from sentinel.infra.admin import create_topics
+from sentinel.infra.kafka_io import read_range
 from sentinel.settings import Settings
 from sentinel.topics import TopicSpec, catalog
 from stream_app import predict
@@ -28,6 +30,7 @@ from stream_app.errors import PredictInputError
 from stream_app.metrics import WorkerMetrics
 from stream_app.models import ServingModels, Slot
 from stream_app.pipeline import Scorer, Source, StateCache, Topics
+from stream_app.sequence import Gap
 from stream_app.sink import Sink
 from stream_app.state import decode_value, encode_value
 
@@ -90,7 +93,8 @@ class Worker:
         self.scorer = Scorer(
             settings, self.topics, self.sink, self.models, self.metrics,
             self._cache(self.card_table, CardState, self.topics.transactions),
-            self._cache(self.terminal_table, TerminalState, self.handoff), drift)
+            self._cache(self.terminal_table, TerminalState, self.handoff), drift,
+            fetch_gap=self._fetch_gap)
         self._wire()
 
     def _cache(self, table: Any, kind: Any, source: str) -> StateCache[Any]:
@@ -158,8 +162,7 @@ class Worker:
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-            self.scorer.cards.clear()
-            self.scorer.terminals.clear()
+            self.scorer.on_rebalance()
             self.assigned = any(tp.topic == self.topics.transactions for tp in assigned)
             self._ready_gauge()
 
@@ -169,6 +172,16 @@ class Worker:
             _exit_after(SHUTDOWN_GRACE_S)
 
         self._views()
+
+    async def _fetch_gap(self, gap: Gap) -> list[Source]:
+        """Read a range the Faust consumer skipped straight from the broker, and mark it
+        acknowledged in Faust's bookkeeping so that its commits move past it again."""
+        conf = self.settings.librdkafka()
+        msgs = await asyncio.get_running_loop().run_in_executor(
+            None, read_range, conf, gap.topic, gap.partition, gap.start, gap.end)
+        _mark_acked(self.app.consumer, TP(gap.topic, gap.partition), range(gap.start, gap.end))
+        return [Source(gap.topic, gap.partition, m.offset() or 0, m.timestamp()[1], m.key(),
+                       m.value() or b"") for m in msgs]
 
     def _on_swap(self, role: str, slot: Slot | None) -> None:
         self.metrics.model_swaps.labels(role=role).inc()
@@ -250,6 +263,22 @@ def _exit_after(seconds: float) -> None:
         os._exit(0)
 
     threading.Thread(target=run, name="shutdown-watchdog", daemon=True).start()
+
+
+def _mark_acked(consumer: Any, tp: TP, offsets: range) -> None:
+    """Add ``offsets`` to Faust's acknowledged offsets of ``tp`` (faust-streaming 0.15
+    internals: ``_acked``, ``_acked_index``, ``_committed_offset``); without it a skipped
+    offset that Faust never saw holds its commits back until the next rebalance."""
+    try:
+        committed = consumer._committed_offset[tp]
+        index, acked = consumer._acked_index[tp], consumer._acked[tp]
+    except (AttributeError, KeyError, TypeError):
+        logger.warning("cannot mark %s acknowledged: Faust internals changed", tp)
+        return
+    for offset in offsets:
+        if (committed is None or offset >= committed) and offset not in index:
+            index.add(offset)
+            acked.append(offset)
 
 
 class _KeyView:

@@ -45,6 +45,12 @@ class WorkerMetrics:
         self.drift_alerts = Counter("sentinel_drift_alerts", "drift alerts published",
                                     ["detector", "signal"], registry=r)
         self.model_swaps = Counter("sentinel_model_swaps", "model swaps", ["role"], registry=r)
+        self.offset_gaps = Counter("sentinel_offset_gaps",
+                                   "input offsets skipped by the consumer, read back from the "
+                                   "broker", ["topic"], registry=r)
+        self.offset_gap_records = Counter("sentinel_offset_gap_records",
+                                          "records read back to fill offset gaps", ["topic"],
+                                          registry=r)
         self._flags: deque[int] = deque(maxlen=fraud_window)
         self._flagged = 0
         for outcome in ("scored", "dead_lettered", "held"):

@@ -13,7 +13,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -36,6 +36,7 @@ from stream_app import scoring
 from stream_app.handoff import Handoff
 from stream_app.metrics import WorkerMetrics
 from stream_app.models import ServingModels, Slot
+from stream_app.sequence import Gap, OffsetSequence, expected_key, splice
 from stream_app.sink import Sink, partition_for
 from stream_app.state import KeyedState
 
@@ -106,6 +107,17 @@ class StateCache(Generic[S]):
         self._live.clear()
         self._dirty.clear()
 
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """The persisted next expected offset of a source partition (see ``sequence``)."""
+        data = self._store.get(expected_key(topic, partition))
+        return None if data is None else int(data["o"])
+
+    def put_next_offsets(self, moved: dict[tuple[str, int], int]) -> None:
+        """Persist next expected offsets; called after ``flush`` so that on the changelog
+        partition an offset never precedes the state it covers."""
+        for (topic, partition), offset in moved.items():
+            self._persist(partition, expected_key(topic, partition), {"o": offset})
+
 
 @dataclass
 class Topics:
@@ -152,11 +164,37 @@ class Scorer:
     cards: StateCache[CardState]
     terminals: StateCache[TerminalState]
     drift: Any = None
+    fetch_gap: Callable[[Gap], Awaitable[list[Source]]] | None = None
     config: FeatureConfig = field(init=False)
 
     def __post_init__(self) -> None:
         self.config = FeatureConfig.from_settings(self.settings.features)
         self._column_cache: dict[str, np.ndarray] = {}
+        self.card_offsets = OffsetSequence(self.cards.next_offset)
+        self.terminal_offsets = OffsetSequence(self.terminals.next_offset)
+
+    def on_rebalance(self) -> None:
+        """Live state is dropped; the (recovered) tables are the truth again."""
+        for cache in (self.cards, self.terminals):
+            cache.clear()
+        self.card_offsets.forget()
+        self.terminal_offsets.forget()
+
+    async def _complete(self, batch: list[Source], offsets: OffsetSequence) -> list[Source]:
+        """The batch with any skipped offsets read back from the broker, in order."""
+        gaps = offsets.gaps(batch)
+        if not gaps or self.fetch_gap is None:
+            return batch
+        filled = []
+        for index, gap in gaps:
+            records = await self.fetch_gap(gap)
+            logger.warning("offset gap topic=%s partition=%d offsets=%d..%d: %d records read "
+                           "back from the broker", gap.topic, gap.partition, gap.start,
+                           gap.end - 1, len(records))
+            self.metrics.offset_gaps.labels(topic=gap.topic).inc()
+            self.metrics.offset_gap_records.labels(topic=gap.topic).inc(len(records))
+            filled.append((index, records))
+        return splice(batch, filled)
 
     # -- shared --------------------------------------------------------------------------------
     def reject(self, src: Source, reason: str, exc: Exception) -> None:
@@ -167,6 +205,7 @@ class Scorer:
     # -- stage 1 -------------------------------------------------------------------------------
     async def cards_batch(self, batch: list[Source]) -> None:
         config, n = self.config, self.topics.partitions
+        batch = await self._complete(batch, self.card_offsets)
         out: dict[int, list[Handoff]] = {}
         for src in batch:
             try:
@@ -184,6 +223,7 @@ class Scorer:
                               [*transaction_stage(rec), *card])
             out.setdefault(partition_for(rec.terminal_id.encode(), n), []).append(handoff)
         self.cards.flush()
+        self.cards.put_next_offsets(self.card_offsets.advance(batch))
         for partition, records in out.items():  # batch order is kept within a partition
             for i in range(0, len(records), HANDOFF_CHUNK):
                 self.sink.send(self.topics.handoff, None,
@@ -195,6 +235,7 @@ class Scorer:
         pending: list[Handoff] = []
         rows: list[list[float]] = []
         config = self.config
+        batch = await self._complete(batch, self.terminal_offsets)
         for src in batch:
             if src.topic == self.topics.labels:
                 self._label(src)
@@ -209,6 +250,7 @@ class Scorer:
                 pending.append(h)
                 rows.append([*h.head, *terminal])
         self.terminals.flush()
+        self.terminals.put_next_offsets(self.terminal_offsets.advance(batch))
         # hand-off messages carry up to HANDOFF_CHUNK records each: score in batch_size slices
         size = self.settings.scoring.batch_size
         X = np.asarray(rows, dtype=np.float64)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from schemas import Event, encode
 from sentinel.errors import SentinelKafkaError
@@ -116,4 +116,37 @@ def read_all(conf: dict[str, Any], topic: str, expected: int, timeout_s: float =
     with EventConsumer(conf, group, [topic], **{"enable.auto.commit": False}) as consumer:
         while len(out) < expected and time.monotonic() < deadline:
             out.extend(consumer.poll(5000, 0.5))
+    return out
+
+
+def read_range(conf: dict[str, Any], topic: str, partition: int, start: int, end: int,
+               timeout_s: float = 15.0) -> list[Message]:
+    """The records of ``topic``/``partition`` with offsets in ``[start, end)`` (fewer when the
+    range holds transaction markers or was deleted by retention). No group, no commits."""
+
+    extra = {"group.id": f"sentinel-range-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+             "enable.partition.eof": True, "auto.offset.reset": "earliest"}
+    consumer = Consumer({**conf, **extra})
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    break
+                raise SentinelKafkaError(f"reading {topic}[{partition}] failed: {err.str()}")
+            if (msg.offset() or 0) >= end:
+                break
+            out.append(msg)
+        else:
+            raise SentinelKafkaError(
+                f"reading {topic}[{partition}] offsets {start}..{end} timed out after "
+                f"{timeout_s}s", topic=topic)
+    finally:
+        consumer.close()
     return out

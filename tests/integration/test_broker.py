@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from schemas import Transaction, decode
-from sentinel.infra.kafka_io import EventProducer, read_all
+from sentinel.infra.kafka_io import EventProducer, read_all, read_range
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -111,3 +111,18 @@ def test_round_trip_keyed_by_card_keeps_each_card_on_one_partition(
         seq = [int(decode(Transaction, m.value()).transaction_id[2:]) for m in messages
                if m.key().decode() == card]
         assert seq == sorted(seq)
+
+
+def test_read_range_returns_exactly_the_offsets_asked_for(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    """What the worker uses to fill offsets its Faust consumer skipped."""
+    topic = topic_factory(partitions=1)
+    conf = {"bootstrap.servers": kafka_bootstrap}
+    with EventProducer(conf) as producer:
+        for i in range(10):
+            producer.send(topic, b"k", b"m%d" % i)
+    middle = read_range(conf, topic, 0, 3, 7)
+    assert [(m.offset(), m.value()) for m in middle] == [(o, b"m%d" % o) for o in range(3, 7)]
+    tail = read_range(conf, topic, 0, 8, 20)  # past the end: what exists, no waiting
+    assert [m.offset() for m in tail] == [8, 9]
