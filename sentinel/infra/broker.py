@@ -185,7 +185,8 @@ class EmbeddedKafka:
 
     def _format(self, libs: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+        # "=" form: a random id starts with "-" one time in 64 and would read as an option
+        cmd = self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                          "-c", str(self.config_file), "--ignore-formatted")
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:

@@ -126,3 +126,23 @@ def test_read_range_returns_exactly_the_offsets_asked_for(
     assert [(m.offset(), m.value()) for m in middle] == [(o, b"m%d" % o) for o in range(3, 7)]
     tail = read_range(conf, topic, 0, 8, 20)  # past the end: what exists, no waiting
     assert [m.offset() for m in tail] == [8, 9]
+
+
+def test_storage_formats_when_the_random_cluster_id_starts_with_a_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One random cluster id in 64 starts with "-"; Kafka's StorageTool once read it as an
+    option and a test session failed to start its broker."""
+    import uuid
+
+    from sentinel.infra import broker as broker_module
+    from sentinel.settings import EmbeddedBrokerSettings
+
+    monkeypatch.setattr(broker_module.uuid, "uuid4", lambda: uuid.UUID(bytes=b"\xf8" + bytes(15)))
+    kafka = broker_module.EmbeddedKafka(
+        EmbeddedBrokerSettings(port=free_port(), controller_port=free_port()), tmp_path)
+    libs = kafka.ensure_artifacts()
+    kafka.home.mkdir(parents=True, exist_ok=True)
+    kafka._write_config()
+    kafka._format(libs)
+    assert "cluster.id=-" in (kafka.log_dir / "meta.properties").read_text()
