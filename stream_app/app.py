@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from features import CardState, TerminalState
 from sentinel.infra.admin import create_topics
-from sentinel.infra.kafka_io import read_range
+from sentinel.infra.kafka_io import read_changelog, read_range
 from sentinel.settings import Settings
 from sentinel.topics import TopicSpec, catalog
 from stream_app import predict
@@ -94,7 +94,7 @@ class Worker:
             settings, self.topics, self.sink, self.models, self.metrics,
             self._cache(self.card_table, CardState, self.topics.transactions),
             self._cache(self.terminal_table, TerminalState, self.handoff), drift,
-            fetch_gap=self._fetch_gap)
+            fetch_gap=self._fetch_gap, verify_state=self._verify_state)
         self._wire()
 
     def _cache(self, table: Any, kind: Any, source: str) -> StateCache[Any]:
@@ -182,6 +182,28 @@ class Worker:
         _mark_acked(self.app.consumer, TP(gap.topic, gap.partition), range(gap.start, gap.end))
         return [Source(gap.topic, gap.partition, m.offset() or 0, m.timestamp()[1], m.key(),
                        m.value() or b"") for m in msgs]
+
+    async def _verify_state(self, name: str, partition: int) -> int:
+        """Compare a table partition as Faust recovered it with its changelog (read with
+        librdkafka to the end), repair the keys that differ and return how many did.
+        Runs once per partition per assignment, before that partition's first batch."""
+        table = self.card_table if name == "cards" else self.terminal_table
+        changelog = f"{self.app.conf.id}-{table.name}-changelog"
+        latest = await asyncio.get_running_loop().run_in_executor(
+            None, read_changelog, self.settings.librdkafka(), changelog, partition)
+        data = table.data
+        wrong = [key for key, value in latest.items() if data.get(key) != value]
+        for key in wrong:
+            if latest[key] is None:
+                data.pop(key, None)
+            else:
+                data[key] = latest[key]
+        if wrong:
+            logger.error("table %s partition %d: %d of %d keys differed from the changelog "
+                         "after recovery; repaired from the changelog", name, partition,
+                         len(wrong), len(latest))
+            self.metrics.state_repairs.labels(table=name).inc(len(wrong))
+        return len(wrong)
 
     def _on_swap(self, role: str, slot: Slot | None) -> None:
         self.metrics.model_swaps.labels(role=role).inc()

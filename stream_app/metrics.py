@@ -48,6 +48,9 @@ class WorkerMetrics:
         self.offset_gaps = Counter("sentinel_offset_gaps",
                                    "input offsets skipped by the consumer, read back from the "
                                    "broker", ["topic"], registry=r)
+        self.state_repairs = Counter("sentinel_state_repairs",
+                                     "table keys that differed from their changelog after a "
+                                     "recovery, repaired", ["table"], registry=r)
         self.offset_gap_records = Counter("sentinel_offset_gap_records",
                                           "records read back to fill offset gaps", ["topic"],
                                           registry=r)

@@ -165,6 +165,7 @@ class Scorer:
     terminals: StateCache[TerminalState]
     drift: Any = None
     fetch_gap: Callable[[Gap], Awaitable[list[Source]]] | None = None
+    verify_state: Callable[[str, int], Awaitable[int]] | None = None
     config: FeatureConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -172,6 +173,7 @@ class Scorer:
         self._column_cache: dict[str, np.ndarray] = {}
         self.card_offsets = OffsetSequence(self.cards.next_offset)
         self.terminal_offsets = OffsetSequence(self.terminals.next_offset)
+        self._verified: set[tuple[str, int]] = set()
 
     def on_rebalance(self) -> None:
         """Live state is dropped; the (recovered) tables are the truth again."""
@@ -179,9 +181,25 @@ class Scorer:
             cache.clear()
         self.card_offsets.forget()
         self.terminal_offsets.forget()
+        self._verified.clear()
 
-    async def _complete(self, batch: list[Source], offsets: OffsetSequence) -> list[Source]:
+    async def _verify(self, table: str, batch: list[Source]) -> None:
+        """Before a partition's first batch after a rebalance, check the recovered table
+        partition against its changelog (``verify_state`` repairs and counts differences)."""
+        if self.verify_state is None:
+            return
+        repaired = 0
+        for partition in sorted({src.partition for src in batch}):
+            if (table, partition) not in self._verified:
+                repaired += await self.verify_state(table, partition)
+                self._verified.add((table, partition))
+        if repaired:
+            (self.cards if table == "cards" else self.terminals).clear()
+
+    async def _complete(self, batch: list[Source], offsets: OffsetSequence,
+                        table: str) -> list[Source]:
         """The batch with any skipped offsets read back from the broker, in order."""
+        await self._verify(table, batch)
         gaps = offsets.gaps(batch)
         if not gaps or self.fetch_gap is None:
             return batch
@@ -205,7 +223,7 @@ class Scorer:
     # -- stage 1 -------------------------------------------------------------------------------
     async def cards_batch(self, batch: list[Source]) -> None:
         config, n = self.config, self.topics.partitions
-        batch = await self._complete(batch, self.card_offsets)
+        batch = await self._complete(batch, self.card_offsets, "cards")
         out: dict[int, list[Handoff]] = {}
         for src in batch:
             try:
@@ -235,7 +253,7 @@ class Scorer:
         pending: list[Handoff] = []
         rows: list[list[float]] = []
         config = self.config
-        batch = await self._complete(batch, self.terminal_offsets)
+        batch = await self._complete(batch, self.terminal_offsets, "terminals")
         for src in batch:
             if src.topic == self.topics.labels:
                 self._label(src)

@@ -150,3 +150,21 @@ def read_range(conf: dict[str, Any], topic: str, partition: int, start: int, end
     finally:
         consumer.close()
     return out
+
+
+def read_changelog(conf: dict[str, Any], topic: str, partition: int,
+                   timeout_s: float = 120.0) -> dict[bytes, bytes | None]:
+    """The latest value per key of a (compacted) topic partition, read to its current end
+    (``None`` for a key whose latest record is a tombstone)."""
+    probe = Consumer({**conf, "group.id": f"sentinel-range-{uuid.uuid4().hex[:8]}"})
+    try:
+        low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=10.0)
+    finally:
+        probe.close()
+    latest: dict[bytes, bytes | None] = {}
+    if high > low:
+        for msg in read_range(conf, topic, partition, low, high, timeout_s):
+            key = msg.key()
+            if key is not None:
+                latest[key] = msg.value()
+    return latest

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from schemas import Transaction, decode
-from sentinel.infra.kafka_io import EventProducer, read_all, read_range
+from sentinel.infra.kafka_io import EventProducer, read_all, read_changelog, read_range
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -146,3 +146,20 @@ def test_storage_formats_when_the_random_cluster_id_starts_with_a_dash(
     kafka._write_config()
     kafka._format(libs)
     assert "cluster.id=-" in (kafka.log_dir / "meta.properties").read_text()
+
+
+def test_read_changelog_keeps_the_latest_value_per_key(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    """What the worker compares its recovered tables with."""
+    from confluent_kafka import Producer
+
+    topic = topic_factory(partitions=2)
+    conf = {"bootstrap.servers": kafka_bootstrap}
+    producer = Producer(conf)
+    for key, value in [(b"a", b"1"), (b"b", b"1"), (b"a", b"2"), (b"b", None), (b"c", b"9")]:
+        producer.produce(topic, value, key, partition=1)
+    producer.produce(topic, b"other", b"z", partition=0)
+    assert producer.flush(10) == 0
+    assert read_changelog(conf, topic, 1) == {b"a": b"2", b"b": None, b"c": b"9"}
+    assert read_changelog(conf, topic, 0) == {b"z": b"other"}

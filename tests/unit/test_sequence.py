@@ -85,7 +85,8 @@ def test_scorer_reads_gaps_back_and_persists_the_next_offset() -> None:
 
     scorer, written = _scorer(fetch)
     scorer.cards.put_next_offsets({("tx", 0): 10})
-    out = asyncio.run(scorer._complete([src(10), src(13), src(14)], scorer.card_offsets))
+    out = asyncio.run(scorer._complete([src(10), src(13), src(14)], scorer.card_offsets,
+                                       "cards"))
     assert asked == [Gap("tx", 0, 11, 13)]
     assert [s.offset for s in out] == [10, 11, 13, 14]
     scorer.cards.put_next_offsets(scorer.card_offsets.advance(out))
@@ -94,3 +95,24 @@ def test_scorer_reads_gaps_back_and_persists_the_next_offset() -> None:
     metrics = scorer.metrics.render().decode()
     assert 'sentinel_offset_gaps_total{topic="tx"} 1.0' in metrics
     assert 'sentinel_offset_gap_records_total{topic="tx"} 1.0' in metrics
+
+
+def test_each_partition_is_verified_once_per_assignment() -> None:
+    calls: list[tuple[str, int]] = []
+
+    async def verify(table: str, partition: int) -> int:
+        calls.append((table, partition))
+        return 2 if partition == 1 else 0
+
+    scorer, _ = _scorer(None)
+    scorer.verify_state = verify
+    scorer.cards.get("c1")  # a live object, dropped when a repair happens
+    batch = [src(0, partition=1), src(0, partition=0), src(1, partition=1)]
+    asyncio.run(scorer._complete(batch, scorer.card_offsets, "cards"))
+    assert calls == [("cards", 0), ("cards", 1)]
+    assert scorer.cards._live == {}
+    asyncio.run(scorer._complete([src(2, partition=1)], scorer.card_offsets, "cards"))
+    assert len(calls) == 2  # verified already
+    scorer.on_rebalance()
+    asyncio.run(scorer._complete([src(3, partition=1)], scorer.card_offsets, "cards"))
+    assert calls[-1] == ("cards", 1)
