@@ -148,12 +148,6 @@ def _run_to_end(settings: Settings, tmp_path: Path, kill_after: int | None,
     return hashes, len(seen) - len(ids), sigterm_stopped
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect (docs/streaming.md): without the offset sequence 4 of 8 runs lost card "
-    "state after SIGKILL + restart; with it 8 of 8 passed, but its gap read-back never fired, so "
-    "the cause is not proven gone",
-)
 def test_killed_worker_recovers_state_and_misses_nothing(worker_settings, tmp_path: Path) -> None:
     reference, _, stopped = _run_to_end(worker_settings()[0], tmp_path, kill_after=None)
     assert stopped, "SIGTERM did not stop the worker within 15 s"
