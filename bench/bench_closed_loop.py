@@ -67,8 +67,8 @@ class Scenario:
     retrain_gap_hours: float = 0.0
     refit: bool = True
     shift_fraud_weight: float = 20.0
-    promotion_min_labels: int = 1000
-    promotion_min_frauds: int = 30
+    promotion_min_labels: int = 500
+    promotion_min_frauds: int = 20
     rollback_min_labels: int = 2000
 
 
@@ -77,7 +77,8 @@ PRESETS = {
     "slow": Scenario(days=54, intensity=1.0, label_delay_hours=24.0, retrain_min_labels=40_000,
                      retrain_min_frauds=0,
                      retrain_test_hours=0.0, refit=False, shift_fraud_weight=1.0,
-                     promotion_min_labels=5000, rollback_min_labels=5000),
+                     promotion_min_labels=5000, promotion_min_frauds=30,
+                     rollback_min_labels=5000),
 }
 
 
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("mlflow", "training", "alembic", "stream_app", "features"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("training.retrainer").setLevel(logging.INFO)  # retrain and promotion
     logger.info("scenario %s", sc)
     DAYS, ONSET_DAY, MONITOR_FROM_DAY = sc.days, sc.onset_day, sc.monitor_from_day
     root = Path(tempfile.mkdtemp(prefix="bench-loop-"))

@@ -185,7 +185,7 @@ def fit_and_evaluate(
     y = frame["is_fraud"].to_numpy()
     with _step("split"):
         parts = split(frame, config.split)
-    weight = shift_weights(frame, y, config)
+    weight = shift_weights(frame, y, config, parts.windows.train[0])
     with _step("fit_booster"):
         booster = fit_booster(X[parts.train], y[parts.train], feature_names, config.booster,
                               None if weight is None else weight[parts.train])
@@ -229,13 +229,18 @@ def fit_and_evaluate(
 
 
 def shift_weights(
-    frame: pd.DataFrame, y: np.ndarray, config: TrainingConfig
+    frame: pd.DataFrame, y: np.ndarray, config: TrainingConfig, train_start: pd.Timestamp
 ) -> np.ndarray | None:
     """Per-row booster weights: ``shift_fraud_weight`` for frauds at or after the shift's
-    onset, 1 elsewhere; ``None`` (unweighted) without a shift or with a weight of 1."""
+    onset, 1 elsewhere; ``None`` (unweighted) without a shift, with a weight of 1, or when the
+    onset is not after ``train_start``: then every fraud of the train window would weigh more,
+    which is a class weight, not an emphasis on the new pattern (and it lowers AP)."""
     if config.shift_onset is None or config.shift_fraud_weight == 1.0:
         return None
-    after = (frame["event_time"] >= pd.Timestamp(config.shift_onset)).to_numpy()
+    onset = pd.Timestamp(config.shift_onset)
+    if onset <= train_start:
+        return None
+    after = (frame["event_time"] >= onset).to_numpy()
     return np.where(after & (y == 1), config.shift_fraud_weight, 1.0)
 
 

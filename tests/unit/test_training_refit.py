@@ -63,9 +63,13 @@ def test_shift_weights_only_frauds_since_the_onset() -> None:
     frame, _ = _world()
     y = frame["is_fraud"].to_numpy()
     onset = (START + pd.Timedelta(days=NEW_FROM_DAY)).to_pydatetime()
-    w = shift_weights(frame, y, _config(shift_onset=onset, shift_fraud_weight=10.0))
+    train_start = START + pd.Timedelta(days=4)
+    w = shift_weights(frame, y, _config(shift_onset=onset, shift_fraud_weight=10.0), train_start)
     assert w is not None
     after = (frame["event_time"] >= pd.Timestamp(onset)).to_numpy()
     assert (w[after & (y == 1)] == 10.0).all() and (w[~(after & (y == 1))] == 1.0).all()
-    assert shift_weights(frame, y, _config(shift_fraud_weight=10.0)) is None
-    assert shift_weights(frame, y, _config(shift_onset=onset)) is None
+    assert shift_weights(frame, y, _config(shift_fraud_weight=10.0), train_start) is None
+    assert shift_weights(frame, y, _config(shift_onset=onset), train_start) is None
+    # an onset before the train window: every fraud would weigh more, a class weight
+    early = _config(shift_onset=START.to_pydatetime(), shift_fraud_weight=10.0)
+    assert shift_weights(frame, y, early, train_start) is None
