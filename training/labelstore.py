@@ -110,6 +110,19 @@ class LabelStore:
                "WHERE s.candidate_version = ?")
         return pd.read_sql_query(sql, self._db, params=(candidate_version,))
 
+    def verdicts_of(self, transaction_ids: list[str]) -> pd.DataFrame:
+        """The stored verdicts (``transaction_id, model_version, score, flagged``) of these
+        transactions; ids without a verdict are absent."""
+        frames = []
+        for i in range(0, len(transaction_ids), 500):  # SQLite's variable limit
+            chunk = transaction_ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))  # placeholders only: the ids are parameters
+            sql = ("SELECT transaction_id, model_version, score, flagged FROM verdicts "  # noqa: S608
+                   f"WHERE transaction_id IN ({marks})")
+            frames.append(pd.read_sql_query(sql, self._db, params=chunk))
+        columns = ["transaction_id", "model_version", "score", "flagged"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
     def verdicts_joined(self, model_version: str) -> pd.DataFrame:
         """A model's live verdicts joined with matured labels."""
         sql = ("SELECT v.*, l.is_fraud FROM verdicts v JOIN labels l USING (transaction_id) "

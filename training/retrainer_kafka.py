@@ -1,7 +1,9 @@
 """The retrainer process: Kafka in and out around :class:`~training.retrainer.Retrainer`.
 
 Consumes transactions, labels, verdicts and shadow results into the label store and drift
-alerts into the retrainer; publishes ModelEvents; sends undecodable messages to the
+alerts into the retrainer; watches the champion's errors on arriving labels
+(:mod:`training.label_drift`) and publishes those alerts to the drift-alerts topic, which it
+consumes like the worker's; publishes ModelEvents; sends undecodable messages to the
 dead-letter topic (original bytes, reason, source offset; counted as ``bad_input``); serves
 Prometheus metrics
 (``sentinel_retrains_total{outcome}``, ``sentinel_promotions_total{action}``).
@@ -34,6 +36,7 @@ from schemas.events import (
 )
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.settings import Settings
+from training.label_drift import LabelDriftWatch
 from training.labelstore import LabelStore
 from training.retrainer import Retrainer
 
@@ -97,6 +100,7 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
         t.name("drift_alerts"): DriftAlert,
     }
     store = retrainer.store
+    watch = LabelDriftWatch(settings, store) if settings.drift.enabled else None
     adders: dict[type[Any], Callable[[list[Any]], int]] = {
         Transaction: store.add_transactions, LabelFeedback: store.add_labels,
         Verdict: store.add_verdicts, ShadowResult: store.add_shadow}
@@ -117,6 +121,12 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
             for kind, add in adders.items():
                 if batch[kind]:
                     add(batch[kind])
+            if watch is not None and batch[LabelFeedback]:
+                for alert in watch.observe(batch[LabelFeedback]):
+                    logger.warning("label drift alert detector=%s signal=%s model_version=%s",
+                                   alert.detector, alert.signal, alert.model_version)
+                    producer.send(t.name("drift_alerts"), alert.signal, alert)
+                producer.flush()
             for alert in batch[DriftAlert]:
                 retrainer.on_alert(alert)
             if batch[LabelFeedback] or batch[Transaction]:

@@ -48,3 +48,27 @@ def test_alert_on_topic_gives_candidate_and_model_event(settings_factory) -> Non
     events = [decode(ModelEvent, m.value())
               for m in read_all(settings.librdkafka(), t.name("model_events"), 1, timeout_s=30)]
     assert any(e.action == "registered" and e.version == candidate.version for e in events)
+
+
+def test_label_path_alert_is_published_from_verdicts_joined_with_labels(settings_factory) -> None:
+    """The champion's recall falls on arriving labels: the retrainer publishes a missed-fraud
+    alert to the drift-alerts topic (and holds the retrain: too few labels since the shift)."""
+    from tests.unit.test_label_drift import _world
+
+    settings = settings_factory(drift=DriftSettings(grace_events=1000, retrain_min_labels=10**9,
+                                                    retrainer_port=0, promotion_interval_s=3600))
+    t = settings.topics
+    verdicts, labels = _world(60_000, change_at=40_000)
+    with EventProducer(settings.librdkafka()) as producer:
+        for v in verdicts:
+            producer.send(t.name("verdicts"), v.transaction_id, v)
+    retrainer = run(settings, max_seconds=20, serve_metrics=False)  # verdicts first, as in life
+    assert retrainer.store.count("verdicts") == len(verdicts)
+    with EventProducer(settings.librdkafka()) as producer:
+        for x in labels:
+            producer.send(t.name("labels"), x.terminal_id, x)
+    retrainer = run(settings, max_seconds=30, serve_metrics=False)
+    alerts = [decode(DriftAlert, m.value())
+              for m in read_all(settings.librdkafka(), t.name("drift_alerts"), 1, timeout_s=20)]
+    assert any(a.signal == "missed_fraud" and a.model_version == "7" for a in alerts), alerts
+    assert retrainer.retrains.get("registered", 0) == 0
