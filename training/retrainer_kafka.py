@@ -41,6 +41,8 @@ from training.labelstore import LabelStore
 from training.retrainer import Retrainer
 
 logger = logging.getLogger(__name__)
+POLL_MAX = 5000  # messages per poll; a smaller poll means the consumer has caught up
+ALERT_MAX_WAIT_S = 120.0  # act on an alert after this long even if the data never catches up
 
 
 class _Metrics(Collector):
@@ -105,11 +107,14 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
         Transaction: store.add_transactions, LabelFeedback: store.add_labels,
         Verdict: store.add_verdicts, ShadowResult: store.add_shadow}
     started = last_tick = time.monotonic()
+    alerts: list[DriftAlert] = []
+    alerts_since = 0.0
     with EventConsumer(settings.librdkafka(), group_id, list(kinds)) as consumer:
         while ((max_seconds is None or time.monotonic() - started < max_seconds)
                and not (stop is not None and stop.is_set())):
             batch: dict[type[Any], list[Any]] = {k: [] for k in kinds.values()}
-            for msg in consumer.poll(5000, 0.5):
+            msgs = consumer.poll(POLL_MAX, 0.5)
+            for msg in msgs:
                 kind = kinds[str(msg.topic())]
                 try:
                     batch[kind].append(decode(kind, msg.value() or b""))
@@ -127,9 +132,15 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
                                    alert.detector, alert.signal, alert.model_version)
                     producer.send(t.name("drift_alerts"), alert.signal, alert)
                 producer.flush()
-            for alert in batch[DriftAlert]:
-                retrainer.on_alert(alert)
-            if batch[LabelFeedback] or batch[Transaction]:
+            # Decide only once caught up (a poll that did not fill up): an alert read while the
+            # data topics still lag would retrain on whatever had arrived by then.
+            if batch[DriftAlert] and not alerts:
+                alerts_since = time.monotonic()
+            alerts += batch[DriftAlert]
+            if len(msgs) < POLL_MAX or time.monotonic() - alerts_since > ALERT_MAX_WAIT_S:
+                for alert in alerts:
+                    retrainer.on_alert(alert)
+                alerts.clear()
                 retrainer.retry_pending()
             if time.monotonic() - last_tick >= settings.drift.promotion_interval_s:
                 last_tick = time.monotonic()

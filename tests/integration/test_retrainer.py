@@ -33,6 +33,8 @@ def test_alert_on_topic_gives_candidate_and_model_event(settings_factory) -> Non
                 terminal_id=row.terminal_id, is_fraud=bool(row.is_fraud),
                 transaction_time=row.event_time, reported_at=row.label_time,
                 source="simulator"))
+        # the alert may be read before the data it is about: the retrainer must act on it
+        # only once caught up (it once trained on what had arrived, and the gate rejected it)
         last = frame["event_time"].max().to_pydatetime()
         producer.send(t.name("drift_alerts"), "score", DriftAlert(
             alert_id="a1", detector="adwin", signal="score", statistic=5.0,
