@@ -118,7 +118,7 @@ class DriftSettings(_Section):
     adwin_delta: float = Field(default=0.002, gt=0, lt=1)
     grace_events: int = Field(default=5_000, ge=0)
     alert_cooldown_events: int = Field(default=20_000, ge=0)
-    kswin_every: int = Field(default=50, ge=1)
+    kswin_every: int = Field(default=200, ge=1)
     retrain_cooldown_s: float = Field(default=600.0, ge=0)
     retrain_daily_cap: int = Field(default=4, ge=1)
     retrain_min_labels: int = Field(default=500, ge=0)
