@@ -306,6 +306,9 @@ def main() -> None:
         # paced latency
         produced: dict[str, float] = {}
         p = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 1})
+        # connect and learn the topic's leader first: otherwise the first messages wait for
+        # that and their latency is the client's start-up, not the worker's
+        p.list_topics(tx_topic, timeout=10)
         interval, i, start = 1.0 / args.rate, 0, time.perf_counter()
         pending_ids = [json.loads(v)["transaction_id"] for _, v in paced]
 

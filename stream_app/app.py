@@ -25,7 +25,7 @@ from sentinel.infra.admin import create_topics
 from sentinel.infra.kafka_io import read_changelog, read_range
 from sentinel.settings import Settings
 from sentinel.topics import TopicSpec, catalog
-from stream_app import predict
+from stream_app import gc_policy, predict
 from stream_app.errors import PredictInputError
 from stream_app.metrics import WorkerMetrics
 from stream_app.models import ServingModels, Slot
@@ -62,6 +62,7 @@ class Worker:
         self.models = ServingModels(registry, on_swap=self._on_swap)
         self.drift = drift
         self.assigned = False
+        self.gc_pauses = gc_policy.PauseObserver(self.metrics.gc_pause)
         datadir = settings.data_dir.resolve() / "faust" / settings.worker.app_id
         datadir.mkdir(parents=True, exist_ok=True)
         self.app = app = faust.App(
@@ -157,8 +158,10 @@ class Worker:
 
         @app.task
         async def first_load() -> None:
+            self.gc_pauses.install()
             await self.models.refresh()
             self._ready_gauge()
+            gc_policy.settle()
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -168,6 +171,7 @@ class Worker:
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def shutting_down(sender: Any, **kwargs: Any) -> None:
+            self.gc_pauses.remove()
             self.sink.close()
             _exit_after(SHUTDOWN_GRACE_S)
 
@@ -210,6 +214,7 @@ class Worker:
         self.metrics.set_model(role, slot.name if slot else None, slot.version if slot else None)
         if role == "champion" and self.drift is not None and slot is not None:
             self.drift.set_model_version(slot.version)
+        gc_policy.settle()  # the new model's objects live until the next swap
 
     @property
     def ready(self) -> bool:

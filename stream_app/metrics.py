@@ -54,6 +54,9 @@ class WorkerMetrics:
         self.offset_gap_records = Counter("sentinel_offset_gap_records",
                                           "records read back to fill offset gaps", ["topic"],
                                           registry=r)
+        self.gc_pause = Histogram("sentinel_gc_pause_seconds",
+                                  "garbage-collector pauses of the worker process",
+                                  ["generation"], buckets=_LATENCY_BUCKETS, registry=r)
         self._flags: deque[int] = deque(maxlen=fraud_window)
         self._flagged = 0
         for outcome in ("scored", "dead_lettered", "held"):

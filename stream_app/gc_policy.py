@@ -1,0 +1,47 @@
+"""The worker's garbage-collector policy: keep full collections off the verdict path.
+
+A generation-2 collection walks every object the collector tracks. The worker's imports
+(MLflow, pandas, scikit-learn, Faust) and its loaded models leave several hundred thousand of
+them, and one such pass paused the event loop for 135-220 ms in the middle of a 2,000 tx/s
+stream (measured with ``gc.callbacks``): the largest single cause of the p99 latency. Those
+objects live as long as the process, so after start-up and after every model swap they are
+collected once and then frozen (``gc.freeze``: moved out of the collector's view; reference
+counting still frees them). Later collections see only what was created since.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from prometheus_client import Histogram
+
+
+def settle() -> None:
+    """Collect once, then freeze everything that survived."""
+    gc.collect()
+    gc.freeze()
+
+
+class PauseObserver:
+    """Observes each collection's duration, by generation, into ``histogram``."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._histogram.labels(generation=str(info["generation"])).observe(
+                time.perf_counter() - self._started)
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def remove(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)

@@ -1,0 +1,44 @@
+import gc
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from stream_app import gc_policy
+
+
+def _count(registry: CollectorRegistry, generation: str) -> float:
+    value = registry.get_sample_value("pauses_seconds_count", {"generation": generation})
+    return value or 0.0
+
+
+def test_pause_observer_records_each_collection_by_generation() -> None:
+    registry = CollectorRegistry()
+    observer = gc_policy.PauseObserver(Histogram("pauses_seconds", "p", ["generation"],
+                                                 registry=registry))
+    observer.install()
+    try:
+        gc.collect(0)
+        gc.collect(2)
+    finally:
+        observer.remove()
+    assert _count(registry, "0") >= 1
+    assert _count(registry, "2") >= 1
+    gc.collect(2)  # removed: no longer observed
+    assert observer not in gc.callbacks
+
+
+def test_settle_freezes_what_survives_and_frees_garbage_cycles() -> None:
+    class Node:
+        pass
+
+    try:
+        cycle = Node()
+        cycle.self = cycle  # type: ignore[attr-defined]
+        del cycle
+        kept = [Node()]
+        gc_policy.settle()
+        assert gc.get_freeze_count() > 0
+        assert not any(type(o) is Node and getattr(o, "self", None) is o
+                       for o in gc.get_objects())  # the cycle was collected, not frozen
+        assert kept[0] is not None
+    finally:
+        gc.unfreeze()
