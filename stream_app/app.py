@@ -25,7 +25,7 @@ from sentinel.infra.admin import create_topics
 from sentinel.infra.kafka_io import read_changelog, read_range
 from sentinel.settings import Settings
 from sentinel.topics import TopicSpec, catalog
-from stream_app import gc_policy, predict
+from stream_app import faust_fastpath, gc_policy, predict
 from stream_app.errors import PredictInputError
 from stream_app.metrics import WorkerMetrics
 from stream_app.models import ServingModels, Slot
@@ -165,6 +165,7 @@ class Worker:
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            faust_fastpath.install(self.app.consumer)
             self.scorer.on_rebalance()
             self.assigned = any(tp.topic == self.topics.transactions for tp in assigned)
             self._ready_gauge()
