@@ -8,6 +8,8 @@ so every window is two bisects and a subtraction.
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from bisect import bisect_right
 from itertools import accumulate
 from typing import Any
@@ -21,8 +23,10 @@ class CardState:
     __slots__ = ("cents", "cum_cents", "cum_squares", "terminals", "times", "watermark")
 
     def __init__(self) -> None:
-        self.times: list[int] = []
-        self.cents: list[int] = []
+        # int64 arrays, not lists: one contiguous buffer each instead of an int object per
+        # event, so the changelog encoding of a state touched once a batch reads warm memory
+        self.times = array("q")
+        self.cents = array("q")
         self.terminals: list[str] = []
         self.cum_cents: list[int] = [0]
         self.cum_squares: list[int] = [0]
@@ -38,13 +42,13 @@ class CardState:
             pos = bisect_right(times, time_us)
             times.insert(pos, time_us)
             self.cents.insert(pos, cents)
-            self.terminals.insert(pos, terminal)
+            self.terminals.insert(pos, sys.intern(terminal))
             self._rebuild_sums()
         else:
             pos = len(times)
             times.append(time_us)
             self.cents.append(cents)
-            self.terminals.append(terminal)
+            self.terminals.append(sys.intern(terminal))  # one shared object per terminal id
             self.cum_cents.append(self.cum_cents[-1] + cents)
             self.cum_squares.append(self.cum_squares[-1] + cents * cents)
         out = self._features(pos, time_us, cents, terminal, config)
@@ -95,14 +99,15 @@ class CardState:
 
     def to_dict(self) -> dict[str, Any]:
         """A compact JSON-able form: parallel lists, no per-event keys."""
-        return {"t": self.times, "c": self.cents, "k": self.terminals, "w": self.watermark}
+        return {"t": self.times.tolist(), "c": self.cents.tolist(), "k": self.terminals,
+                "w": self.watermark}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CardState:
         state = cls()
-        state.times = list(data["t"])
-        state.cents = list(data["c"])
-        state.terminals = list(data["k"])
+        state.times = array("q", data["t"])
+        state.cents = array("q", data["c"])
+        state.terminals = [sys.intern(k) for k in data["k"]]
         state.watermark = data.get("w")
         state._rebuild_sums()
         return state

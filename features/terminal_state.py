@@ -7,6 +7,7 @@ sorted list of (transaction time, label time, id). Windows are shifted back by t
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any
 
@@ -19,10 +20,11 @@ class TerminalState:
     __slots__ = ("fraud_ids", "fraud_label_times", "fraud_times", "ids", "times", "watermark")
 
     def __init__(self) -> None:
-        self.times: list[int] = []
+        # times as int64 arrays (contiguous, cheap to serialise; see CardState)
+        self.times = array("q")
         self.ids: list[str] = []
-        self.fraud_times: list[int] = []
-        self.fraud_label_times: list[int] = []
+        self.fraud_times = array("q")
+        self.fraud_label_times = array("q")
         self.fraud_ids: list[str] = []
         self.watermark: int | None = None
 
@@ -121,10 +123,10 @@ class TerminalState:
     def to_dict(self) -> dict[str, Any]:
         """A compact JSON-able form: parallel lists, no per-event keys."""
         return {
-            "t": self.times,
+            "t": self.times.tolist(),
             "i": self.ids,
-            "ft": self.fraud_times,
-            "fl": self.fraud_label_times,
+            "ft": self.fraud_times.tolist(),
+            "fl": self.fraud_label_times.tolist(),
             "fi": self.fraud_ids,
             "w": self.watermark,
         }
@@ -132,10 +134,10 @@ class TerminalState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TerminalState:
         state = cls()
-        state.times = list(data["t"])
+        state.times = array("q", data["t"])
         state.ids = list(data["i"])
-        state.fraud_times = list(data["ft"])
-        state.fraud_label_times = list(data["fl"])
+        state.fraud_times = array("q", data["ft"])
+        state.fraud_label_times = array("q", data["fl"])
         state.fraud_ids = list(data["fi"])
         state.watermark = data.get("w")
         return state
