@@ -166,6 +166,7 @@ class Worker:
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             faust_fastpath.install(self.app.consumer)
+            faust_fastpath.drop_monitor(self.app)
             self.scorer.on_rebalance()
             self.assigned = any(tp.topic == self.topics.transactions for tp in assigned)
             self._ready_gauge()

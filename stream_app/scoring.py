@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,15 @@ import numpy as np
 from stream_app.handoff import Handoff
 from stream_app.models import Slot
 
-_DUMPS = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_STR = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # json's C escaper
+
+
+def _float(value: float) -> str:
+    """A float as ``json.dumps`` writes it (``repr``), refusing NaN and infinities like
+    ``allow_nan=False``."""
+    if value != value or value in (math.inf, -math.inf):
+        raise ValueError(f"out of range float value for JSON: {value}")
+    return float.__repr__(value)
 
 
 def feature_hash(row: np.ndarray) -> str:
@@ -67,38 +76,47 @@ def reasons(slot: Slot, X: np.ndarray, decisions: np.ndarray, k: int) -> list[li
 
 def verdicts(batch: list[Handoff], X: np.ndarray, champion: Scored,
              codes: list[list[str]]) -> list[tuple[str, bytes]]:
-    """The champion's verdicts as (transaction id, JSON of a :class:`Verdict`), encoded with
-    ``json.dumps`` of plain values (every field is ours; a unit test decodes them with the
-    schema). Several times cheaper per event than building and dumping pydantic models."""
+    """The champion's verdicts as (transaction id, JSON of a :class:`Verdict`).
+
+    Written from a template with the JSON module's own string escaping and float ``repr``:
+    byte for byte what ``json.dumps`` of the same dict gives (a unit test compares them, and
+    decodes them with the schema), at a fraction of the cost per event."""
     now = datetime.now(UTC)
-    now_ms, stamp = now.timestamp() * 1000.0, now.isoformat()
+    now_ms = now.timestamp() * 1000.0
     scores, decisions = champion.scores.tolist(), champion.decisions.tolist()
-    name, version, dumps = champion.name, champion.version, _DUMPS
+    s = _STR
+    model = f'"model_name":{s(champion.name)},"model_version":{s(champion.version)}'
+    stamp = s(now.isoformat())
     out = []
     for i, h in enumerate(batch):
-        out.append((h.transaction_id, dumps({
-            "schema_version": 1, "transaction_id": h.transaction_id, "card_id": h.card_id,
-            "score": scores[i], "decision": decisions[i], "model_name": name,
-            "model_version": version, "reason_codes": codes[i],
-            "feature_hash": feature_hash(X[i]), "event_time": h.event_time,
-            "scored_at": stamp, "latency_ms": max(0.0, now_ms - h.arrival_ms)}).encode()))
+        reasons = ",".join(map(s, codes[i]))
+        out.append((h.transaction_id, (
+            f'{{"schema_version":1,"transaction_id":{s(h.transaction_id)},'
+            f'"card_id":{s(h.card_id)},"score":{_float(scores[i])},'
+            f'"decision":{s(decisions[i])},{model},"reason_codes":[{reasons}],'
+            f'"feature_hash":"{feature_hash(X[i])}","event_time":{s(h.event_time)},'
+            f'"scored_at":{stamp},"latency_ms":{_float(max(0.0, now_ms - h.arrival_ms))}}}'
+        ).encode()))
     return out
 
 
 def shadow_results(batch: list[Handoff], champion: Scored,
                    candidate: Scored) -> list[tuple[str, bytes, bool]]:
     """The candidate next to the champion: (transaction id, JSON of a :class:`ShadowResult`,
-    agree) per transaction."""
+    agree) per transaction (same template technique as :func:`verdicts`)."""
     a_scores, a_dec = champion.scores.tolist(), champion.decisions.tolist()
     b_scores, b_dec = candidate.scores.tolist(), candidate.decisions.tolist()
-    av, bv, dumps = champion.version, candidate.version, _DUMPS
+    s = _STR
+    av, bv = s(champion.version), s(candidate.version)
     out = []
     for i, h in enumerate(batch):
         agree = a_dec[i] == b_dec[i]
-        out.append((h.transaction_id, dumps({
-            "schema_version": 1, "transaction_id": h.transaction_id, "card_id": h.card_id,
-            "champion_version": av, "champion_score": a_scores[i],
-            "champion_decision": a_dec[i], "candidate_version": bv,
-            "candidate_score": b_scores[i], "candidate_decision": b_dec[i], "agree": agree,
-            "event_time": h.event_time}).encode(), agree))
+        out.append((h.transaction_id, (
+            f'{{"schema_version":1,"transaction_id":{s(h.transaction_id)},'
+            f'"card_id":{s(h.card_id)},"champion_version":{av},'
+            f'"champion_score":{_float(a_scores[i])},"champion_decision":{s(a_dec[i])},'
+            f'"candidate_version":{bv},"candidate_score":{_float(b_scores[i])},'
+            f'"candidate_decision":{s(b_dec[i])},"agree":{"true" if agree else "false"},'
+            f'"event_time":{s(h.event_time)}}}'
+        ).encode(), agree))
     return out

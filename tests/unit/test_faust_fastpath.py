@@ -1,5 +1,6 @@
 import asyncio
 import warnings
+from types import SimpleNamespace
 
 import pytest
 from mode import Service
@@ -110,3 +111,21 @@ def test_timeouts_and_non_coroutines_use_the_original() -> None:
         assert result.results == ["x"] and service.calls == 2
 
     asyncio.run(main())
+
+
+def test_drop_monitor_takes_only_the_monitor_off_the_sensors() -> None:
+    other = object()
+    monitor = object()
+    sensors = {monitor, other}
+
+    class _Sensors:
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return iter(sensors)
+
+        def remove(self, sensor: object) -> None:
+            sensors.remove(sensor)
+
+    app = SimpleNamespace(monitor=monitor, sensors=_Sensors())
+    assert faust_fastpath.drop_monitor(app)
+    assert sensors == {other}
+    assert not faust_fastpath.drop_monitor(app)

@@ -86,6 +86,54 @@ def test_encoded_verdicts_and_shadow_results_follow_the_schema() -> None:
     assert not agree and not s.agree and s.candidate_score == 0.1
 
 
+def test_templated_verdicts_and_shadow_results_equal_json_dumps_byte_for_byte() -> None:
+    import json
+    from datetime import UTC, datetime
+    from unittest import mock
+
+    from stream_app import scoring
+    from stream_app.handoff import Handoff
+
+    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    odd = ['t"1\\x', "c\u00e9\n\t\u0001", "\u2603 card", "", "plain-id-42"]
+    rng = np.random.default_rng(5)
+    batch = [Handoff(odd[i % 5], odd[(i + 1) % 5], "m", 1.0, f"2024-03-01T10:0{i}:00+00:00", 0,
+                     1_700_000_000_000 + i, []) for i in range(5)]
+    X = rng.random((5, 4))
+    scores = np.array([0.0, 1.0, 1e-17, 0.123456789012345678, 0.5])
+    a = scoring.Scored('v"1', "m\u00e9", scores, np.array(["approve", "review", "decline",
+                                                           "review", "approve"]), 0.0)
+    b = scoring.Scored("2", "m", scores[::-1].copy(), np.array(["approve"] * 5), 0.0)
+    codes = [[], ["amount", 'q"uote'], ["\u00e9"], ["a", "b", "c"], []]
+    now = datetime(2024, 3, 1, 10, 0, 1, 234567, tzinfo=UTC)
+    with mock.patch.object(scoring, "datetime") as clock:
+        clock.now.return_value = now
+        got = scoring.verdicts(batch, X, a, codes)
+    now_ms = now.timestamp() * 1000.0
+    for i, (key, value) in enumerate(got):
+        h = batch[i]
+        assert key == h.transaction_id
+        assert value == dumps({
+            "schema_version": 1, "transaction_id": h.transaction_id, "card_id": h.card_id,
+            "score": float(scores[i]), "decision": str(a.decisions[i]), "model_name": a.name,
+            "model_version": a.version, "reason_codes": codes[i],
+            "feature_hash": scoring.feature_hash(X[i]), "event_time": h.event_time,
+            "scored_at": now.isoformat(),
+            "latency_ms": max(0.0, now_ms - h.arrival_ms)}).encode()
+    for i, (key, value, agree) in enumerate(scoring.shadow_results(batch, a, b)):
+        h = batch[i]
+        assert key == h.transaction_id
+        assert value == dumps({
+            "schema_version": 1, "transaction_id": h.transaction_id, "card_id": h.card_id,
+            "champion_version": a.version, "champion_score": float(a.scores[i]),
+            "champion_decision": str(a.decisions[i]), "candidate_version": b.version,
+            "candidate_score": float(b.scores[i]), "candidate_decision": str(b.decisions[i]),
+            "agree": agree, "event_time": h.event_time}).encode()
+    nan = scoring.Scored("1", "m", np.array([np.nan]), np.array(["approve"]), 0.0)
+    with pytest.raises(ValueError, match="out of range"):
+        scoring.verdicts(batch[:1], X[:1], nan, [[]])
+
+
 def test_changelog_values_round_trip_and_old_json_values_still_load() -> None:
     import json
 
