@@ -12,7 +12,7 @@ MARSHAL = b"M"  # one record
 BATCH = b"B"  # a list of records: what stage 1 sends, one message per partition and chunk
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs a setattr call per field
 class Handoff:
     """A validated transaction with its stateless and card features computed.
 

@@ -47,7 +47,7 @@ HANDOFF_CHUNK = 500  # records per hand-off message (about 200 KB, well under 1 
 OFFLOAD_MIN_ROWS = 200  # champion batches at least this large are scored in a thread
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per message, frozen __init__ is slower
 class Source:
     """Where a message came from (for dead letters, changelog partitions and latency)."""
 

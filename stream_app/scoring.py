@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,12 +20,12 @@ from stream_app.models import Slot
 _STR = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # json's C escaper
 
 
-def _float(value: float) -> str:
-    """A float as ``json.dumps`` writes it (``repr``), refusing NaN and infinities like
-    ``allow_nan=False``."""
-    if value != value or value in (math.inf, -math.inf):
-        raise ValueError(f"out of range float value for JSON: {value}")
-    return float.__repr__(value)
+def _finite(*arrays: np.ndarray) -> None:
+    """Refuse NaN and infinities, as ``json.dumps(allow_nan=False)`` would; finite floats are
+    then written with ``repr``, as ``json.dumps`` does."""
+    for values in arrays:
+        if not np.isfinite(values).all():
+            raise ValueError("out of range float value for JSON: scores must be finite")
 
 
 def feature_hash(row: np.ndarray) -> str:
@@ -81,6 +80,7 @@ def verdicts(batch: list[Handoff], X: np.ndarray, champion: Scored,
     Written from a template with the JSON module's own string escaping and float ``repr``:
     byte for byte what ``json.dumps`` of the same dict gives (a unit test compares them, and
     decodes them with the schema), at a fraction of the cost per event."""
+    _finite(champion.scores)
     now = datetime.now(UTC)
     now_ms = now.timestamp() * 1000.0
     scores, decisions = champion.scores.tolist(), champion.decisions.tolist()
@@ -92,10 +92,10 @@ def verdicts(batch: list[Handoff], X: np.ndarray, champion: Scored,
         reasons = ",".join(map(s, codes[i]))
         out.append((h.transaction_id, (
             f'{{"schema_version":1,"transaction_id":{s(h.transaction_id)},'
-            f'"card_id":{s(h.card_id)},"score":{_float(scores[i])},'
+            f'"card_id":{s(h.card_id)},"score":{scores[i]!r},'
             f'"decision":{s(decisions[i])},{model},"reason_codes":[{reasons}],'
             f'"feature_hash":"{feature_hash(X[i])}","event_time":{s(h.event_time)},'
-            f'"scored_at":{stamp},"latency_ms":{_float(max(0.0, now_ms - h.arrival_ms))}}}'
+            f'"scored_at":{stamp},"latency_ms":{max(0.0, now_ms - h.arrival_ms)!r}}}'
         ).encode()))
     return out
 
@@ -104,6 +104,7 @@ def shadow_results(batch: list[Handoff], champion: Scored,
                    candidate: Scored) -> list[tuple[str, bytes, bool]]:
     """The candidate next to the champion: (transaction id, JSON of a :class:`ShadowResult`,
     agree) per transaction (same template technique as :func:`verdicts`)."""
+    _finite(champion.scores, candidate.scores)
     a_scores, a_dec = champion.scores.tolist(), champion.decisions.tolist()
     b_scores, b_dec = candidate.scores.tolist(), candidate.decisions.tolist()
     s = _STR
@@ -114,8 +115,8 @@ def shadow_results(batch: list[Handoff], champion: Scored,
         out.append((h.transaction_id, (
             f'{{"schema_version":1,"transaction_id":{s(h.transaction_id)},'
             f'"card_id":{s(h.card_id)},"champion_version":{av},'
-            f'"champion_score":{_float(a_scores[i])},"champion_decision":{s(a_dec[i])},'
-            f'"candidate_version":{bv},"candidate_score":{_float(b_scores[i])},'
+            f'"champion_score":{a_scores[i]!r},"champion_decision":{s(a_dec[i])},'
+            f'"candidate_version":{bv},"candidate_score":{b_scores[i]!r},'
             f'"candidate_decision":{s(b_dec[i])},"agree":{"true" if agree else "false"},'
             f'"event_time":{s(h.event_time)}}}'
         ).encode(), agree))
