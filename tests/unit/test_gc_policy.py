@@ -42,3 +42,23 @@ def test_settle_freezes_what_survives_and_frees_garbage_cycles() -> None:
         assert kept[0] is not None
     finally:
         gc.unfreeze()
+
+
+def test_garbage_frozen_earlier_is_collected_by_the_next_settle() -> None:
+    import weakref
+
+    class Model:
+        pass
+
+    try:
+        model = Model()
+        model.self = model  # type: ignore[attr-defined]  # a cycle, like a loaded model's
+        ref = weakref.ref(model)
+        gc_policy.settle()  # frozen while in use
+        del model  # swapped out: now cyclic garbage among frozen objects
+        gc.collect()
+        assert ref() is not None  # frozen: the collector does not see it
+        gc_policy.settle()
+        assert ref() is None
+    finally:
+        gc.unfreeze()
