@@ -22,6 +22,8 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import Any
 
+from mode.services import WaitResults
+
 logger = logging.getLogger(__name__)
 
 MARK = "_sentinel_fast_wait_first"
@@ -77,9 +79,7 @@ def _close(coros: tuple[Any, ...]) -> None:
             coro.close()  # never started: close it quietly
 
 
-def _results(done: Any, value: Any) -> Any:
-    from mode.services import WaitResults
-
+def _results(done: Any, value: Any) -> WaitResults:
     return WaitResults([done], [value], False)
 
 

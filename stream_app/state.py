@@ -52,9 +52,13 @@ class KeyedState(Generic[S]):
 
     def prune(self, committed: int | None) -> None:
         """Forget transactions whose source offset is below ``committed`` (never replayed)."""
-        if committed is None or not self.recent:
+        recent = self.recent
+        if committed is None or not recent:
             return
-        self.recent = {k: v for k, v in self.recent.items() if v[0] >= committed}
+        for offset, _ in recent.values():
+            if offset < committed:  # something to forget: rebuild once
+                self.recent = {k: v for k, v in recent.items() if v[0] >= committed}
+                return
 
     def to_dict(self) -> dict[str, Any]:
         return {"s": self.state.to_dict(), "r": [[k, o, f] for k, (o, f) in self.recent.items()]}
