@@ -63,6 +63,7 @@ class Worker:
         self.drift = drift
         self.assigned = False
         self.gc_pauses = gc_policy.PauseObserver(self.metrics.gc_pause)
+        self.gc_settling = gc_policy.Settling()
         datadir = settings.data_dir.resolve() / "faust" / settings.worker.app_id
         datadir.mkdir(parents=True, exist_ok=True)
         self.app = app = faust.App(
@@ -161,7 +162,7 @@ class Worker:
             self.gc_pauses.install()
             await self.models.refresh()
             self._ready_gauge()
-            gc_policy.settle()
+            self.gc_settling.started()
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -216,7 +217,7 @@ class Worker:
         self.metrics.set_model(role, slot.name if slot else None, slot.version if slot else None)
         if role == "champion" and self.drift is not None and slot is not None:
             self.drift.set_model_version(slot.version)
-        gc_policy.settle()  # the new model's objects live until the next swap
+        self.gc_settling.swapped()  # the new model's objects live until the next swap
 
     @property
     def ready(self) -> bool:

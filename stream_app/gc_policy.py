@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Histogram
@@ -27,6 +28,24 @@ def settle() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+class Settling:
+    """When to :func:`settle`: once when start-up is done, then after each model swap. Swaps
+    during start-up (the first champion and candidate) are covered by the start-up settle, so
+    start-up pays one full collection, not one per loaded model."""
+
+    def __init__(self, settle_fn: Callable[[], None] = settle) -> None:
+        self._settle = settle_fn
+        self._started = False
+
+    def started(self) -> None:
+        self._started = True
+        self._settle()
+
+    def swapped(self) -> None:
+        if self._started:
+            self._settle()
 
 
 class PauseObserver:

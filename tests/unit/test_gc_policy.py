@@ -62,3 +62,15 @@ def test_garbage_frozen_earlier_is_collected_by_the_next_settle() -> None:
         assert ref() is None
     finally:
         gc.unfreeze()
+
+
+def test_start_up_settles_once_and_each_later_swap_once() -> None:
+    calls: list[str] = []
+    settling = gc_policy.Settling(lambda: calls.append("settle"))
+    settling.swapped()  # first champion loaded during start-up
+    settling.swapped()  # first candidate
+    assert calls == []
+    settling.started()
+    assert calls == ["settle"]
+    settling.swapped()  # a live swap
+    assert calls == ["settle", "settle"]
