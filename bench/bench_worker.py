@@ -248,6 +248,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--keep-worker", action="store_true", help="leave the worker running")
+    ap.add_argument("--dump", help="save each paced transaction's (seconds, latency ms) to .npz")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -338,6 +339,8 @@ def main() -> None:
         slices = {f"{a}-{a + 5}s": round(float(np.percentile(lat[(at >= a) & (at < a + 5)], 99)), 1)
                   for a in range(0, int(args.seconds), 5) if ((at >= a) & (at < a + 5)).any()}
         results["p99_ms_by_5s"] = slices
+        if args.dump:
+            np.savez(args.dump, at=at, lat=lat)
         logger.info("p99 by 5 s of pacing: %s", slices)
         results.update({"paced_rate": args.rate, "paced_n": len(paced), "paced_seen": len(got),
                         "p50_ms": round(float(np.percentile(lat, 50)), 1),

@@ -170,6 +170,9 @@ class WorkerSettings(_Section):
     app_id: str = "sentinel-scorer"
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
+    # full garbage collection (one pause of ~0.1-0.2 s) that frees cyclic garbage frozen since
+    # the last one (stream_app.gc_policy)
+    gc_settle_interval_s: float = Field(default=900.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -25,7 +25,7 @@ from sentinel.infra.admin import create_topics
 from sentinel.infra.kafka_io import read_changelog, read_range
 from sentinel.settings import Settings
 from sentinel.topics import TopicSpec, catalog
-from stream_app import faust_fastpath, gc_policy, predict
+from stream_app import faust_commit, faust_fastpath, gc_policy, predict
 from stream_app.errors import PredictInputError
 from stream_app.metrics import WorkerMetrics
 from stream_app.models import ServingModels, Slot
@@ -64,6 +64,7 @@ class Worker:
         self.assigned = False
         self.gc_pauses = gc_policy.PauseObserver(self.metrics.gc_pause)
         self.gc_settling = gc_policy.Settling()
+        self.gc_freeze = gc_policy.FreezeSurvivors()
         datadir = settings.data_dir.resolve() / "faust" / settings.worker.app_id
         datadir.mkdir(parents=True, exist_ok=True)
         self.app = app = faust.App(
@@ -101,7 +102,7 @@ class Worker:
 
     def _cache(self, table: Any, kind: Any, source: str) -> StateCache[Any]:
         """State over ``table``; written to the table's changelog by the Sink's librdkafka
-        producer (not Faust's), so the batch's ``drain`` covers it: the changelog is on the
+        producer (not Faust's), so the commit's barrier covers it: the changelog is on the
         broker before the batch's source offsets can be committed."""
         store = _KeyView(table)
         changelog = f"{self.app.conf.id}-{table.name}-changelog"
@@ -163,10 +164,16 @@ class Worker:
             await self.models.refresh()
             self._ready_gauge()
             self.gc_settling.started()
+            self.gc_freeze.install()
+
+        @app.timer(self.settings.worker.gc_settle_interval_s, on_leader=False)
+        async def settle_gc() -> None:
+            self.gc_settling.periodic()
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             faust_fastpath.install(self.app.consumer)
+            faust_commit.install(self.app.consumer, self.sink.barrier)
             faust_fastpath.drop_monitor(self.app)
             self.scorer.on_rebalance()
             self.assigned = any(tp.topic == self.topics.transactions for tp in assigned)
@@ -175,6 +182,7 @@ class Worker:
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def shutting_down(sender: Any, **kwargs: Any) -> None:
             self.gc_pauses.remove()
+            self.gc_freeze.remove()
             self.sink.close()
             _exit_after(SHUTDOWN_GRACE_S)
 

@@ -6,7 +6,9 @@ transaction id, the source offset and features of the key's transactions that ar
 committed, so a replayed transaction gets exactly the features it got the first time and the
 state is not updated twice. Entries below the partition's committed offset can never be
 replayed and are pruned when the key is written, which keeps changelog values small (the
-state alone, plus the one or two transactions of the last second).
+state alone, plus the one or two transactions of the last second). The remembered features are
+tuples of floats: the garbage collector untracks such tuples (and then the dict holding only
+them) in its first pass, so thousands of keys' memories add nothing to a full collection.
 """
 
 from __future__ import annotations
@@ -32,18 +34,18 @@ class KeyedState(Generic[S]):
 
     __slots__ = ("recent", "state")
 
-    def __init__(self, state: S, recent: dict[str, tuple[int, list[float]]] | None = None,
+    def __init__(self, state: S, recent: dict[str, tuple[int, tuple[float, ...]]] | None = None,
                  ) -> None:
         self.state = state
-        self.recent: dict[str, tuple[int, list[float]]] = recent or {}
+        self.recent: dict[str, tuple[int, tuple[float, ...]]] = recent or {}
 
     def features(self, transaction_id: str, offset: int,
-                 compute: Callable[[S], list[float]]) -> list[float]:
+                 compute: Callable[[S], list[float]]) -> tuple[float, ...]:
         """The transaction's features: remembered if already seen, else computed (updating)."""
         seen = self.recent.get(transaction_id)
         if seen is not None:
             return seen[1]
-        out = compute(self.state)
+        out = tuple(compute(self.state))
         recent = self.recent
         recent[transaction_id] = (offset, out)
         if len(recent) > RECENT_MAX:
@@ -65,7 +67,7 @@ class KeyedState(Generic[S]):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], load: Callable[[dict[str, Any]], S]) -> KeyedState[S]:
-        return cls(load(data["s"]), {k: (o, list(f)) for k, o, f in data.get("r", [])})
+        return cls(load(data["s"]), {k: (o, tuple(f)) for k, o, f in data.get("r", [])})
 
 
 def encode_value(data: dict[str, Any]) -> bytes:

@@ -74,3 +74,36 @@ def test_start_up_settles_once_and_each_later_swap_once() -> None:
     assert calls == ["settle"]
     settling.swapped()  # a live swap
     assert calls == ["settle", "settle"]
+
+
+def test_settling_periodic_waits_for_start_up() -> None:
+    calls: list[str] = []
+    settling = gc_policy.Settling(lambda: calls.append("settle"))
+    settling.periodic()
+    assert calls == []
+    settling.started()
+    settling.periodic()
+    assert calls == ["settle", "settle"]
+
+
+def test_survivors_of_a_full_collection_are_frozen_and_young_objects_are_not() -> None:
+    class State:
+        pass
+
+    hook = gc_policy.FreezeSurvivors()
+    hook.install()
+    try:
+        gc.unfreeze()
+        survivor = State()
+        gc.collect(2)
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        assert not any(o is survivor for o in gc.get_objects())  # frozen: out of view
+        young = State()
+        gc.collect(1)  # a young collection freezes nothing
+        assert gc.get_freeze_count() == frozen
+        assert any(o is young for o in gc.get_objects())
+    finally:
+        hook.remove()
+        gc.unfreeze()
+    assert hook not in gc.callbacks

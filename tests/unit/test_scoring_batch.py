@@ -29,7 +29,10 @@ class _Sink:
     def send(self, topic: str, key: Any, value: bytes, partition: int | None = None) -> None:
         self.sent.append((topic, key, value))
 
-    async def drain(self) -> None:
+    async def ready(self) -> None:
+        return None
+
+    def poll(self) -> None:
         return None
 
 

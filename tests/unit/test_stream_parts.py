@@ -39,6 +39,26 @@ def test_replay_memory_is_pruned_below_the_committed_offset() -> None:
     assert set(restored.recent) == {"t8", "t9"} and len(restored.state) == 3
 
 
+def test_replay_memory_is_invisible_to_full_collections() -> None:
+    """Thousands of keys each remember a few transactions: those memories must not be objects
+    the collector walks on every full collection (they were: 45-68k lists in one worker)."""
+    import gc
+
+    config = FeatureConfig()
+    entry = KeyedState(CardState())
+    for offset in range(3):
+        rec = TransactionRecord(f"t{offset}", "c1", "m1", 10.0, 1_700_000_000_000_000 + offset)
+        entry.features(rec.transaction_id, offset, lambda s, r=rec: card_stage(s, r, config))
+    for _ in range(3):  # each pass untracks one level: inner tuples, entries, then the dict
+        gc.collect()
+    assert not gc.is_tracked(entry.recent)
+    assert not any(gc.is_tracked(v) for v in entry.recent.values())
+    restored = KeyedState.from_dict(entry.to_dict(), CardState.from_dict)
+    for _ in range(3):
+        gc.collect()
+    assert not gc.is_tracked(restored.recent)
+
+
 def test_partition_matches_librdkafka_consistent_partitioner() -> None:
     assert partition_for(b"m42", 6) == zlib.crc32(b"m42") % 6
 
