@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from typing import Any
 
@@ -95,12 +96,11 @@ class Sink:
     async def _delivered(self, timeout_s: float) -> bool:
         producer = self._producer
         producer.poll(0)
-        waited = 0.0
+        deadline = time.monotonic() + timeout_s  # a busy loop oversleeps: count real time
         while len(producer) > 0:
-            if waited >= timeout_s:
+            if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.001)
-            waited += 0.001
             producer.poll(0)
         return True
 

@@ -84,3 +84,27 @@ def test_a_failed_delivery_crashes_the_consumer_and_commits_nothing() -> None:
     faust_commit.install(consumer, barrier)
     assert not asyncio.run(consumer._commit_tps({"a"}, start_new_transaction=True))
     assert consumer.log == [] and isinstance(consumer.crashed, SentinelKafkaError)
+
+
+def test_barrier_timeout_is_wall_time_even_on_a_busy_loop() -> None:
+    import time
+
+    sink = _unreachable_sink()
+    sink.send("t", b"k", b"v")
+
+    async def hog(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            time.sleep(0.01)  # a loop this busy makes each 1 ms sleep last about 10 ms
+            await asyncio.sleep(0)
+
+    async def run() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(hog(stop))
+        started = time.monotonic()
+        with pytest.raises(SentinelKafkaError, match="undelivered"):
+            await sink.barrier(optimistic_s=0.01, timeout_s=0.2)
+        stop.set()
+        await task
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 1.0  # counting 1 ms per sleep took about 2 s here
