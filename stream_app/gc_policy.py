@@ -60,12 +60,11 @@ class Settling:
             self._settle()
 
 
-class FreezeSurvivors:
-    """A ``gc.callbacks`` hook: after every full collection, freeze its survivors."""
+class _Hook:
+    """A ``gc.callbacks`` entry that can be installed and removed (each at most once)."""
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "stop" and info["generation"] == 2:
-            gc.freeze()
+        raise NotImplementedError
 
     def install(self) -> None:
         if self not in gc.callbacks:
@@ -76,7 +75,15 @@ class FreezeSurvivors:
             gc.callbacks.remove(self)
 
 
-class PauseObserver:
+class FreezeSurvivors(_Hook):
+    """After every full collection, freeze its survivors."""
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            gc.freeze()
+
+
+class PauseObserver(_Hook):
     """Observes each collection's duration, by generation, into ``histogram``."""
 
     def __init__(self, histogram: Histogram) -> None:
@@ -89,11 +96,3 @@ class PauseObserver:
         else:
             self._histogram.labels(generation=str(info["generation"])).observe(
                 time.perf_counter() - self._started)
-
-    def install(self) -> None:
-        if self not in gc.callbacks:
-            gc.callbacks.append(self)
-
-    def remove(self) -> None:
-        if self in gc.callbacks:
-            gc.callbacks.remove(self)
