@@ -54,10 +54,8 @@ class Settling:
         if self._started:
             self._settle()
 
-    def periodic(self) -> None:
-        """The timer's settle: frees cyclic garbage frozen since the last one."""
-        if self._started:
-            self._settle()
+    # the timer's settle: frees cyclic garbage frozen since the last one (same rule as a swap)
+    periodic = swapped
 
 
 class _Hook:

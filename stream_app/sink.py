@@ -29,11 +29,11 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 class Sink:
-    """Produce raw bytes; failures are collected and raised by :meth:`drain`."""
+    """Produce raw bytes; failures are collected and raised by :meth:`barrier`."""
 
     def __init__(self, conf: dict[str, Any]) -> None:
         # Delivery reports only for failures: a Python callback per delivered message cost
-        # more than the produce call itself; drain() waits on the outstanding count instead.
+        # more than the produce call itself; barrier() waits on the outstanding count instead.
         defaults = {"linger.ms": 2, "batch.num.messages": 10_000, "enable.idempotence": True,
                     "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
                     "delivery.report.only.error": True}
