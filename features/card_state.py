@@ -14,6 +14,7 @@ from bisect import bisect_right
 from itertools import accumulate
 from typing import Any
 
+from features.int_arrays import from_stored, to_bytes
 from features.spec import DAY_US, HOUR_US, SECOND_US, FeatureConfig
 
 
@@ -102,11 +103,17 @@ class CardState:
         return {"t": self.times.tolist(), "c": self.cents.tolist(), "k": self.terminals,
                 "w": self.watermark}
 
+    def pack(self) -> dict[str, Any]:
+        """:meth:`to_dict` with the int64 columns as bytes (the worker's changelog form)."""
+        return {"t": to_bytes(self.times), "c": to_bytes(self.cents), "k": self.terminals,
+                "w": self.watermark}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CardState:
+        """From :meth:`to_dict` or :meth:`pack`."""
         state = cls()
-        state.times = array("q", data["t"])
-        state.cents = array("q", data["c"])
+        state.times = from_stored(data["t"])
+        state.cents = from_stored(data["c"])
         state.terminals = [sys.intern(k) for k in data["k"]]
         state.watermark = data.get("w")
         state._rebuild_sums()

@@ -11,6 +11,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any
 
+from features.int_arrays import from_stored, to_bytes
 from features.spec import DAY_US, SECOND_US, FeatureConfig
 
 
@@ -131,13 +132,25 @@ class TerminalState:
             "w": self.watermark,
         }
 
+    def pack(self) -> dict[str, Any]:
+        """:meth:`to_dict` with the int64 columns as bytes (the worker's changelog form)."""
+        return {
+            "t": to_bytes(self.times),
+            "i": self.ids,
+            "ft": to_bytes(self.fraud_times),
+            "fl": to_bytes(self.fraud_label_times),
+            "fi": self.fraud_ids,
+            "w": self.watermark,
+        }
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TerminalState:
+        """From :meth:`to_dict` or :meth:`pack`."""
         state = cls()
-        state.times = array("q", data["t"])
+        state.times = from_stored(data["t"])
         state.ids = list(data["i"])
-        state.fraud_times = array("q", data["ft"])
-        state.fraud_label_times = array("q", data["fl"])
+        state.fraud_times = from_stored(data["ft"])
+        state.fraud_label_times = from_stored(data["fl"])
         state.fraud_ids = list(data["fi"])
         state.watermark = data.get("w")
         return state

@@ -23,7 +23,7 @@ RECENT_MAX = 4096  # a bound for safety only: commits prune the memory long befo
 
 
 class _Serialisable(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
+    def pack(self) -> dict[str, Any]: ...
 
 
 S = TypeVar("S", bound=_Serialisable)
@@ -63,7 +63,8 @@ class KeyedState(Generic[S]):
                 return
 
     def to_dict(self) -> dict[str, Any]:
-        return {"s": self.state.to_dict(), "r": [[k, o, f] for k, (o, f) in self.recent.items()]}
+        """The changelog form (the state's :meth:`pack`: int64 columns as bytes)."""
+        return {"s": self.state.pack(), "r": [[k, o, f] for k, (o, f) in self.recent.items()]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], load: Callable[[dict[str, Any]], S]) -> KeyedState[S]:

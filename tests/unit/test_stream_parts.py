@@ -165,7 +165,8 @@ def test_changelog_values_round_trip_and_old_json_values_still_load() -> None:
     entry.features("t1", 3, lambda s: card_stage(s, rec, config))
     data = entry.to_dict()
     assert decode_value(encode_value(data)) == data
-    assert decode_value(json.dumps(data).encode()) == json.loads(json.dumps(data))
+    old = {"s": entry.state.to_dict(), "r": data["r"]}  # older workers wrote JSON, int lists
+    assert decode_value(json.dumps(old).encode()) == json.loads(json.dumps(old))
 
 
 def test_handoff_round_trip_keeps_floats_exact() -> None:
@@ -186,3 +187,51 @@ def test_handoff_batches_keep_order() -> None:
                for i in range(5)]
     assert Handoff.decode_many(Handoff.encode_batch(records)) == records
     assert Handoff.decode_many(records[0].encode()) == records[:1]
+
+
+def _terminal_with_history():  # type: ignore[no-untyped-def]
+    from features import TerminalState
+
+    config = FeatureConfig()
+    state = TerminalState()
+    base = 1_700_000_000_000_000
+    for i in range(40):
+        state.update(f"tx-{i}", base + i * 3_600_000_000, config)
+    state.apply_label("tx-3", base + 3 * 3_600_000_000, True, base + 50 * 3_600_000_000)
+    return state
+
+
+def test_changelog_values_carry_int_columns_as_bytes_and_restore_the_same_state() -> None:
+    from features import TerminalState
+    from stream_app.state import decode_value, encode_value
+
+    config = FeatureConfig()
+    card = KeyedState(CardState())
+    for i in range(30):
+        rec = TransactionRecord(f"t{i}", "c1", f"m{i % 4}", 10.0 + i, 1_700_000_000_000_000 + i)
+        card.features(rec.transaction_id, i, lambda s, r=rec: card_stage(s, r, config))
+    terminal = KeyedState(_terminal_with_history())
+    for entry, load in ((card, CardState.from_dict), (terminal, TerminalState.from_dict)):
+        stored = decode_value(encode_value(entry.to_dict()))
+        assert isinstance(stored["s"]["t"], bytes)
+        restored = KeyedState.from_dict(stored, load)
+        assert restored.state.to_dict() == entry.state.to_dict()  # type: ignore[attr-defined]
+        assert restored.recent == entry.recent
+
+
+def test_changelog_values_of_older_workers_with_int_lists_still_load() -> None:
+    from features import TerminalState
+    from stream_app.state import decode_value, encode_value
+
+    config = FeatureConfig()
+    card = CardState()
+    rec = TransactionRecord("t1", "c1", "m1", 12.5, 1_700_000_000_000_000)
+    card_stage(card, rec, config)
+    terminal = _terminal_with_history()
+    for state, load in ((card, CardState.from_dict), (terminal, TerminalState.from_dict)):
+        old = decode_value(encode_value({"s": state.to_dict(), "r": []}))
+        assert isinstance(old["s"]["t"], list)
+        assert KeyedState.from_dict(old, load).state.to_dict() == state.to_dict()
+    later = TransactionRecord("t2", "c1", "m1", 99.0, 1_700_000_100_000_000)
+    restored = CardState.from_dict(decode_value(encode_value(card.to_dict())))
+    assert card_stage(restored, later, config) == card_stage(card, later, config)
