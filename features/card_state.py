@@ -14,7 +14,7 @@ from bisect import bisect_right
 from itertools import accumulate
 from typing import Any
 
-from features.int_arrays import from_stored, to_bytes
+from features.packed import pack_ints, pack_strings, unpack_ints, unpack_strings
 from features.spec import DAY_US, HOUR_US, SECOND_US, FeatureConfig
 
 
@@ -104,17 +104,17 @@ class CardState:
                 "w": self.watermark}
 
     def pack(self) -> dict[str, Any]:
-        """:meth:`to_dict` with the int64 columns as bytes (the worker's changelog form)."""
-        return {"t": to_bytes(self.times), "c": to_bytes(self.cents), "k": self.terminals,
-                "w": self.watermark}
+        """:meth:`to_dict` with packed columns (``features.packed``; the changelog form)."""
+        return {"t": pack_ints(self.times), "c": pack_ints(self.cents),
+                "k": pack_strings(self.terminals), "w": self.watermark}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CardState:
         """From :meth:`to_dict` or :meth:`pack`."""
         state = cls()
-        state.times = from_stored(data["t"])
-        state.cents = from_stored(data["c"])
-        state.terminals = [sys.intern(k) for k in data["k"]]
+        state.times = unpack_ints(data["t"])
+        state.cents = unpack_ints(data["c"])
+        state.terminals = [sys.intern(k) for k in unpack_strings(data["k"])]
         state.watermark = data.get("w")
         state._rebuild_sums()
         return state

@@ -11,7 +11,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any
 
-from features.int_arrays import from_stored, to_bytes
+from features.packed import pack_ints, pack_strings, unpack_ints, unpack_strings
 from features.spec import DAY_US, SECOND_US, FeatureConfig
 
 
@@ -133,13 +133,13 @@ class TerminalState:
         }
 
     def pack(self) -> dict[str, Any]:
-        """:meth:`to_dict` with the int64 columns as bytes (the worker's changelog form)."""
+        """:meth:`to_dict` with packed columns (``features.packed``; the changelog form)."""
         return {
-            "t": to_bytes(self.times),
-            "i": self.ids,
-            "ft": to_bytes(self.fraud_times),
-            "fl": to_bytes(self.fraud_label_times),
-            "fi": self.fraud_ids,
+            "t": pack_ints(self.times),
+            "i": pack_strings(self.ids),
+            "ft": pack_ints(self.fraud_times),
+            "fl": pack_ints(self.fraud_label_times),
+            "fi": pack_strings(self.fraud_ids),
             "w": self.watermark,
         }
 
@@ -147,10 +147,10 @@ class TerminalState:
     def from_dict(cls, data: dict[str, Any]) -> TerminalState:
         """From :meth:`to_dict` or :meth:`pack`."""
         state = cls()
-        state.times = from_stored(data["t"])
-        state.ids = list(data["i"])
-        state.fraud_times = from_stored(data["ft"])
-        state.fraud_label_times = from_stored(data["fl"])
-        state.fraud_ids = list(data["fi"])
+        state.times = unpack_ints(data["t"])
+        state.ids = unpack_strings(data["i"])
+        state.fraud_times = unpack_ints(data["ft"])
+        state.fraud_label_times = unpack_ints(data["fl"])
+        state.fraud_ids = unpack_strings(data["fi"])
         state.watermark = data.get("w")
         return state

@@ -235,3 +235,24 @@ def test_changelog_values_of_older_workers_with_int_lists_still_load() -> None:
     later = TransactionRecord("t2", "c1", "m1", 99.0, 1_700_000_100_000_000)
     restored = CardState.from_dict(decode_value(encode_value(card.to_dict())))
     assert card_stage(restored, later, config) == card_stage(card, later, config)
+
+
+@pytest.mark.parametrize("values", [[], ["a"], ["T1", "T2", "T1"], ["", ""], ["a\x00b", "c"]])
+def test_packed_string_columns_round_trip_any_strings(values: list[str]) -> None:
+    from features.packed import pack_strings, unpack_strings
+
+    packed = pack_strings(values)
+    assert unpack_strings(packed) == values
+    assert isinstance(packed, list) == (not values or any("\x00" in v for v in values))
+
+
+def test_a_card_state_with_a_nul_in_a_terminal_id_survives_the_changelog() -> None:
+    from stream_app.state import decode_value, encode_value
+
+    config = FeatureConfig()
+    card = CardState()
+    for i, terminal in enumerate(["m\x001", "m2", "m\x001"]):
+        card_stage(card, TransactionRecord(f"t{i}", "c1", terminal, 5.0, 1_700_000_000_000_000 + i),
+                   config)
+    restored = CardState.from_dict(decode_value(encode_value(card.pack())))
+    assert restored.terminals == ["m\x001", "m2", "m\x001"]
