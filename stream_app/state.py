@@ -63,7 +63,7 @@ class KeyedState(Generic[S]):
                 return
 
     def to_dict(self) -> dict[str, Any]:
-        """The changelog form (the state's :meth:`pack`: int64 columns as bytes)."""
+        """The changelog form (the state's :meth:`pack`: packed columns, ``features.packed``)."""
         return {"s": self.state.pack(), "r": [[k, o, f] for k, (o, f) in self.recent.items()]}
 
     @classmethod
