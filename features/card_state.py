@@ -11,10 +11,11 @@ import math
 import sys
 from array import array
 from bisect import bisect_right
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
-from features.packed import pack_ints, pack_strings, unpack_ints, unpack_strings
+from features import packed
 from features.spec import DAY_US, HOUR_US, SECOND_US, FeatureConfig
 
 
@@ -100,21 +101,23 @@ class CardState:
 
     def to_dict(self) -> dict[str, Any]:
         """A compact JSON-able form: parallel lists, no per-event keys."""
-        return {"t": self.times.tolist(), "c": self.cents.tolist(), "k": self.terminals,
-                "w": self.watermark}
+        return self._columns(packed.plain_ints, packed.plain_strings)
 
     def pack(self) -> dict[str, Any]:
         """:meth:`to_dict` with packed columns (``features.packed``; the changelog form)."""
-        return {"t": pack_ints(self.times), "c": pack_ints(self.cents),
-                "k": pack_strings(self.terminals), "w": self.watermark}
+        return self._columns(packed.pack_ints, packed.pack_strings)
+
+    def _columns(self, ints: Callable[[Any], Any], strings: Callable[[Any], Any]) -> dict[str, Any]:
+        return {"t": ints(self.times), "c": ints(self.cents), "k": strings(self.terminals),
+                "w": self.watermark}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CardState:
         """From :meth:`to_dict` or :meth:`pack`."""
         state = cls()
-        state.times = unpack_ints(data["t"])
-        state.cents = unpack_ints(data["c"])
-        state.terminals = [sys.intern(k) for k in unpack_strings(data["k"])]
+        state.times = packed.unpack_ints(data["t"])
+        state.cents = packed.unpack_ints(data["c"])
+        state.terminals = [sys.intern(k) for k in packed.unpack_strings(data["k"])]
         state.watermark = data.get("w")
         state._rebuild_sums()
         return state

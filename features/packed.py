@@ -43,5 +43,14 @@ def pack_strings(values: list[str]) -> str | list[str]:
     return joined
 
 
+def plain_ints(values: array[int]) -> list[int]:
+    """The JSON form of an int64 column (see ``to_dict``)."""
+    return values.tolist()
+
+
+def plain_strings(values: list[str]) -> list[str]:
+    return values
+
+
 def unpack_strings(stored: str | list[str]) -> list[str]:
     return stored.split(SEP) if isinstance(stored, str) else list(stored)

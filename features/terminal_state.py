@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from typing import Any
 
-from features.packed import pack_ints, pack_strings, unpack_ints, unpack_strings
+from features import packed
 from features.spec import DAY_US, SECOND_US, FeatureConfig
 
 
@@ -123,23 +124,19 @@ class TerminalState:
 
     def to_dict(self) -> dict[str, Any]:
         """A compact JSON-able form: parallel lists, no per-event keys."""
-        return {
-            "t": self.times.tolist(),
-            "i": self.ids,
-            "ft": self.fraud_times.tolist(),
-            "fl": self.fraud_label_times.tolist(),
-            "fi": self.fraud_ids,
-            "w": self.watermark,
-        }
+        return self._columns(packed.plain_ints, packed.plain_strings)
 
     def pack(self) -> dict[str, Any]:
         """:meth:`to_dict` with packed columns (``features.packed``; the changelog form)."""
+        return self._columns(packed.pack_ints, packed.pack_strings)
+
+    def _columns(self, ints: Callable[[Any], Any], strings: Callable[[Any], Any]) -> dict[str, Any]:
         return {
-            "t": pack_ints(self.times),
-            "i": pack_strings(self.ids),
-            "ft": pack_ints(self.fraud_times),
-            "fl": pack_ints(self.fraud_label_times),
-            "fi": pack_strings(self.fraud_ids),
+            "t": ints(self.times),
+            "i": strings(self.ids),
+            "ft": ints(self.fraud_times),
+            "fl": ints(self.fraud_label_times),
+            "fi": strings(self.fraud_ids),
             "w": self.watermark,
         }
 
@@ -147,10 +144,10 @@ class TerminalState:
     def from_dict(cls, data: dict[str, Any]) -> TerminalState:
         """From :meth:`to_dict` or :meth:`pack`."""
         state = cls()
-        state.times = unpack_ints(data["t"])
-        state.ids = unpack_strings(data["i"])
-        state.fraud_times = unpack_ints(data["ft"])
-        state.fraud_label_times = unpack_ints(data["fl"])
-        state.fraud_ids = unpack_strings(data["fi"])
+        state.times = packed.unpack_ints(data["t"])
+        state.ids = packed.unpack_strings(data["i"])
+        state.fraud_times = packed.unpack_ints(data["ft"])
+        state.fraud_label_times = packed.unpack_ints(data["fl"])
+        state.fraud_ids = packed.unpack_strings(data["fi"])
         state.watermark = data.get("w")
         return state
