@@ -148,7 +148,8 @@ def collect(c: Consumer, want: int, timeout_s: float, pid: int) -> tuple[dict[st
 
 
 # -- the worker process --------------------------------------------------------------------------
-def worker_env(settings: Settings, port: int, batch: int, window: float) -> dict[str, str]:
+def worker_env(settings: Settings, port: int, batch: int, window: float,
+               extra: list[str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
     env.update(settings.as_env())
     env.update({
@@ -158,6 +159,11 @@ def worker_env(settings: Settings, port: int, batch: int, window: float) -> dict
         "SENTINEL_SCORING__BATCH_WINDOW_S": str(window),
         "SENTINEL_LOG_LEVEL": "WARNING",
     })
+    for item in extra or []:  # --worker-env KEY=VALUE: a setting under test, applied last
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--worker-env expects KEY=VALUE, got {item!r}")
+        env[key] = value
     return env
 
 
@@ -251,6 +257,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0,
                     help="seconds of pacing before the latency is measured")
     ap.add_argument("--dump", help="save each paced transaction's (seconds, latency ms) to .npz")
+    ap.add_argument("--worker-env", action="append", metavar="KEY=VALUE",
+                    help="an environment variable for the worker (repeatable), e.g. "
+                         "SENTINEL_SCORING__MODEL_POLL_INTERVAL_S=60")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -290,7 +299,8 @@ def main() -> None:
     port = free_port()
     log = (tmp / "worker.log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "sentinel.cli", "worker"],
-                            env=worker_env(settings, port, args.batch, args.window), cwd=ROOT,
+                            env=worker_env(settings, port, args.batch, args.window,
+                                           args.worker_env), cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     logger.info("worker pid=%d log=%s", proc.pid, tmp / "worker.log")
     try:
