@@ -35,7 +35,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 bench: install broker-artifacts
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 stop:
 	-$(VENV)/bin/sentinel kafka stop
