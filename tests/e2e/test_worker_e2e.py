@@ -18,6 +18,7 @@ from sentinel.settings import Settings
 from tests.conftest import free_port
 from tests.e2e.worker_support import (
     http,
+    log_tail,
     produce,
     start_worker,
     stop_worker,
@@ -151,12 +152,14 @@ def _run_to_end(settings: Settings, tmp_path: Path, kill_after: int | None,
 def test_killed_worker_recovers_state_and_misses_nothing(worker_settings, tmp_path: Path) -> None:
     reference, _, stopped = _run_to_end(worker_settings()[0], tmp_path, kill_after=None)
     assert stopped, "SIGTERM did not stop the worker within 15 s"
-    assert len(reference) == 6000  # the uninterrupted run scores everything
+    assert len(reference) == 6000, log_tail(tmp_path)  # the uninterrupted run scores all
     recovered, duplicates, stopped = _run_to_end(worker_settings()[0], tmp_path, kill_after=2500)
     assert stopped
     common = set(recovered) & set(reference)
-    assert len(common) >= 0.9 * len(reference), f"only {len(common)} of 6000 after restart"
+    assert len(common) >= 0.9 * len(reference), (
+        f"only {len(common)} of 6000 after restart\n{log_tail(tmp_path)}")
     differing = [t for t in common if recovered[t] != reference[t]]
     print(f"duplicates after SIGKILL: {duplicates}")
     assert differing == []  # every verdict of a transaction, duplicates included, is identical
-    assert len(common) == len(reference), f"{len(reference) - len(common)} without a verdict"
+    assert len(common) == len(reference), (
+        f"{len(reference) - len(common)} without a verdict\n{log_tail(tmp_path)}")

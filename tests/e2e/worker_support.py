@@ -95,6 +95,16 @@ def stop_worker(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
         return False
 
 
+def log_tail(directory: Path, lines: int = 40) -> str:
+    """The last lines of each worker log under ``directory``: a failing assertion shows them
+    (pytest's temporary directories, and the logs with them, do not outlive the session)."""
+    parts = []
+    for log in sorted(directory.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
 def http(port: int, path: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
