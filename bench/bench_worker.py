@@ -129,13 +129,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def collect(c: Consumer, want: int, timeout_s: float, pid: int) -> tuple[dict[str, int], float]:
+def collect(c: Consumer, want: int, timeout_s: float, proc: subprocess.Popen[bytes],
+            ) -> tuple[dict[str, int], float]:
     """transaction id -> verdict message timestamp (ms) of the first verdict of each, and the
-    worker's CPU seconds between the first verdict seen and the last."""
+    worker's CPU seconds between the first verdict seen and the last. Stops early when the
+    worker process has exited (its log says why)."""
     seen: dict[str, int] = {}
     cpu0 = None
+    pid = proc.pid
     deadline = time.monotonic() + timeout_s
     while len(seen) < want and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the worker exited with code {proc.returncode} after "
+                             f"{len(seen)} verdicts")
         for m in c.consume(5000, 0.2):
             if m.error():
                 continue
@@ -306,7 +312,7 @@ def main() -> None:
     try:
         vc = consumer(args.bootstrap, [verdicts])
         t0 = time.perf_counter()
-        seen, cpu = collect(vc, args.n, 900, proc.pid)
+        seen, cpu = collect(vc, args.n, 900, proc)
         if len(seen) < args.n:
             raise SystemExit(f"only {len(seen)} of {args.n} verdicts (log {tmp}/worker.log)")
         stamps = np.array(sorted(seen.values()))
