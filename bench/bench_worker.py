@@ -342,9 +342,15 @@ def main() -> None:
             p.poll(0)
 
         got: dict[str, int] = {}
+        # the worker's CPU over the steady paced window: (time, cpu seconds, produced) at its
+        # start and end; at a fixed rate, the share of a core it needs (latency grows with it)
+        marks: list[tuple[float, float, int]] = []
         deadline = time.monotonic() + args.warmup + args.seconds + 60
         while len(got) < len(paced) and time.monotonic() < deadline:
             pace()
+            if (len(marks) == 0 and time.perf_counter() - start >= args.warmup) or (
+                    len(marks) == 1 and i >= len(paced)):
+                marks.append((time.perf_counter(), cpu_seconds(proc.pid), i))
             for m in vc.consume(2000, 0.01):
                 if m.error():
                     continue
@@ -364,6 +370,10 @@ def main() -> None:
         slices = {f"{a}-{a + 5}s": round(float(np.percentile(lat[(at >= a) & (at < a + 5)], 99)), 1)
                   for a in range(0, int(args.seconds), 5) if ((at >= a) & (at < a + 5)).any()}
         results["p99_ms_by_5s"] = slices
+        if len(marks) == 2:
+            (w0, c0, n0), (w1, c1, n1) = marks
+            results["paced_worker_cpu_us_per_tx"] = round((c1 - c0) / max(1, n1 - n0) * 1e6, 1)
+            results["paced_worker_cores"] = round((c1 - c0) / (w1 - w0), 2)
         if args.dump:
             np.savez(args.dump, at=all_at, lat=all_lat, t0_ms=t0_ms, warmup=args.warmup)
         logger.info("p99 by 5 s of pacing: %s", slices)
