@@ -1,0 +1,59 @@
+"""The benchmark drivers' own logic: what `make bench` runs and how a worker setting under test
+reaches the worker (the benchmarks themselves are measurements, not tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from sentinel.settings import KafkaSettings, Settings
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_all_runs_each_benchmark_in_order_and_stops_at_the_first_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    run_all = _load("run_all")
+    calls: list[list[str]] = []
+
+    def call(cmd: list[str], cwd: Path) -> int:
+        calls.append(cmd)
+        return 3 if cmd[1].endswith("bench_drift.py") else 0
+
+    monkeypatch.setattr(run_all.subprocess, "call", call)
+    assert run_all.run(["worker", "drift", "training"], "127.0.0.1:1") == 3
+    assert [Path(c[1]).name for c in calls] == ["bench_worker.py", "bench_drift.py"]
+    assert calls[0][calls[0].index("--bootstrap") + 1] == "127.0.0.1:1"
+
+
+def test_run_all_rejects_an_unknown_benchmark_in_one_line() -> None:
+    out = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--only", "worker,nope"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 2
+    assert "unknown benchmark(s) nope" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_worker_env_applies_settings_under_test_last_and_refuses_malformed_ones(
+        tmp_path: Path) -> None:
+    bench_worker = _load("bench_worker")
+    settings = Settings(data_dir=tmp_path, kafka=KafkaSettings(bootstrap_servers="h:1"))
+    env = bench_worker.worker_env(settings, 1234, 1000, 0.005,
+                                  ["SENTINEL_SCORING__BATCH_WINDOW_S=0.01", "EXTRA=a=b"])
+    assert env["SENTINEL_SCORING__BATCH_WINDOW_S"] == "0.01"  # overrides --window
+    assert env["EXTRA"] == "a=b"
+    assert env["SENTINEL_WORKER__WEB_PORT"] == "1234"
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        bench_worker.worker_env(settings, 1234, 1000, 0.005, ["no-equals-sign"])
