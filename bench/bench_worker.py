@@ -55,6 +55,7 @@ from features import (
 from features.offline import compute_features
 from schemas import Transaction, decode
 from sentinel.infra.admin import create_topics, delete_topics
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import KafkaSettings, MlflowSettings, Settings, TopicSettings
 from sentinel.topics import TopicSpec, catalog
 from stream_app import scoring
@@ -171,14 +172,6 @@ def worker_env(settings: Settings, port: int, batch: int, window: float,
             raise SystemExit(f"--worker-env expects KEY=VALUE, got {item!r}")
         env[key] = value
     return env
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ready(port: int) -> bool:

@@ -11,7 +11,6 @@ first failing benchmark's.
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sentinel.infra.broker import EmbeddedKafka
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import EmbeddedBrokerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +29,6 @@ BENCHES: dict[str, Callable[[str], list[str]]] = {
     "closed-loop": lambda _: ["bench_closed_loop.py", "--seed", "0"],
     "training": lambda _: ["bench_training.py"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run(names: list[str], bootstrap: str) -> int:

@@ -43,14 +43,16 @@ def pack_strings(values: list[str]) -> str | list[str]:
     return joined
 
 
+def unpack_strings(stored: str | list[str]) -> list[str]:
+    """The list of :func:`pack_strings`' string, or a copy of a stored list."""
+    return stored.split(SEP) if isinstance(stored, str) else list(stored)
+
+
 def plain_ints(values: array[int]) -> list[int]:
     """The JSON form of an int64 column (see ``to_dict``)."""
     return values.tolist()
 
 
 def plain_strings(values: list[str]) -> list[str]:
+    """The JSON form of a string column: the list as it is."""
     return values
-
-
-def unpack_strings(stored: str | list[str]) -> list[str]:
-    return stored.split(SEP) if isinstance(stored, str) else list(stored)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sentinel.infra.admin import create_topics, delete_topics
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import (
     EmbeddedBrokerSettings,
     KafkaSettings,
@@ -26,12 +26,6 @@ from sentinel.settings import (
     TopicSettings,
 )
 from sentinel.topics import TopicSpec, catalog
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _docker_engine() -> bool:

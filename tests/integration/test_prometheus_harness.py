@@ -7,7 +7,6 @@ Shared by the Prometheus, dashboard and load tests; it holds fixtures, not tests
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -20,16 +19,12 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from sentinel.infra.worker_process import free_port
+
 ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 LATENCY_S = 0.012  # every fake event-to-verdict latency: p99 = 0.01 + 0.015 * 0.99 = 24.85 ms
 SCORING_S = 0.0015
 FRAUD_RATE = 0.0123
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class FakeWorkerMetrics:

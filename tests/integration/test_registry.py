@@ -129,13 +129,11 @@ def test_logistic_round_trip(registry: ModelRegistry) -> None:
 
 
 def test_unreachable_store_is_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
+    from sentinel.infra.worker_process import free_port
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     settings = Settings(
         data_dir=tmp_path, mlflow=MlflowSettings(tracking_uri=f"http://127.0.0.1:{port}")
     )
