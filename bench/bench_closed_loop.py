@@ -32,7 +32,7 @@ import pandas as pd
 
 from features.offline import compute_features
 from features.spec import FeatureConfig
-from schemas.events import LabelFeedback, ShadowResult, Transaction, Verdict
+from schemas.events import LabelFeedback, ModelEvent, ShadowResult, Transaction, Verdict
 from sentinel.settings import DriftSettings, FeatureSettings, MlflowSettings, Settings
 from stream_app.drift import DriftMonitor
 from training.labelstore import LabelStore
@@ -69,6 +69,7 @@ class Scenario:
     shift_fraud_weight: float = 20.0
     promotion_min_labels: int = 500
     promotion_min_frauds: int = 20
+    backfill: bool = True  # shadow evidence from the payments after the candidate's data
     rollback_min_labels: int = 2000
 
 
@@ -109,7 +110,7 @@ def _settings(root: Path, sc: Scenario) -> Settings:
                             retrain_shift_fraud_weight=sc.shift_fraud_weight,
                             promotion_min_labels=sc.promotion_min_labels,
                             promotion_min_frauds=sc.promotion_min_frauds,
-                            promotion_bootstrap_rounds=200,
+                            promotion_bootstrap_rounds=200, promotion_backfill=sc.backfill,
                             rollback_min_labels=sc.rollback_min_labels, seed=sc.seed))
 
 
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("mlflow", "training", "alembic", "stream_app", "features"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("training.retrainer").setLevel(logging.INFO)  # retrain and promotion
+    for chatty in ("training.retrainer", "training.backfill"):  # retrain, promotion, backfill
+        logging.getLogger(chatty).setLevel(logging.INFO)
     logger.info("scenario %s", sc)
     DAYS, ONSET_DAY, MONITOR_FROM_DAY = sc.days, sc.onset_day, sc.monitor_from_day
     root = Path(tempfile.mkdtemp(prefix="bench-loop-"))
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     feats = compute_features(frame, config=FeatureConfig.from_settings(settings.features))
     registry = ModelRegistry(settings)
     store = LabelStore(root / "store.sqlite")
-    retrainer = Retrainer(settings, store, registry, lambda e: None)
+    events: list[ModelEvent] = []
+    retrainer = Retrainer(settings, store, registry, events.append)
 
     # the champion: trained before the pattern exists, on the labels known then; a week
     # before the onset so that its recall on known patterns in that week is out of sample
@@ -276,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
             promoted_at = now
             logger.info("promoted version=%s at=%s", champion_now, now)
             monitor.set_model_version(champion_now)
+    evidence = next((e.evidence for e in events if e.action == "promoted"), None)
     y = frame["is_fraud"].to_numpy().astype(bool)
     scen = frame["fraud_scenario"].to_numpy()
     t = tns
@@ -294,8 +298,9 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("detection events_after_onset=%s sim_hours=%s; alerts before onset=%d",
                 first_alert_events, hours_since_onset(alert_at), alerts_before_onset)
     logger.info("candidate registered sim_hours=%s promoted sim_hours=%s retrains=%s "
-                "promotions=%s", hours_since_onset(candidate_at), hours_since_onset(promoted_at),
-                dict(retrainer.retrains), dict(retrainer.promotions))
+                "promotions=%s backfilled=%s", hours_since_onset(candidate_at),
+                hours_since_onset(promoted_at), dict(retrainer.retrains),
+                dict(retrainer.promotions), retrainer.backfilled)
     new_after = _recall(champion_flag, ct & after_promo)
     logger.info("recall known patterns week before onset=%.3f; card testing before promotion="
                 "%.3f, after=%.3f (n=%d); ratio=%.2f", known_before,
@@ -324,6 +329,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{onset_index - monitor_from:,} events) | {alerts_before_onset} |")
     print(f"| candidate registered | {hours_since_onset(candidate_at)} h |")
     print(f"| promoted | {hours_since_onset(promoted_at)} h |")
+    if evidence:
+        print(f"| promotion evidence | {evidence['n']:.0f} labelled payments, "
+              f"{evidence['frauds']:.0f} frauds, {evidence['backfilled']:.0f} of them "
+              f"backfilled |")
     print(f"| recall known before / new after / ratio | {known_before:.3f} / {new_after:.3f} "
           f"(n={int((ct & after_promo).sum())}) / {new_after / known_before:.2f} |")
     print(f"| known after promotion | {known_after:.3f} |")

@@ -295,7 +295,12 @@ def _stages(settings: Settings, say: Say, world: LoopWorld, limits: LoopTimeouts
 
     def shadowed() -> list[ShadowResult] | None:
         mine = [s for s in out.shadows if s.candidate_version == candidate.version]
-        return mine if len(mine) >= 300 else None
+        if len(mine) >= 300:
+            return mine
+        # the backfilled evidence (training/backfill.py) can promote it before that
+        champion_now = registry.resolve("champion")
+        return mine if mine and champion_now and champion_now.version == candidate.version \
+            else None
 
     shadows = wait_for("shadow results", shadowed, limits.shadow, worker.alive)
     agree = sum(s.agree for s in shadows) / len(shadows)
@@ -311,7 +316,8 @@ def _stages(settings: Settings, say: Say, world: LoopWorld, limits: LoopTimeouts
     ref = wait_for("promotion", promoted, limits.promotion, retrain_thread.is_alive)
     e = {k.removeprefix("sentinel.promotion."): float(v) for k, v in ref.tags.items()
          if k.startswith("sentinel.promotion.") and _is_number(v)}
-    say(f"5. promoted v{ref.version} on evidence: {e.get('n', 0):.0f} labelled payments, "
+    say(f"5. promoted v{ref.version} on evidence: {e.get('n', 0):.0f} labelled payments "
+        f"({e.get('backfilled', 0):.0f} backfilled), "
         f"{e.get('frauds', 0):.0f} frauds; AP {e.get('ap_champion', 0):.3f} -> "
         f"{e.get('ap_candidate', 0):.3f} (gain CI low {e.get('ap_gain_low', 0):+.3f}); recall at "
         f"{e.get('alert_rate', 0):.1%} alert rate {e.get('recall_champion', 0):.3f} -> "

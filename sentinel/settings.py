@@ -156,6 +156,9 @@ class DriftSettings(_Section):
     retrain_refit_on_newest: bool = True
     retrain_shift_fraud_weight: float = Field(default=1.0, ge=1)  # 20 for a new pattern
     promotion_interval_s: float = Field(default=60.0, gt=0)
+    # a new candidate's shadow evidence starts with the payments after its training data,
+    # scored after the fact with the same feature code (training/backfill.py)
+    promotion_backfill: bool = True
     promotion_min_labels: int = Field(default=2000, ge=1)
     promotion_min_frauds: int = Field(default=30, ge=1)
     promotion_bootstrap_rounds: int = Field(default=500, ge=50)

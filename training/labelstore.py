@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS verdicts (transaction_id TEXT PRIMARY KEY, model_vers
   score REAL, flagged INTEGER, event_time TEXT);
 CREATE TABLE IF NOT EXISTS shadow (transaction_id TEXT PRIMARY KEY, champion_version TEXT,
   candidate_version TEXT, champion_score REAL, candidate_score REAL, champion_flagged INTEGER,
-  event_time TEXT);
+  event_time TEXT, source TEXT DEFAULT 'worker');
 CREATE INDEX IF NOT EXISTS tx_time ON transactions(event_time);
 CREATE INDEX IF NOT EXISTS label_time ON labels(label_time);
 """
@@ -44,6 +44,9 @@ class LabelStore:
         self.path = path
         self._db = sqlite3.connect(path)
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(shadow)")}
+        if "source" not in columns:  # a store written before shadow backfill existed
+            self._db.execute("ALTER TABLE shadow ADD COLUMN source TEXT DEFAULT 'worker'")
 
     def close(self) -> None:
         self._db.close()
@@ -72,9 +75,32 @@ class LabelStore:
         rows = [(s.transaction_id, s.champion_version, s.candidate_version, s.champion_score,
                  s.candidate_score, int(s.champion_decision != "approve"), _iso(s.event_time))
                 for s in items]
-        self._db.executemany("INSERT OR REPLACE INTO shadow VALUES (?,?,?,?,?,?,?)", rows)
+        self._db.executemany("INSERT OR REPLACE INTO shadow VALUES (?,?,?,?,?,?,?,'worker')",
+                             rows)
         self._db.commit()
         return len(rows)
+
+    def add_backfilled_shadow(self, ids: list[str], champion_version: str,
+                              candidate_version: str, champion_scores: Iterable[float],
+                              candidate_scores: Iterable[float],
+                              champion_flagged: Iterable[bool],
+                              event_times: Iterable[datetime]) -> int:
+        """Shadow results computed after the fact (:mod:`training.backfill`); a result the
+        worker already sent for the same transaction and candidate is kept, one of an older
+        candidate is replaced."""
+        rows = [(i, champion_version, candidate_version, float(a), float(b), int(f), _iso(t))
+                for i, a, b, f, t in zip(ids, champion_scores, candidate_scores,
+                                         champion_flagged, event_times, strict=True)]
+        before = self._db.total_changes
+        self._db.executemany(
+            "INSERT INTO shadow VALUES (?,?,?,?,?,?,?,'backfill') ON CONFLICT(transaction_id) "
+            "DO UPDATE SET champion_version = excluded.champion_version, "
+            "candidate_version = excluded.candidate_version, "
+            "champion_score = excluded.champion_score, candidate_score = excluded.candidate_score, "
+            "champion_flagged = excluded.champion_flagged, source = 'backfill' "
+            "WHERE shadow.candidate_version != excluded.candidate_version", rows)
+        self._db.commit()
+        return self._db.total_changes - before
 
     def count(self, table: str) -> int:
         if table not in ("transactions", "labels", "verdicts", "shadow"):

@@ -31,6 +31,7 @@ class Evidence:
     ap_gain_low: float
     ap_gain_high: float
     recall_gain_low: float
+    backfilled: int = 0  # of ``n``: shadow results computed after the fact (training/backfill)
 
     def as_dict(self) -> dict[str, float | str]:
         return {k: float(v) for k, v in self.__dict__.items()}

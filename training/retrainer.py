@@ -14,12 +14,14 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.events import DriftAlert, ModelEvent
 from sentinel.errors import SentinelError
 from sentinel.settings import Settings
+from training.backfill import backfill_shadow, cutoff_of
 from training.guardrails import Decision, Guardrails
 from training.labelstore import LabelStore
 from training.promotion import Verdict, decide_promotion, decide_rollback
@@ -49,6 +51,7 @@ class Retrainer:
         self.guardrails = Guardrails(settings.drift)
         self.retrains: Counter[str] = Counter()
         self.promotions: Counter[str] = Counter()
+        self.backfilled: dict[str, int] = {}  # candidate version -> backfilled shadow results
         self.shift_onset: datetime | None = None
         self._judged_champion: str | None = None
         self.last_event_time: datetime | None = None
@@ -119,6 +122,7 @@ class Retrainer:
         self.guardrails.record_retrain(now)
         since = now - timedelta(days=self.settings.drift.retrain_label_window_days)
         frame, labels = self.store.training_frame(since)
+        cutoff = cutoff_of(frame, labels)
         try:
             outcome = self.train(self.settings, frame, labels, reason=reason,
                                  publish=self.publish,
@@ -131,6 +135,27 @@ class Retrainer:
         self.shift_onset = None
         logger.info("retrain done status=%s version=%s", outcome.status,
                     outcome.model.version if outcome.model else None)
+        if outcome.status == "registered" and outcome.model is not None and cutoff is not None \
+                and self.settings.drift.promotion_backfill:
+            self._backfill(outcome.model, cutoff)
+
+    def _backfill(self, candidate: Any, cutoff: datetime) -> None:
+        """Shadow results for the payments after the candidate's training data
+        (:mod:`training.backfill`); a failure costs only the head start."""
+        from features.spec import FeatureConfig
+
+        champion = self.registry.resolve("champion")
+        if champion is None:
+            return
+        try:
+            n = backfill_shadow(self.store, self.registry.load(candidate), candidate.version,
+                                champion.version, cutoff,
+                                FeatureConfig.from_settings(self.settings.features))
+        except SentinelError as exc:
+            self.retrains["backfill_failed"] += 1
+            logger.warning("shadow backfill of v%s failed: %s", candidate.version, exc)
+            return
+        self.backfilled[candidate.version] = n
 
     def check_promotion(self) -> Verdict | None:
         candidate = self.registry.resolve("candidate")
@@ -148,6 +173,9 @@ class Retrainer:
             joined["candidate_score"].to_numpy(), joined["champion_flagged"].to_numpy(),
             min_labels=d.promotion_min_labels, min_frauds=d.promotion_min_frauds,
             rounds=d.promotion_bootstrap_rounds, confidence=d.promotion_confidence, seed=d.seed)
+        if verdict.evidence is not None:
+            backfilled = int((joined["source"] == "backfill").sum())
+            verdict = replace(verdict, evidence=replace(verdict.evidence, backfilled=backfilled))
         logger.info("promotion check candidate=%s action=%s reason=%s", candidate.version,
                     verdict.action, verdict.reason)
         if verdict.action == "promote":

@@ -187,3 +187,74 @@ def test_replay_reports_ap_and_recall_for_a_registered_version(settings_factory)
     assert report.frauds == int(frame.loc[frame["event_time"] >= since, "is_fraud"].sum()) > 0
     assert report.average_precision > 5 * report.frauds / report.labelled  # beats chance
     assert 0 < report.alert_rate < 0.2 and 0 <= report.recall_at_alert_rate <= 1
+
+
+def test_a_new_candidate_is_judged_first_on_the_payments_after_its_training_data(
+        tmp_path: Path) -> None:
+    """Retrain -> the payments after the candidate's newest label are backfilled as its shadow
+    results -> once their labels mature, they are the promotion's evidence (counted)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from features.offline import compute_features
+    from features.spec import FeatureConfig
+    from schemas.events import DriftAlert
+    from sentinel.settings import FeatureSettings
+    from tests.unit.test_backfill import _fill
+    from training.simulation import SimulationConfig, simulate
+
+    settings = Settings(data_dir=tmp_path / "data", mlflow=MlflowSettings(model_name="fill"),
+                        features=FeatureSettings(label_delay_days=1),
+                        drift=DriftSettings(retrain_min_labels=0, promotion_min_labels=300,
+                                            promotion_min_frauds=3,
+                                            promotion_bootstrap_rounds=100))
+    world = simulate(SimulationConfig(n_customers=400, n_terminals=800, n_days=45, seed=12,
+                                      label_delay_days=1))
+    world = world.sort_values("event_time", kind="stable").reset_index(drop=True)
+    now = world["event_time"].min().normalize() + pd.Timedelta(days=44)
+    registry = ModelRegistry(settings)
+    registry.promote(_register(registry, 0))  # v1: the champion the stored verdicts name
+    store = LabelStore(tmp_path / "store.sqlite")
+    _fill(store, world, now)  # champion verdicts are noise: any learnt model beats them
+    config = FeatureConfig(label_delay_days=1)
+
+    def train(settings: Settings, frame: pd.DataFrame, labels: pd.DataFrame, **_: object):
+        data = frame.merge(labels, on="transaction_id")
+        feats = compute_features(data.drop(columns=["is_fraud", "label_time"]), labels, config)
+        names = tuple(c for c in feats.columns if c != "transaction_id")
+        model = fit_booster(feats[list(names)].to_numpy(np.float64), data["is_fraud"].to_numpy(),
+                            names, BoosterParams(num_trees=20, num_leaves=8, seed=1))
+        model = model.with_thresholds(Thresholds(review=0.5, decline=0.9))
+        ref = registry.register(registry.log_run(model, params={}, metrics={}, tags={}),
+                                reason="test")
+        return SimpleNamespace(status="registered", model=ref)
+
+    retrainer = Retrainer(settings, store, registry, lambda e: None, train=train)
+    retrainer.on_alert(DriftAlert(
+        alert_id="a", detector="cusum", signal="card_testing_bursts", statistic=30.0,
+        reference={}, current={"blocks": 48.0}, event_time=now.to_pydatetime(),
+        detected_at=now.to_pydatetime(), events_seen=1))
+    candidate = registry.resolve(CANDIDATE)
+    assert candidate is not None and candidate.version == "2"
+    unseen = world[(world["event_time"] > now - pd.Timedelta(days=1))
+                   & (world["event_time"] <= now)]
+    assert retrainer.backfilled == {"2": store.count("shadow")}
+    assert 0.8 * len(unseen) <= store.count("shadow") <= len(unseen)
+    # nothing has matured yet: wait; a day later every backfilled payment is labelled
+    assert retrainer.check_promotion().action == "wait"
+    later = world[(world["label_time"] > now) & (world["label_time"] <= now + pd.Timedelta(days=1))
+                  & (world["event_time"] <= now)]
+    store.add_labels(LabelFeedback(transaction_id=r.transaction_id, card_id=r.card_id,
+                                   terminal_id=r.terminal_id, is_fraud=bool(r.is_fraud),
+                                   transaction_time=r.event_time, reported_at=r.label_time,
+                                   source="simulator") for r in later.itertuples(index=False))
+    verdict = retrainer.check_promotion()
+    assert verdict.evidence is not None, verdict.reason
+    assert verdict.evidence.backfilled == verdict.evidence.n == store.count("shadow")
+    assert verdict.evidence.frauds >= 3
+    assert verdict.action == "promote", verdict.reason
+    assert registry.resolve(CHAMPION).version == "2"
+    assert float(registry.resolve(CHAMPION).tags["sentinel.promotion.backfilled"]) \
+        == verdict.evidence.backfilled
+    store.close()

@@ -1,0 +1,143 @@
+"""Shadow backfill: the payments after a candidate's training data, scored as the worker would."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.offline import compute_features
+from features.spec import FeatureConfig
+from schemas.events import LabelFeedback, ShadowResult, Transaction, Verdict
+from training.backfill import backfill_shadow, cutoff_of, history_days
+from training.labelstore import LabelStore
+from training.learners import BoosterParams, fit_booster
+from training.model import FraudModel, Thresholds
+from training.simulation import SimulationConfig, simulate
+
+CONFIG = FeatureConfig(label_delay_days=1)
+
+
+@pytest.fixture(scope="module")
+def world() -> pd.DataFrame:
+    # 45 days: the backfilled payments' features need 32 days of history before them
+    frame = simulate(SimulationConfig(n_customers=150, n_terminals=300, n_days=45, seed=11,
+                                      label_delay_days=0.125))
+    return frame.sort_values("event_time", kind="stable").reset_index(drop=True)
+
+
+def _candidate(frame: pd.DataFrame) -> FraudModel:
+    feats = compute_features(frame, config=CONFIG)
+    names = tuple(c for c in feats.columns if c != "transaction_id")
+    model = fit_booster(feats[list(names)].to_numpy(np.float64), frame["is_fraud"].to_numpy(),
+                        names, BoosterParams(num_trees=5, num_leaves=4, min_child_samples=5,
+                                             seed=1))
+    return model.with_thresholds(Thresholds(review=0.5, decline=0.9))
+
+
+def _fill(store: LabelStore, frame: pd.DataFrame, now: pd.Timestamp) -> None:
+    """The retrainer's view at ``now``: every payment so far, its champion verdict (v1), and
+    the labels that have arrived."""
+    seen = frame[frame["event_time"] <= now]
+    store.add_transactions(Transaction(transaction_id=r.transaction_id, card_id=r.card_id,
+                                       terminal_id=r.terminal_id, amount=r.amount,
+                                       event_time=r.event_time)
+                           for r in seen.itertuples(index=False))
+    rng = np.random.default_rng(5)
+    store.add_verdicts(Verdict(transaction_id=r.transaction_id, card_id=r.card_id,
+                               score=float(s), decision="review" if s > 0.9 else "approve",
+                               model_name="m", model_version="1", feature_hash="-",
+                               event_time=r.event_time, scored_at=r.event_time, latency_ms=1.0)
+                       for r, s in zip(seen.itertuples(index=False), rng.random(len(seen)),
+                                       strict=True))
+    arrived = seen[seen["label_time"] <= now]
+    store.add_labels(LabelFeedback(transaction_id=r.transaction_id, card_id=r.card_id,
+                                   terminal_id=r.terminal_id, is_fraud=bool(r.is_fraud),
+                                   transaction_time=r.event_time, reported_at=r.label_time,
+                                   source="simulator") for r in arrived.itertuples(index=False))
+
+
+def _shadow(tx: str, candidate: str, score: float, at: pd.Timestamp) -> ShadowResult:
+    return ShadowResult(transaction_id=tx, card_id="c", champion_version="1",
+                        champion_score=0.5, champion_decision="approve",
+                        candidate_version=candidate, candidate_score=score,
+                        candidate_decision="approve", agree=True, event_time=at)
+
+
+def test_backfill_scores_only_unseen_payments_as_the_full_history_would(
+        world: pd.DataFrame, tmp_path: Path) -> None:
+    now = world["event_time"].min().normalize() + pd.Timedelta(days=44, hours=20)
+    store = LabelStore(tmp_path / "store.sqlite")
+    _fill(store, world, now)
+    frame, labels = store.training_frame()
+    cutoff = cutoff_of(frame, labels)
+    assert cutoff is not None
+    after = world[(world["event_time"] > cutoff) & (world["event_time"] <= now)]
+    # labels 3 hours late: the newest trained-on payment is at least 3 hours old
+    assert timedelta(hours=3) <= now - cutoff < timedelta(hours=6)
+    assert len(after) > 20 and world.loc[after.index, "label_time"].gt(now).all()
+    model = _candidate(world[world["label_time"] <= now])
+    # the worker already shadowed one of them (kept), another carries an older candidate's
+    # result (replaced)
+    kept, stale = after["transaction_id"].iloc[0], after["transaction_id"].iloc[1]
+    store.add_shadow([_shadow(kept, "2", 0.123, after["event_time"].iloc[0]),
+                      _shadow(stale, "0", 0.456, after["event_time"].iloc[1])])
+
+    stored = backfill_shadow(store, model, "2", "1", cutoff, CONFIG)
+
+    assert stored == len(after) - 1  # all but the worker's own result
+    shadow = pd.read_sql_query("SELECT * FROM shadow", sqlite3.connect(store.path))
+    assert set(shadow["transaction_id"]) == set(after["transaction_id"])
+    assert set(shadow["candidate_version"]) == {"2"}
+    by_id = shadow.set_index("transaction_id")
+    assert by_id.loc[kept, "candidate_score"] == 0.123 and by_id.loc[kept, "source"] == "worker"
+    assert (by_id.drop(index=kept)["source"] == "backfill").all()
+    # the candidate's score from features over the whole history, with the labels as they
+    # had arrived: what the worker's online state would have given (parity tests)
+    seen = world[world["event_time"] <= now]
+    arrived = seen.loc[seen["label_time"] <= now, ["transaction_id", "is_fraud", "label_time"]]
+    full = compute_features(seen.drop(columns=["is_fraud", "label_time"]), arrived, CONFIG)
+    full = full.set_index("transaction_id").loc[after["transaction_id"].iloc[1:]]
+    expected = model.score(full[list(model.feature_names)].to_numpy(np.float64))
+    got = by_id.loc[after["transaction_id"].iloc[1:], "candidate_score"].to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    verdicts = store.verdicts_of(after["transaction_id"].iloc[1:].tolist())
+    champion = verdicts.set_index("transaction_id").loc[after["transaction_id"].iloc[1:]]
+    np.testing.assert_array_equal(
+        by_id.loc[after["transaction_id"].iloc[1:], "champion_score"], champion["score"])
+    assert history_days(CONFIG) == 32
+    store.close()
+
+
+def test_backfill_needs_the_champions_verdicts(world: pd.DataFrame, tmp_path: Path) -> None:
+    now = world["event_time"].min().normalize() + pd.Timedelta(days=44, hours=20)
+    store = LabelStore(tmp_path / "store.sqlite")
+    _fill(store, world, now)
+    frame, labels = store.training_frame()
+    model = _candidate(world[world["label_time"] <= now])
+    cutoff = cutoff_of(frame, labels)
+    assert cutoff is not None
+    # verdicts of another champion are no evidence against this one; nothing after ``now``
+    assert backfill_shadow(store, model, "2", "7", cutoff, CONFIG) == 0
+    assert backfill_shadow(store, model, "2", "1", now.to_pydatetime(), CONFIG) == 0
+    assert store.count("shadow") == 0
+    store.close()
+
+
+def test_a_store_from_before_backfill_gains_the_source_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE shadow (transaction_id TEXT PRIMARY KEY, champion_version TEXT, "
+               "candidate_version TEXT, champion_score REAL, candidate_score REAL, "
+               "champion_flagged INTEGER, event_time TEXT)")
+    db.execute("INSERT INTO shadow VALUES ('x', '1', '2', 0.1, 0.2, 0, '2024-01-01')")
+    db.commit()
+    db.close()
+    store = LabelStore(path)
+    rows = pd.read_sql_query("SELECT * FROM shadow", sqlite3.connect(path))
+    assert rows["source"].tolist() == ["worker"]
+    store.close()
