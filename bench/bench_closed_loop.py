@@ -63,6 +63,8 @@ class Scenario:
     feature_delay_days: int = 1  # the terminal features' label delay D (features package)
     retrain_min_labels: int = 4000
     retrain_min_frauds: int = 150  # labelled frauds since the estimated onset
+    retrain_followups: int = 3  # retrains after the first, every retrain_followup_hours
+    retrain_followup_hours: float = 6.0
     retrain_test_hours: float = 4.0  # 0: calendar days (retrain_test_days = 1)
     retrain_gap_hours: float = 0.0
     refit: bool = True
@@ -79,7 +81,7 @@ PRESETS = {
                      retrain_min_frauds=0,
                      retrain_test_hours=0.0, refit=False, shift_fraud_weight=1.0,
                      promotion_min_labels=5000, promotion_min_frauds=30,
-                     rollback_min_labels=5000),
+                     rollback_min_labels=5000, retrain_followups=0, backfill=False),
 }
 
 
@@ -104,6 +106,8 @@ def _settings(root: Path, sc: Scenario) -> Settings:
         mlflow=MlflowSettings(model_name="bench-loop"),
         drift=DriftSettings(retrain_min_labels=sc.retrain_min_labels, retrain_test_days=1,
                             retrain_min_frauds=sc.retrain_min_frauds,
+                            retrain_followups=sc.retrain_followups,
+                            retrain_followup_hours=sc.retrain_followup_hours,
                             retrain_test_hours=sc.retrain_test_hours,
                             retrain_gap_hours=sc.retrain_gap_hours,
                             retrain_refit_on_newest=sc.refit,
@@ -202,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     alert_at = candidate_at = promoted_at = rolled_back_at = None
     alerts_before_onset = 0
     champion_flag = np.zeros(len(frame), dtype=bool)
+    champion_score = np.zeros(len(frame))
     candidate_flag = np.zeros(len(frame), dtype=bool)
     served = np.full(len(frame), "", dtype=object)
     shadowed = np.zeros(len(frame), dtype=bool)
@@ -220,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             s = champ.score(X[part])
             d = champ.decide(s)
             champion_flag[part] = d != "approve"
+            champion_score[part] = s
             served[part] = champ_ref.version
             rows = frame.iloc[part]
             tx, _ = _events(rows)
@@ -265,12 +271,12 @@ def main(argv: list[str] | None = None) -> None:
             store.add_labels(labels)
             lab_done = lab_hi
             retrainer.retry_pending()
-        if candidate_at is None and registry.resolve("candidate") is not None \
-                and alert_at is not None:
-            candidate_at = now
-            logger.info("candidate version=%s at=%s", registry.resolve("candidate").version,
-                        now)
         retrainer.tick(now.to_pydatetime())
+        # the first registration since the alert (a follow-up registers within tick, and its
+        # candidate can be promoted in the same tick)
+        if candidate_at is None and alert_at is not None and retrainer.retrains["registered"]:
+            candidate_at = now
+            logger.info("candidate registered at=%s", now)
         champion_now = registry.resolve("champion").version
         if promoted_at is not None and champion_now == "1" and rolled_back_at is None:
             rolled_back_at = now
@@ -317,6 +323,12 @@ def main(argv: list[str] | None = None) -> None:
                     int((ct & mine).sum()), _recall(champion_flag, y & np.isin(scen, KNOWN) & mine),
                     int((y & np.isin(scen, KNOWN) & mine).sum()),
                     _recall(champion_flag, ~y & mine))
+    if promoted_at is not None:
+        served_model = model(registry.resolve("champion").version)
+        q = np.quantile(champion_score[ct & after_promo], [0.1, 0.25, 0.5, 0.75])
+        logger.info("served model: review threshold %.3f; its scores of card-testing payments "
+                    "after promotion: q10 %.3f q25 %.3f median %.3f q75 %.3f",
+                    served_model.thresholds.review, *q)
     known_after = _recall(champion_flag, y & np.isin(scen, KNOWN) & after_promo)
     logger.info("known patterns after promotion=%.3f", known_after)
     legit = ~y

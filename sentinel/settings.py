@@ -123,6 +123,10 @@ class DriftSettings(_Section):
     retrain_daily_cap: int = Field(default=4, ge=1)
     retrain_min_labels: int = Field(default=500, ge=0)
     retrain_min_frauds: int = Field(default=0, ge=0)  # labelled frauds since the shift (0: off)
+    # after a drift-triggered retrain, retrain again every retrain_followup_hours (event time)
+    # while the new pattern's labels accumulate, within the cooldown and the daily cap
+    retrain_followups: int = Field(default=3, ge=0)
+    retrain_followup_hours: float = Field(default=6.0, gt=0)
     # Added for the drift monitor (stream_app/drift.py): event-time blocks and seasonality.
     block_seconds: int = Field(default=3600, ge=1)
     season_seconds: int = Field(default=86_400, ge=1)

@@ -60,7 +60,8 @@ def backfill_shadow(store: LabelStore, candidate: FraudModel, candidate_version:
     stored = store.add_backfilled_shadow(
         ids.tolist(), champion_version, candidate_version,
         champion["score"].to_numpy(np.float64), scores.astype(np.float64),
-        champion["flagged"].to_numpy().astype(bool), tx["event_time"].iloc[rows].tolist())
+        champion["flagged"].to_numpy().astype(bool), candidate.decide(scores) != "approve",
+        tx["event_time"].iloc[rows].tolist())
     logger.info("backfilled %d shadow results of v%s after %s (of %d payments since)",
                 stored, candidate_version, cutoff, int(after.sum()))
     return stored

@@ -55,13 +55,9 @@ class Guardrails:
         self._seen[signal] = now
         if duplicate and self.pending_since is None:
             return Decision(False, "duplicate")
-        if self._retrains and now - self._retrains[-1] < timedelta(
-                seconds=self.settings.retrain_cooldown_s):
-            return Decision(False, "cooldown")
-        while self._retrains and now - self._retrains[0] >= DAY:
-            self._retrains.popleft()
-        if len(self._retrains) >= self.settings.retrain_daily_cap:
-            return Decision(False, "daily_cap")
+        limited = self.limits(now)
+        if not limited.retrain:
+            return limited
         if labels_since_shift < self.settings.retrain_min_labels:
             self.pending_since = self.pending_since or now
             return Decision(False, "min_labels")
@@ -69,6 +65,17 @@ class Guardrails:
                 and frauds_since_shift < self.settings.retrain_min_frauds):
             self.pending_since = self.pending_since or now
             return Decision(False, "min_frauds")
+        return Decision(True, "retrain")
+
+    def limits(self, now: datetime) -> Decision:
+        """The cooldown since the last retrain and the daily cap alone (follow-up retrains)."""
+        if self._retrains and now - self._retrains[-1] < timedelta(
+                seconds=self.settings.retrain_cooldown_s):
+            return Decision(False, "cooldown")
+        while self._retrains and now - self._retrains[0] >= DAY:
+            self._retrains.popleft()
+        if len(self._retrains) >= self.settings.retrain_daily_cap:
+            return Decision(False, "daily_cap")
         return Decision(True, "retrain")
 
     def record_retrain(self, now: datetime) -> None:

@@ -26,10 +26,14 @@ CREATE TABLE IF NOT EXISTS verdicts (transaction_id TEXT PRIMARY KEY, model_vers
   score REAL, flagged INTEGER, event_time TEXT);
 CREATE TABLE IF NOT EXISTS shadow (transaction_id TEXT PRIMARY KEY, champion_version TEXT,
   candidate_version TEXT, champion_score REAL, candidate_score REAL, champion_flagged INTEGER,
-  event_time TEXT, source TEXT DEFAULT 'worker');
+  event_time TEXT, source TEXT DEFAULT 'worker', candidate_flagged INTEGER);
 CREATE INDEX IF NOT EXISTS tx_time ON transactions(event_time);
 CREATE INDEX IF NOT EXISTS label_time ON labels(label_time);
 """
+
+
+_SHADOW = ("transaction_id, champion_version, candidate_version, champion_score, "
+           "candidate_score, champion_flagged, event_time, source, candidate_flagged")
 
 
 def _iso(moment: datetime) -> str:
@@ -47,6 +51,8 @@ class LabelStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(shadow)")}
         if "source" not in columns:  # a store written before shadow backfill existed
             self._db.execute("ALTER TABLE shadow ADD COLUMN source TEXT DEFAULT 'worker'")
+        if "candidate_flagged" not in columns:  # ... and before it was kept
+            self._db.execute("ALTER TABLE shadow ADD COLUMN candidate_flagged INTEGER")
 
     def close(self) -> None:
         self._db.close()
@@ -73,10 +79,10 @@ class LabelStore:
 
     def add_shadow(self, items: Iterable[ShadowResult]) -> int:
         rows = [(s.transaction_id, s.champion_version, s.candidate_version, s.champion_score,
-                 s.candidate_score, int(s.champion_decision != "approve"), _iso(s.event_time))
-                for s in items]
-        self._db.executemany("INSERT OR REPLACE INTO shadow VALUES (?,?,?,?,?,?,?,'worker')",
-                             rows)
+                 s.candidate_score, int(s.champion_decision != "approve"), _iso(s.event_time),
+                 int(s.candidate_decision != "approve")) for s in items]
+        self._db.executemany(f"INSERT OR REPLACE INTO shadow ({_SHADOW}) "  # noqa: S608
+                             "VALUES (?,?,?,?,?,?,?,'worker',?)", rows)
         self._db.commit()
         return len(rows)
 
@@ -84,20 +90,25 @@ class LabelStore:
                               candidate_version: str, champion_scores: Iterable[float],
                               candidate_scores: Iterable[float],
                               champion_flagged: Iterable[bool],
+                              candidate_flagged: Iterable[bool],
                               event_times: Iterable[datetime]) -> int:
         """Shadow results computed after the fact (:mod:`training.backfill`); a result the
         worker already sent for the same transaction and candidate is kept, one of an older
         candidate is replaced."""
-        rows = [(i, champion_version, candidate_version, float(a), float(b), int(f), _iso(t))
-                for i, a, b, f, t in zip(ids, champion_scores, candidate_scores,
-                                         champion_flagged, event_times, strict=True)]
+        rows = [(i, champion_version, candidate_version, float(a), float(b), int(f), _iso(t),
+                 int(c))
+                for i, a, b, f, c, t in zip(ids, champion_scores, candidate_scores,
+                                            champion_flagged, candidate_flagged, event_times,
+                                            strict=True)]
         before = self._db.total_changes
         self._db.executemany(
-            "INSERT INTO shadow VALUES (?,?,?,?,?,?,?,'backfill') ON CONFLICT(transaction_id) "
+            f"INSERT INTO shadow ({_SHADOW}) VALUES (?,?,?,?,?,?,?,'backfill',?) "  # noqa: S608
+            "ON CONFLICT(transaction_id) "
             "DO UPDATE SET champion_version = excluded.champion_version, "
             "candidate_version = excluded.candidate_version, "
             "champion_score = excluded.champion_score, candidate_score = excluded.candidate_score, "
-            "champion_flagged = excluded.champion_flagged, source = 'backfill' "
+            "champion_flagged = excluded.champion_flagged, "
+            "candidate_flagged = excluded.candidate_flagged, source = 'backfill' "
             "WHERE shadow.candidate_version != excluded.candidate_version", rows)
         self._db.commit()
         return self._db.total_changes - before

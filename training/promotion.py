@@ -10,9 +10,10 @@ not worse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 
 from training.metrics import average_precision
 
@@ -32,9 +33,13 @@ class Evidence:
     ap_gain_high: float
     recall_gain_low: float
     backfilled: int = 0  # of ``n``: shadow results computed after the fact (training/backfill)
+    # recall at each model's own review threshold (its live decisions); NaN when not known
+    recall_own_champion: float = float("nan")
+    recall_own_candidate: float = float("nan")
 
     def as_dict(self) -> dict[str, float | str]:
-        return {k: float(v) for k, v in self.__dict__.items()}
+        """Flat floats for a ModelEvent and MLflow tags; unknown (NaN) fields left out."""
+        return {k: float(v) for k, v in self.__dict__.items() if v == v}
 
 
 @dataclass(frozen=True)
@@ -88,15 +93,28 @@ def compare(y: np.ndarray, champion: np.ndarray, candidate: np.ndarray, alert_ra
 
 def decide_promotion(y: np.ndarray, champion: np.ndarray, candidate: np.ndarray,
                      champion_flagged: np.ndarray, *, min_labels: int, min_frauds: int,
-                     rounds: int = 500, confidence: float = 0.95, seed: int = 0) -> Verdict:
-    """Promote only on a significant AP improvement at no loss of recall at the alert rate."""
+                     rounds: int = 500, confidence: float = 0.95, seed: int = 0,
+                     candidate_flagged: np.ndarray | None = None) -> Verdict:
+    """Promote only on a significant AP improvement at no loss of recall at the alert rate,
+    nor at the models' own thresholds (``candidate_flagged``: the candidate's decisions; a
+    better ranking with a higher threshold can still flag fewer frauds once served)."""
     y = np.asarray(y).astype(int)
     if len(y) < min_labels or y.sum() < min_frauds:
         return Verdict("wait", f"need {min_labels} labels and {min_frauds} frauds, have "
                                f"{len(y)} and {int(y.sum())}")
-    rate = float(np.mean(champion_flagged)) or 1.0 / len(y)
+    flagged = np.asarray(champion_flagged).astype(bool)
+    rate = float(np.mean(flagged)) or 1.0 / len(y)
     ev = compare(y, champion, candidate, rate, rounds, confidence, seed)
+    own = candidate_flagged is not None and not pd.isna(candidate_flagged).any()
+    if own:
+        mine = np.asarray(candidate_flagged).astype(bool)
+        ev = replace(ev, recall_own_champion=float(y[flagged].sum() / y.sum()),
+                     recall_own_candidate=float(y[mine].sum() / y.sum()))
     if ev.ap_gain_low > 0 and ev.recall_candidate >= ev.recall_champion:
+        if own and ev.recall_own_candidate < ev.recall_own_champion:
+            return Verdict("keep", f"flags fewer frauds at its threshold (recall "
+                                   f"{ev.recall_own_candidate:.3f} < {ev.recall_own_champion:.3f})",
+                           ev)
         return Verdict("promote", f"AP +{ev.ap_candidate - ev.ap_champion:.3f} "
                                   f"(CI low {ev.ap_gain_low:.3f} > 0)", ev)
     return Verdict("keep", f"no significant gain (AP gain CI [{ev.ap_gain_low:.3f}, "

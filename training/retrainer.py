@@ -52,6 +52,8 @@ class Retrainer:
         self.retrains: Counter[str] = Counter()
         self.promotions: Counter[str] = Counter()
         self.backfilled: dict[str, int] = {}  # candidate version -> backfilled shadow results
+        self._followups: list[datetime] = []  # event times of the follow-up retrains due
+        self._followup_onset: datetime | None = None
         self.shift_onset: datetime | None = None
         self._judged_champion: str | None = None
         self.last_event_time: datetime | None = None
@@ -82,11 +84,27 @@ class Retrainer:
                 self._retrain(pending, "drift:pending")
 
     def tick(self, now: datetime) -> None:
-        """Timer: release a held retrain, then promotion and rollback checks."""
-        del now
+        """Timer (``now``: the newest event time seen): release a held retrain, run a
+        follow-up retrain that is due, then promotion and rollback checks."""
         self.retry_pending()
+        self.run_followup(now)
         self.check_promotion()
         self.check_rollback()
+
+    def run_followup(self, now: datetime) -> None:
+        """Retrain again once a follow-up is due: a new pattern is learnt from its examples,
+        and the first retrain after the alert had few (or failed the training gate); each
+        candidate must beat the champion of its time, so a better one replaces a weak one."""
+        due = [t for t in self._followups if t <= now]
+        if not due:
+            return
+        self._followups = [t for t in self._followups if t > now]
+        limits = self.guardrails.limits(now)
+        if not limits.retrain:
+            self.retrains[f"skipped_followup_{limits.reason}"] += 1
+            return
+        self.shift_onset = self._followup_onset
+        self._retrain(now, "drift:followup", followup=True)
 
     def training_config(self, shift_onset: datetime | None = None) -> Any:
         """The split of a retrain: anchored at the newest data, the gap = the label delay.
@@ -118,11 +136,18 @@ class Retrainer:
                               shift_onset=shift_onset,
                               shift_fraud_weight=d.retrain_shift_fraud_weight)
 
-    def _retrain(self, now: datetime, reason: str) -> None:
+    def _retrain(self, now: datetime, reason: str, followup: bool = False) -> None:
         self.guardrails.record_retrain(now)
+        d = self.settings.drift
         since = now - timedelta(days=self.settings.drift.retrain_label_window_days)
         frame, labels = self.store.training_frame(since)
         cutoff = cutoff_of(frame, labels)
+        if not followup:  # a shift's first retrain schedules its follow-ups, counted from
+            # the newest payment (``now`` is the alert's time when the retrain was held)
+            base = max([now, *frame["event_time"].tail(1)])
+            self._followup_onset = self.shift_onset
+            self._followups = [base + timedelta(hours=d.retrain_followup_hours * (k + 1))
+                               for k in range(d.retrain_followups)]
         try:
             outcome = self.train(self.settings, frame, labels, reason=reason,
                                  publish=self.publish,
@@ -172,7 +197,8 @@ class Retrainer:
             joined["is_fraud"].to_numpy(), joined["champion_score"].to_numpy(),
             joined["candidate_score"].to_numpy(), joined["champion_flagged"].to_numpy(),
             min_labels=d.promotion_min_labels, min_frauds=d.promotion_min_frauds,
-            rounds=d.promotion_bootstrap_rounds, confidence=d.promotion_confidence, seed=d.seed)
+            rounds=d.promotion_bootstrap_rounds, confidence=d.promotion_confidence, seed=d.seed,
+            candidate_flagged=joined["candidate_flagged"].to_numpy())
         if verdict.evidence is not None:
             backfilled = int((joined["source"] == "backfill").sum())
             verdict = replace(verdict, evidence=replace(verdict.evidence, backfilled=backfilled))

@@ -109,6 +109,7 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
     started = last_tick = time.monotonic()
     alerts: list[DriftAlert] = []
     alerts_since = 0.0
+    newest: datetime | None = None  # the newest transaction's event time: the loop's clock
     with EventConsumer(settings.librdkafka(), group_id, list(kinds)) as consumer:
         while ((max_seconds is None or time.monotonic() - started < max_seconds)
                and not (stop is not None and stop.is_set())):
@@ -126,6 +127,9 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
             for kind, add in adders.items():
                 if batch[kind]:
                     add(batch[kind])
+            if batch[Transaction]:
+                newest = max([newest, *(x.event_time for x in batch[Transaction])]
+                             if newest else [x.event_time for x in batch[Transaction]])
             if watch is not None and batch[LabelFeedback]:
                 for alert in watch.observe(batch[LabelFeedback]):
                     logger.warning("label drift alert detector=%s signal=%s model_version=%s",
@@ -144,6 +148,6 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
                 retrainer.retry_pending()
             if time.monotonic() - last_tick >= settings.drift.promotion_interval_s:
                 last_tick = time.monotonic()
-                retrainer.tick(datetime.now(UTC))
+                retrainer.tick(newest or datetime.now(UTC))  # event time, as the alerts
     producer.flush()
     return retrainer

@@ -105,6 +105,10 @@ def test_backfill_scores_only_unseen_payments_as_the_full_history_would(
     expected = model.score(full[list(model.feature_names)].to_numpy(np.float64))
     got = by_id.loc[after["transaction_id"].iloc[1:], "candidate_score"].to_numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(  # the candidate's own decisions, as the worker would send
+        by_id.loc[after["transaction_id"].iloc[1:], "candidate_flagged"].to_numpy(),
+        (model.decide(expected) != "approve").astype(int))
+    assert by_id.loc[kept, "candidate_flagged"] == 0  # the worker's: "approve"
     verdicts = store.verdicts_of(after["transaction_id"].iloc[1:].tolist())
     champion = verdicts.set_index("transaction_id").loc[after["transaction_id"].iloc[1:]]
     np.testing.assert_array_equal(
@@ -140,4 +144,5 @@ def test_a_store_from_before_backfill_gains_the_source_column(tmp_path: Path) ->
     store = LabelStore(path)
     rows = pd.read_sql_query("SELECT * FROM shadow", sqlite3.connect(path))
     assert rows["source"].tolist() == ["worker"]
+    assert rows["candidate_flagged"].isna().all()  # unknown for old rows
     store.close()

@@ -74,3 +74,25 @@ def test_regression_triggers_rollback_and_good_champion_stays() -> None:
     assert decide_rollback(y_new, worse, y_old, old, min_labels=1000).action == "rollback"
     assert decide_rollback(y_new, better, y_old, old, min_labels=1000).action == "keep"
     assert decide_rollback(y_new[:10], worse[:10], y_old, old, min_labels=1000).action == "wait"
+
+
+def test_a_better_ranking_that_flags_fewer_frauds_at_its_own_threshold_is_kept() -> None:
+    """A candidate that ranks better but whose review threshold flags fewer frauds than the
+    champion's would lose recall once served; with its decisions known it is kept."""
+    rng, y = _world(3)
+    champion, candidate = _scores(y, 2.0, rng), _scores(y, 3.5, rng)
+    flagged = champion >= np.quantile(champion, 0.98)
+    strict = candidate >= np.quantile(candidate, 0.995)  # a much higher threshold
+    loose = candidate >= np.quantile(candidate, 0.98)
+    args = dict(min_labels=1000, min_frauds=30, rounds=100, seed=1)
+    kept = decide_promotion(y, champion, candidate, flagged, candidate_flagged=strict, **args)
+    assert kept.action == "keep" and "flags fewer frauds" in kept.reason
+    assert kept.evidence.recall_own_candidate < kept.evidence.recall_own_champion
+    promoted = decide_promotion(y, champion, candidate, flagged, candidate_flagged=loose, **args)
+    assert promoted.action == "promote"
+    assert promoted.evidence.recall_own_candidate >= promoted.evidence.recall_own_champion
+    # unknown decisions (shadow rows from before they were stored): the rank test alone
+    unknown = np.full(len(y), np.nan)
+    alone = decide_promotion(y, champion, candidate, flagged, candidate_flagged=unknown, **args)
+    assert alone.action == "promote" and np.isnan(alone.evidence.recall_own_candidate)
+    assert "recall_own_candidate" not in alone.evidence.as_dict()

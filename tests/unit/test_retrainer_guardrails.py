@@ -121,3 +121,80 @@ def _alert(at: datetime, blocks: float):
     return DriftAlert(alert_id="a", detector="cusum", signal="card_testing_bursts",
                       statistic=30.0, current={"blocks": blocks}, event_time=at,
                       detected_at=at, events_seen=1)
+
+
+def test_follow_up_retrains_run_on_event_time_within_the_cooldown_and_cap(tmp_path) -> None:
+    """After a shift's first retrain, follow-ups every ``retrain_followup_hours`` of event time
+    (a weak or rejected first candidate is not the end), weighted by the same onset, limited by
+    the cooldown and the daily cap; a new shift's retrain schedules its own."""
+    from sentinel.settings import Settings
+    from training.labelstore import LabelStore
+    from training.retrainer import Retrainer
+
+    settings = Settings(data_dir=tmp_path, drift=DriftSettings(
+        retrain_min_labels=0, retrain_followups=3, retrain_followup_hours=6,
+        retrain_daily_cap=3, retrain_cooldown_s=3600, retrain_shift_fraud_weight=20))
+    calls: list = []
+    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), None, calls.append,
+                          train=lambda *a, **k: calls.append((k["reason"], k["config"]))
+                          or _Outcome())
+    retrainer.check_promotion = lambda: None  # no registry here: follow-ups only
+    retrainer.check_rollback = lambda: None
+    retrainer.on_alert(_alert(T0 + timedelta(hours=5), blocks=4.0))
+    assert [r for r, _ in calls] == ["drift:cusum/card_testing_bursts"]
+    retrainer.tick(T0 + timedelta(hours=10))  # not due yet (5 h + 6 h)
+    assert len(calls) == 1
+    retrainer.tick(T0 + timedelta(hours=11))
+    assert [r for r, _ in calls] == ["drift:cusum/card_testing_bursts", "drift:followup"]
+    assert calls[1][1].shift_onset == T0 + timedelta(hours=1)  # the first alert's onset
+    retrainer.tick(T0 + timedelta(hours=17))
+    assert len(calls) == 3
+    retrainer.tick(T0 + timedelta(hours=23))  # third follow-up: the daily cap (3) is reached
+    assert len(calls) == 3 and retrainer.retrains["skipped_followup_daily_cap"] == 1
+    retrainer.tick(T0 + timedelta(days=3))  # none left
+    assert len(calls) == 3
+
+    # a follow-up inside the cooldown is skipped, not postponed
+    calls.clear()
+    quick = Settings(data_dir=tmp_path, drift=DriftSettings(
+        retrain_min_labels=0, retrain_followups=1, retrain_followup_hours=0.5,
+        retrain_cooldown_s=3600))
+    retrainer = Retrainer(quick, LabelStore(tmp_path / "q.sqlite"), None, calls.append,
+                          train=lambda *a, **k: calls.append(k["reason"]) or _Outcome())
+    retrainer.check_promotion = lambda: None
+    retrainer.check_rollback = lambda: None
+    retrainer.on_alert(_alert(T0, blocks=1.0))
+    retrainer.tick(T0 + timedelta(minutes=40))
+    assert calls == ["drift:cusum/card_testing_bursts"]
+    assert retrainer.retrains["skipped_followup_cooldown"] == 1
+
+
+def test_a_held_retrain_counts_its_follow_ups_from_the_newest_payment(tmp_path) -> None:
+    from schemas.events import LabelFeedback, Transaction
+    from sentinel.settings import Settings
+    from training.labelstore import LabelStore
+    from training.retrainer import Retrainer
+
+    settings = Settings(data_dir=tmp_path, drift=DriftSettings(
+        retrain_min_labels=2, retrain_followups=1, retrain_followup_hours=6,
+        retrain_cooldown_s=0))
+    store = LabelStore(tmp_path / "s.sqlite")
+    calls: list = []
+    retrainer = Retrainer(settings, store, None, calls.append,
+                          train=lambda *a, **k: calls.append(k["reason"]) or _Outcome())
+    retrainer.check_promotion = lambda: None
+    retrainer.check_rollback = lambda: None
+    retrainer.on_alert(_alert(T0 + timedelta(hours=5), blocks=1.0))  # held: no labels yet
+    assert calls == []
+    times = [T0 + timedelta(hours=h) for h in (6, 20)]
+    store.add_transactions(Transaction(transaction_id=f"t{i}", card_id="c", terminal_id="m",
+                                       amount=1.0, event_time=t) for i, t in enumerate(times))
+    store.add_labels(LabelFeedback(transaction_id=f"t{i}", card_id="c", terminal_id="m",
+                                   is_fraud=False, transaction_time=t, reported_at=t,
+                                   source="simulator") for i, t in enumerate(times))
+    retrainer.tick(T0 + timedelta(hours=20))  # released now, not at the alert's 5 h
+    assert calls == ["drift:pending"]
+    retrainer.tick(T0 + timedelta(hours=25))
+    assert calls == ["drift:pending"]  # 20 h + 6 h, not 5 h + 6 h
+    retrainer.tick(T0 + timedelta(hours=26))
+    assert calls == ["drift:pending", "drift:followup"]
