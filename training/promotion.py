@@ -5,7 +5,8 @@ with matured labels) at the champion's alert rate: both flag the same share of p
 better model is one that catches more fraud for the same review workload. Average precision
 and recall at that rate are compared with a seeded paired bootstrap; the candidate is
 promoted only when the lower confidence bound of its AP gain is above zero and its recall is
-not worse.
+not worse, neither at that rate nor at the two models' own review thresholds (when the
+candidate's decisions are known).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import pandas as pd
 
 from training.metrics import average_precision
 
@@ -105,7 +105,8 @@ def decide_promotion(y: np.ndarray, champion: np.ndarray, candidate: np.ndarray,
     flagged = np.asarray(champion_flagged).astype(bool)
     rate = float(np.mean(flagged)) or 1.0 / len(y)
     ev = compare(y, champion, candidate, rate, rounds, confidence, seed)
-    own = candidate_flagged is not None and not pd.isna(candidate_flagged).any()
+    own = candidate_flagged is not None and not np.isnan(
+        np.asarray(candidate_flagged, dtype=float)).any()
     if own:
         mine = np.asarray(candidate_flagged).astype(bool)
         ev = replace(ev, recall_own_champion=float(y[flagged].sum() / y.sum()),

@@ -95,8 +95,7 @@ class Retrainer:
         """Retrain again once a follow-up is due: a new pattern is learnt from its examples,
         and the first retrain after the alert had few (or failed the training gate); each
         candidate must beat the champion of its time, so a better one replaces a weak one."""
-        due = [t for t in self._followups if t <= now]
-        if not due:
+        if not any(t <= now for t in self._followups):
             return
         self._followups = [t for t in self._followups if t > now]
         limits = self.guardrails.limits(now)
@@ -139,7 +138,7 @@ class Retrainer:
     def _retrain(self, now: datetime, reason: str, followup: bool = False) -> None:
         self.guardrails.record_retrain(now)
         d = self.settings.drift
-        since = now - timedelta(days=self.settings.drift.retrain_label_window_days)
+        since = now - timedelta(days=d.retrain_label_window_days)
         frame, labels = self.store.training_frame(since)
         cutoff = cutoff_of(frame, labels)
         if not followup:  # a shift's first retrain schedules its follow-ups, counted from
