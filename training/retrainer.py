@@ -211,10 +211,11 @@ class Retrainer:
 
     def _promote(self, version: str, previous: str | None, verdict: Verdict) -> None:
         evidence = verdict.evidence.as_dict() if verdict.evidence else {}
-        self.registry.promote(version, reason=verdict.reason)
+        # the evidence first: whoever sees the alias move (a worker, the demo) sees all of it
         for key, value in evidence.items():
             self.registry.client.set_model_version_tag(
                 self.registry.name, version, f"sentinel.promotion.{key}", str(value))
+        self.registry.promote(version, reason=verdict.reason)
         self.promotions["promoted"] += 1
         self._emit("promoted", version, previous, verdict.reason, evidence)
 
