@@ -84,11 +84,13 @@ def _auc_ceiling(y: np.ndarray, s: np.ndarray, unseen: np.ndarray) -> str:
     put them (and at random: half the genuine payments below each), and the share of genuine
     payments the other frauds would have to beat on average for an AUC of 0.89."""
     genuine = np.sort(s[y == 0])
-    below = (np.searchsorted(genuine, s[unseen], "left")
-             + np.searchsorted(genuine, s[unseen], "right")) / 2 / len(genuine)
+
+    def share_below(scores: np.ndarray) -> np.ndarray:  # ties count half, as in AUC
+        lo, hi = np.searchsorted(genuine, scores, "left"), np.searchsorted(genuine, scores, "right")
+        return (lo + hi) / 2 / len(genuine)
+
     seen = (y == 1) & ~unseen
-    seen_below = (np.searchsorted(genuine, s[seen], "left")
-                  + np.searchsorted(genuine, s[seen], "right")) / 2 / len(genuine)
+    below, seen_below = share_below(s[unseen]), share_below(s[seen])
     frauds = int(y.sum())
     at_model = (seen.sum() + below.sum()) / frauds
     at_random = (seen.sum() + 0.5 * unseen.sum()) / frauds

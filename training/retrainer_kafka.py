@@ -128,8 +128,8 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
                 if batch[kind]:
                     add(batch[kind])
             if batch[Transaction]:
-                newest = max([newest, *(x.event_time for x in batch[Transaction])]
-                             if newest else [x.event_time for x in batch[Transaction]])
+                latest = max(x.event_time for x in batch[Transaction])
+                newest = latest if newest is None else max(newest, latest)
             if watch is not None and batch[LabelFeedback]:
                 for alert in watch.observe(batch[LabelFeedback]):
                     logger.warning("label drift alert detector=%s signal=%s model_version=%s",
