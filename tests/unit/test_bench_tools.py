@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from sentinel.settings import KafkaSettings, Settings
@@ -57,3 +58,26 @@ def test_worker_env_applies_settings_under_test_last_and_refuses_malformed_ones(
     assert env["SENTINEL_WORKER__WEB_PORT"] == "1234"
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         bench_worker.worker_env(settings, 1234, 1000, 0.005, ["no-equals-sign"])
+
+
+def test_unseen_compromises_are_those_no_arrived_label_of_their_terminal_reveals() -> None:
+    import pandas as pd
+
+    features_bench = _load("bench_features")
+    day = pd.Timedelta(days=1)
+    t0 = pd.Timestamp("2018-08-01", tz="UTC")
+    # terminal A: compromise frauds on days 0, 3, 9 (labels 7 days late), one on day 40;
+    # terminal B: a fraud on day 8 while A's labels have arrived (another terminal: unseen)
+    rows = [("A", 0), ("A", 3), ("A", 9), ("A", 40), ("B", 8)]
+    frame = pd.DataFrame({
+        "terminal_id": [r[0] for r in rows],
+        "event_time": [t0 + r[1] * day for r in rows],
+        "label_time": [t0 + (r[1] + 7) * day for r in rows],
+    })
+    scenario = np.array([2, 2, 2, 2, 2])
+    unseen = features_bench._unseen_compromises(frame, scenario)
+    # day 9 is revealed by day 0's label (arrived day 7, within the 28-day compromise); day 40
+    # is past every revealing window (day 9's ends on day 37)
+    assert unseen.tolist() == [True, True, False, True, True]
+    other = features_bench._unseen_compromises(frame, np.array([2, 2, 1, 2, 0]))
+    assert other.tolist() == [True, True, False, True, False]
