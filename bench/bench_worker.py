@@ -247,7 +247,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--window", type=float, default=0.01)
+    ap.add_argument("--window", type=float, default=0.005)
     ap.add_argument("--trees", type=int, default=100)
     ap.add_argument("--seed-n", type=int, default=5000, help="events for the seed-style baseline")
     ap.add_argument("--partitions", type=int, default=3)
