@@ -26,6 +26,7 @@ import pandas as pd
 
 from features import FEATURE_NAMES, OnlineFeatureStore, TransactionRecord, compute_features
 from features.clock import series_to_micros
+from features.spec import DAY_US
 from training.dataset import make_dataset
 from training.learners import BoosterParams
 from training.metrics import average_precision, card_precision_at_k, roc_auc
@@ -96,7 +97,7 @@ def _unseen_compromises(frame: pd.DataFrame, scenario: np.ndarray) -> np.ndarray
     label = series_to_micros(frame["label_time"])
     codes = pd.factorize(frame["terminal_id"])[0].astype(np.int64)
     s2 = scenario == 2
-    start, end = label[s2], t[s2] + TERMINAL_DAYS * 86_400_000_000
+    start, end = label[s2], t[s2] + TERMINAL_DAYS * DAY_US
     lo = int(min(t.min(), start.min(initial=t.min()))) - 1
     span = int(max(t.max(), end.max(initial=t.max()))) - lo + 1
     keep = start < end
