@@ -68,10 +68,11 @@ class OnlineFeatureStore:
         return dict(zip(self.names, self.process_transaction(tx), strict=True))
 
     def process_label(self, label: LabelRecord) -> bool:
-        """Apply a label at its terminal; False when the transaction is unknown or expired."""
+        """Apply a label at its terminal; False when not applied (yet): a label whose
+        transaction has not arrived is kept until it does (``TerminalState.pending``)."""
         terminal = self.terminals.get(label.terminal_id)
         if terminal is None:
-            return False
+            terminal = self.terminals[label.terminal_id] = TerminalState()
         return terminal.apply_label(
             label.transaction_id, label.transaction_time_us, label.is_fraud, label.label_time_us
         )

@@ -3,6 +3,11 @@
 Transactions are kept sorted by event time (bisect insertion), so slightly out-of-order
 arrivals give the same answers; fraud labels arrive separately and are kept as their own
 sorted list of (transaction time, label time, id). Windows are shifted back by the label delay.
+
+A label may arrive before its transaction (a backlog, another producer's timing): it is kept as
+*pending* until the transaction arrives, then applied, so the result does not depend on which
+of the two came first. A label counts at ``t`` only if it was known at ``t`` (its label time),
+which is what makes applying labels early safe.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from features.spec import DAY_US, SECOND_US, FeatureConfig
 class TerminalState:
     """One terminal's recent transactions and the fraud labels that have arrived for them."""
 
-    __slots__ = ("fraud_ids", "fraud_label_times", "fraud_times", "ids", "times", "watermark")
+    __slots__ = ("fraud_ids", "fraud_label_times", "fraud_times", "ids", "pending", "times",
+                 "watermark")
 
     def __init__(self) -> None:
         # times as int64 arrays (contiguous, cheap to serialise; see CardState)
@@ -29,6 +35,8 @@ class TerminalState:
         self.fraud_label_times = array("q")
         self.fraud_ids: list[str] = []
         self.watermark: int | None = None
+        # labels whose transaction has not arrived: id -> (transaction time, fraud, label time)
+        self.pending: dict[str, tuple[int, bool, int | None]] = {}
 
     def __len__(self) -> int:
         return len(self.times)
@@ -41,6 +49,10 @@ class TerminalState:
         self.ids.insert(pos, transaction_id)
         if self.watermark is None or time_us > self.watermark:
             self.watermark = time_us
+        if self.pending:
+            early = self.pending.pop(transaction_id, None)
+            if early is not None and early[0] == time_us:
+                self.apply_label(transaction_id, time_us, early[1], early[2])
         span = config.delay_us + max(config.terminal_spans_us)
         self._evict(self.watermark - span - config.retention_slack_days * DAY_US)
         return out
@@ -83,7 +95,8 @@ class TerminalState:
         is_fraud: bool,
         label_time_us: int | None = None,
     ) -> bool:
-        """Record a label; False (ignored) when the transaction is unknown or already expired.
+        """Record a label; False when it was not applied: ignored (the transaction expired, or
+        the label was known no later than it), or kept pending until its transaction arrives.
 
         ``label_time_us`` is when the label became known; features at ``t`` count the fraud only
         if it is ``<= t``; a label known no later than its transaction is ignored (in the replay
@@ -92,6 +105,8 @@ class TerminalState:
         if label_time_us is not None and label_time_us <= transaction_time_us:
             return False
         if not self._holds(transaction_id, transaction_time_us):
+            # kept until the transaction arrives; dropped with the window horizon (``_evict``)
+            self.pending[transaction_id] = (transaction_time_us, is_fraud, label_time_us)
             return False
         lo = bisect_left(self.fraud_times, transaction_time_us)
         hi = bisect_right(self.fraud_times, transaction_time_us, lo)
@@ -121,6 +136,8 @@ class TerminalState:
         if self.fraud_times and self.fraud_times[0] <= horizon:
             k = bisect_right(self.fraud_times, horizon)
             del self.fraud_times[:k], self.fraud_ids[:k], self.fraud_label_times[:k]
+        if self.pending and min(t for t, _, _ in self.pending.values()) <= horizon:
+            self.pending = {k: v for k, v in self.pending.items() if v[0] > horizon}
 
     def to_dict(self) -> dict[str, Any]:
         """A compact JSON-able form: parallel lists, no per-event keys."""
@@ -138,6 +155,7 @@ class TerminalState:
             "fl": ints(self.fraud_label_times),
             "fi": strings(self.fraud_ids),
             "w": self.watermark,
+            "p": [[k, t, f, lt] for k, (t, f, lt) in self.pending.items()],
         }
 
     @classmethod
@@ -150,4 +168,5 @@ class TerminalState:
         state.fraud_label_times = packed.unpack_ints(data["fl"])
         state.fraud_ids = packed.unpack_strings(data["fi"])
         state.watermark = data.get("w")
+        state.pending = {k: (t, bool(f), lt) for k, t, f, lt in data.get("p", [])}
         return state

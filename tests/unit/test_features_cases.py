@@ -269,3 +269,31 @@ def test_stream_order_puts_labels_known_at_t_before_transactions_at_t() -> None:
 def test_missing_columns_are_a_feature_error() -> None:
     with pytest.raises(FeatureError, match="amount"):
         compute_features(_terminal_history().drop(columns="amount"))
+
+
+def test_a_label_before_its_transaction_is_applied_when_the_transaction_arrives() -> None:
+    """Arrival order does not matter: the features equal those of label-after-transaction."""
+    config = FeatureConfig()
+    t0 = 1_522_670_400_000_000
+    day = 86_400_000_000
+    early, late = TerminalState(), TerminalState()
+    assert not early.apply_label("a", t0, True, t0 + 3 * day)  # before "a" arrived: pending
+    assert early.pending == {"a": (t0, True, t0 + 3 * day)}
+    for state in (early, late):
+        state.update("a", t0, config)
+    assert late.apply_label("a", t0, True, t0 + 3 * day)
+    assert early.pending == {} and early.fraud_ids == ["a"]
+    at = t0 + 7 * day + 1  # the delay-shifted 1-day window holds t0
+    assert early.features(at, config) == late.features(at, config)
+    assert early.features(at, config)[1] == 1.0  # the 1-day window's fraud rate counts it
+    restored = TerminalState.from_dict(json.loads(json.dumps(early.to_dict())))
+    assert restored.to_dict() == early.to_dict()
+
+
+def test_pending_labels_expire_with_the_window_horizon() -> None:
+    config = FeatureConfig()
+    t0 = 1_522_670_400_000_000
+    state = TerminalState()
+    state.apply_label("never", t0, True, t0 + 1)
+    state.update("b", t0 + 60 * 86_400_000_000, config)
+    assert state.pending == {}
