@@ -32,9 +32,10 @@ def decode(event_type: type[E], data: bytes | str | None) -> E:
 
 
 def validate(event_type: type[E], payload: dict[str, object]) -> E:
-    """Validate an already-parsed payload (e.g. an HTTP body) into an event."""
+    """Validate an already-parsed JSON payload (e.g. an HTTP body) into an event, with the wire's
+    rules (times as ISO strings, strict types)."""
     try:
-        return event_type.model_validate(payload)
+        return event_type.model_validate_json(json.dumps(payload, default=str))
     except ValidationError as exc:
         raise SchemaValidationError(event_type.__name__, _problems(exc, None)) from exc
 

@@ -32,7 +32,12 @@ class Event(BaseModel):
 
 
 class Transaction(Event):
-    """A card payment authorisation request, keyed by ``card_id`` on the transactions topic."""
+    """A card payment authorisation request, keyed by ``card_id`` on the transactions topic.
+
+    Wire types are strict, as the JSON Schema says: ``"amount": "12.5"`` (a string) is invalid.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     transaction_id: str = Field(min_length=1, max_length=64)
     card_id: str = Field(min_length=1, max_length=64, description="card (customer) identifier")
@@ -60,6 +65,8 @@ class Verdict(Event):
     event_time: datetime
     scored_at: datetime
     latency_ms: float = Field(ge=0, description="event time of arrival to verdict, milliseconds")
+    features: list[float] | None = Field(
+        default=None, description="the scored feature row (only with scoring.verdict_features)")
 
 
 class ShadowResult(Event):
@@ -78,7 +85,10 @@ class ShadowResult(Event):
 
 
 class LabelFeedback(Event):
-    """A fraud/legit label that arrives after the payment (e.g. a chargeback), keyed by card."""
+    """A fraud/legit label that arrives after the payment (e.g. a chargeback), keyed by terminal
+    (any key works: the worker re-keys labels by terminal itself). Wire types are strict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     transaction_id: str = Field(min_length=1, max_length=64)
     card_id: str = Field(min_length=1, max_length=64)
@@ -119,9 +129,16 @@ class ModelEvent(Event):
 
 
 class DeadLetter(Event):
-    """An input that could not be processed: the original bytes and why."""
+    """An input that could not be processed: the original bytes and why.
 
-    original_base64: str = Field(description="the message value, base64")
+    A large original is truncated so that the dead letter always fits the broker's message size;
+    ``original_length`` and ``original_sha256`` then still identify it.
+    """
+
+    original_base64: str = Field(description="the message value (its head if truncated), base64")
+    original_length: int | None = Field(default=None, ge=0, description="bytes of the original")
+    original_sha256: str | None = None
+    truncated: bool = False
     original_key_base64: str | None = None
     reason: str
     error_type: str
