@@ -142,6 +142,7 @@ class DeadLetter(Event):
     original_key_base64: str | None = None
     reason: str
     error_type: str
+    detail: str | None = Field(default=None, description="the error message, e.g. which field")
     source_topic: str
     source_partition: int
     source_offset: int

@@ -111,6 +111,15 @@ class ScoringSettings(_Section):
     candidate_timeout_s: float = Field(default=0.5, gt=0)
     no_champion_policy: Literal["hold", "dead_letter"] = "hold"
     reason_codes: int = Field(default=3, ge=0)
+    # an event time further than this ahead of the wall clock is dead-lettered: a far-future
+    # time would move the card's and terminal's watermark and spoil every later feature
+    max_event_time_skew_s: float = Field(default=300.0, gt=0)
+    # include the scored feature row in each verdict (parity checks, debugging; larger verdicts)
+    verdict_features: bool = False
+    # attempts to score a batch before its rows are isolated and the failing ones dead-lettered
+    scoring_attempts: int = Field(default=2, ge=1)
+    # a dead letter keeps at most this many bytes of the original (plus its length and SHA-256)
+    dead_letter_max_bytes: int = Field(default=256 * 1024, ge=1024)
 
 
 class DriftSettings(_Section):
@@ -174,11 +183,24 @@ class DriftSettings(_Section):
 
 
 class WorkerSettings(_Section):
-    """The Faust worker's identity and web server."""
+    """The streaming worker: identity (consumer group, internal topics), delivery, web server."""
 
     app_id: str = "sentinel-scorer"
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
+    # exactly_once: outputs, changelogs and input offsets commit in one Kafka transaction;
+    # at_least_once: outputs are flushed, then offsets committed (duplicates after a crash)
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    checkpoint_interval_s: float = Field(default=0.05, gt=0)
+    # this worker's stable identity within the group (its transactional.id); default:
+    # host name and web port, so a restarted worker fences its own unfinished transaction
+    instance_id: str | None = None
+    transaction_timeout_ms: int = Field(default=10_000, ge=1000)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    # /health fails when a stage has lag but has made no progress for this long
+    stall_timeout_s: float = Field(default=60.0, gt=0)
+    # hand-off messages held per partition (waiting for labels or a champion) before pausing it
+    max_held_messages: int = Field(default=200, ge=1)
     # full garbage collection (one pause of ~0.1-0.2 s) that frees cyclic garbage frozen since
     # the last one (stream_app.gc_policy)
     gc_settle_interval_s: float = Field(default=900.0, gt=0)

@@ -11,8 +11,6 @@ from sentinel.settings import Settings
 
 def worker(settings: Settings, args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import logging
-
     from sentinel.infra.runtime import ensure_kafka
 
     if getattr(args, "web_port", None):
@@ -20,8 +18,6 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
             update={"worker": settings.worker.model_copy(update={"web_port": args.web_port})})
     if settings.uses_embedded_broker:
         ensure_kafka(settings)
-    from faust import Worker as FaustWorker
-
     from features import FeatureConfig
     from stream_app.app import Worker
     from stream_app.drift import DriftMonitor
@@ -29,15 +25,4 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
 
     names = FeatureConfig.from_settings(settings.features).names
     drift = DriftMonitor(settings.drift, names) if settings.drift.enabled else None
-    w = Worker(settings, ModelRegistry(settings), drift)
-    w.ensure_topics()
-    # Load the models before joining the group: a restarted worker then scores its first
-    # batches at once instead of holding them through the start-up rebalance.
-    import asyncio
-
-    asyncio.run(w.models.refresh())
-    level = logging.getLevelName(logging.getLogger().level).lower()
-    level = {"warning": "warn", "critical": "crit"}.get(level, level)
-    FaustWorker(w.app, loglevel=level, quiet=True, redirect_stdouts=False,
-                override_logging=False).execute_from_commandline()
-    return 0
+    return Worker(settings, ModelRegistry(settings), drift).run()

@@ -17,7 +17,8 @@ class Handoff:
     """A validated transaction with its stateless and card features computed.
 
     ``arrival_ms`` is the Kafka timestamp of the original transaction message: the start of the
-    event-to-verdict latency.
+    event-to-verdict latency. ``read_ms`` is the wall time at which a card stage first read it
+    (``stream_app.alignment`` compares it with the label frontier).
     """
 
     transaction_id: str
@@ -28,6 +29,7 @@ class Handoff:
     event_time_us: int
     arrival_ms: int
     head: list[float]
+    read_ms: int = 0
 
     def encode(self) -> bytes:
         """``b"M"`` + marshal of the fields: floats travel as binary, exact, and encoding costs
@@ -36,7 +38,7 @@ class Handoff:
 
     def fields(self) -> tuple[Any, ...]:
         return (self.transaction_id, self.card_id, self.terminal_id, self.amount,
-                self.event_time, self.event_time_us, self.arrival_ms, self.head)
+                self.event_time, self.event_time_us, self.arrival_ms, self.head, self.read_ms)
 
     @staticmethod
     def encode_batch(records: list[Handoff]) -> bytes:

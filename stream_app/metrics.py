@@ -45,15 +45,28 @@ class WorkerMetrics:
         self.drift_alerts = Counter("sentinel_drift_alerts", "drift alerts published",
                                     ["detector", "signal"], registry=r)
         self.model_swaps = Counter("sentinel_model_swaps", "model swaps", ["role"], registry=r)
-        self.offset_gaps = Counter("sentinel_offset_gaps",
-                                   "input offsets skipped by the consumer, read back from the "
-                                   "broker", ["topic"], registry=r)
-        self.state_repairs = Counter("sentinel_state_repairs",
-                                     "table keys that differed from their changelog after a "
-                                     "recovery, repaired", ["table"], registry=r)
-        self.offset_gap_records = Counter("sentinel_offset_gap_records",
-                                          "records read back to fill offset gaps", ["topic"],
-                                          registry=r)
+        self.consumer_lag = Gauge("sentinel_consumer_lag",
+                                  "records behind the end of each assigned input partition",
+                                  ["topic", "partition"], registry=r)
+        self.restore_progress = Gauge("sentinel_restore_progress",
+                                      "share of a state partition's changelog restored (0-1)",
+                                      ["store", "partition"], registry=r)
+        self.restored_records = Counter("sentinel_restored_keys",
+                                        "state keys restored from changelogs", ["store"],
+                                        registry=r)
+        self.checkpoints = Counter("sentinel_checkpoints", "checkpoints by outcome",
+                                   ["outcome"], registry=r)
+        self.checkpoint_seconds = Histogram("sentinel_checkpoint_seconds",
+                                            "time to commit a checkpoint",
+                                            buckets=_LATENCY_BUCKETS, registry=r)
+        self.held_messages = Gauge("sentinel_held_messages",
+                                   "hand-off messages waiting for labels or a champion",
+                                   registry=r)
+        self.rekeyed = Counter("sentinel_rekeyed", "inputs re-keyed to the worker's partitioning",
+                               ["topic"], registry=r)
+        self.models_refused = Counter("sentinel_models_refused",
+                                      "model versions refused at load", ["role", "reason"],
+                                      registry=r)
         self.gc_pause = Histogram("sentinel_gc_pause_seconds",
                                   "garbage-collector pauses of the worker process",
                                   ["generation"], buckets=_LATENCY_BUCKETS, registry=r)
@@ -65,6 +78,8 @@ class WorkerMetrics:
             self.candidate_failures.labels(kind=kind)
         for agree in ("true", "false"):
             self.shadow_results.labels(agree=agree)
+        for outcome in ("committed", "aborted"):
+            self.checkpoints.labels(outcome=outcome)
 
     def observe_decisions(self, flagged: list[bool]) -> None:
         """Feed the rolling fraud rate (review or decline counts as flagged)."""

@@ -1,0 +1,212 @@
+"""Stage 1, partitioned by card: validate inputs, re-key what is not where its card lives,
+compute the stateless and card features, and hand each transaction to the terminal stage.
+
+It reads the external ``transactions`` topic, its own re-key topic ``<app>-cards`` (same
+partition count, co-partitioned by the range assignor) and the external ``labels`` topic.
+
+- A transaction is processed in place only if its partition is the one this worker's
+  partitioner (CRC32 of the card id, as librdkafka's default) gives its card; anything else
+  (another partitioner such as the Java client's murmur2, a null key, a key that is not the
+  card id) is re-keyed to ``<app>-cards``, so a card's state is never split across tasks.
+- Labels are validated and re-keyed by terminal to ``<app>-labels``; the stage tracks, per
+  external labels partition, the newest ``reported_at`` it forwarded (``stream_app.alignment``).
+- Bad input is dead-lettered with its reason; it never stops the stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from features import (
+    CardState,
+    FeatureConfig,
+    TransactionRecord,
+    card_stage,
+    transaction_stage,
+)
+from features.clock import to_micros
+from schemas import LabelFeedback, Transaction, decode
+from stream_app.dead_letter import category, dead_letter
+from stream_app.handoff import Handoff
+from stream_app.metrics import WorkerMetrics
+from stream_app.partitioning import partition_for
+from stream_app.store import StateStore
+from stream_app.topology import Topics
+
+logger = logging.getLogger(__name__)
+
+REKEYED = b"R"  # first byte of a re-keyed transaction on <app>-cards
+HANDOFF_CHUNK = 500  # records per hand-off message (about 200 KB, well under 1 MB)
+
+
+class Output(Protocol):
+    """Where a stage's results go: the checkpoint (``stream_app.checkpoint``)."""
+
+    sequence: int
+
+    def produce(self, topic: str, key: bytes | str | None, value: bytes,
+                partition: int | None = None) -> None: ...
+
+    def done(self, topic: str, partition: int, next_offset: int) -> None: ...
+
+
+class Input(Protocol):
+    """What a stage needs of a consumed message (confluent-kafka's ``Message``)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+class SkewError(ValueError):
+    """An event time too far ahead of the wall clock."""
+
+
+class CardStage:
+    """Stage 1's logic; the engine feeds it messages and flushes its hand-offs."""
+
+    def __init__(self, topics: Topics, store: StateStore[CardState], out: Output,
+                 metrics: WorkerMetrics, config: FeatureConfig, max_skew_s: float,
+                 dead_letter_bytes: int, remember: bool,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.topics = topics
+        self.store = store
+        self.out = out
+        self.metrics = metrics
+        self.config = config
+        self.max_skew = timedelta(seconds=max_skew_s)
+        self.dead_letter_bytes = dead_letter_bytes
+        self.remember = remember  # at_least_once: replayed transactions get the same features
+        self.clock = clock
+        self.reported: dict[int, int] = {}  # external labels partition -> newest reported_at
+        self._handoffs: dict[int, list[Handoff]] = {}
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def transaction(self, msg: Input, read_ms: int) -> None:
+        """A message of the external transactions topic."""
+        value = msg.value()
+        try:
+            tx = self._valid(decode(Transaction, value), "event_time")
+        except Exception as exc:  # bad input never stops the worker
+            self.reject(msg, exc)
+            return
+        partition = _partition(msg)
+        home = partition_for(tx.card_id.encode(), self.topics.card_partitions)
+        if home == partition:
+            self._card(tx, partition, _timestamp(msg), read_ms, _offset(msg))
+        else:
+            rekeyed = REKEYED + marshal.dumps((_timestamp(msg), read_ms, value), 4)
+            self.out.produce(self.topics.cards, tx.card_id.encode(), rekeyed, home)
+            self.metrics.rekeyed.labels(topic="transactions").inc()
+        self.out.done(self.topics.transactions, partition, _offset(msg) + 1)
+
+    def rekeyed(self, msg: Input) -> None:
+        """A message of the internal ``<app>-cards`` topic (written by a card stage)."""
+        try:
+            arrival_ms, read_ms, value = _rekeyed(msg.value())
+            tx = decode(Transaction, value)
+        except Exception as exc:  # a hostile record on an internal topic
+            self.reject(msg, exc, "internal_undecodable")
+            return
+        self._card(tx, _partition(msg), arrival_ms, read_ms, _offset(msg))
+        self.out.done(self.topics.cards, _partition(msg), _offset(msg) + 1)
+
+    def label(self, msg: Input) -> None:
+        """A message of the external labels topic: validated, re-keyed by terminal."""
+        value = msg.value()
+        try:
+            label = self._valid(decode(LabelFeedback, value), "reported_at")
+        except Exception as exc:
+            self.reject(msg, exc)
+            return
+        assert value is not None  # noqa: S101 - decode refused None
+        target = partition_for(label.terminal_id.encode(), self.topics.terminal_partitions)
+        self.out.produce(self.topics.labels_internal, label.terminal_id.encode(), value, target)
+        q = _partition(msg)
+        reported = to_micros(label.reported_at)
+        if reported > self.reported.get(q, -1):
+            self.reported[q] = reported
+        self.out.done(self.topics.labels, q, _offset(msg) + 1)
+
+    # -- outputs ---------------------------------------------------------------------------------
+    def flush_handoffs(self) -> None:
+        """Send the hand-offs of this batch: one message per terminal partition and chunk, in
+        the order the transactions were processed."""
+        for partition, records in self._handoffs.items():
+            for i in range(0, len(records), HANDOFF_CHUNK):
+                self.out.produce(self.topics.terminals, None,
+                                 Handoff.encode_batch(records[i:i + HANDOFF_CHUNK]), partition)
+        self._handoffs.clear()
+
+    def reject(self, msg: Input, exc: Exception, reason: str | None = None) -> None:
+        """Dead-letter one input and mark it done."""
+        reason = reason or (exc.reason if isinstance(exc, _Rejected) else category(exc))
+        topic, partition, offset = msg.topic() or "", _partition(msg), _offset(msg)
+        self.out.produce(self.topics.dead_letters, msg.key(), dead_letter(
+            msg.value(), msg.key(), reason, exc, topic, partition, offset,
+            self.dead_letter_bytes))
+        self.metrics.dead_letters.labels(reason=reason).inc()
+        if topic != self.topics.labels:
+            self.metrics.transactions.labels(outcome="dead_lettered").inc()
+        self.out.done(topic, partition, offset + 1)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _valid(self, event: Any, time_field: str) -> Any:
+        when: datetime = getattr(event, time_field)
+        if when > self.clock() + self.max_skew:
+            raise _Rejected("event_time_skew", f"{time_field} {when.isoformat()} is more than "
+                            f"{self.max_skew.total_seconds():.0f}s ahead of the wall clock")
+        return event
+
+    def _card(self, tx: Transaction, partition: int, arrival_ms: int, read_ms: int,
+              offset: int) -> None:
+        config = self.config
+        rec = TransactionRecord.from_event(tx)
+        entry = self.store.get(partition, rec.card_id)
+        if self.remember:
+            card = entry.features(rec.transaction_id, self.out.sequence,
+                                  lambda s: card_stage(s, rec, config))
+        else:
+            card = tuple(card_stage(entry.state, rec, config))
+        handoff = Handoff(rec.transaction_id, rec.card_id, rec.terminal_id, rec.amount,
+                          tx.event_time.isoformat(), rec.event_time_us, arrival_ms,
+                          [*transaction_stage(rec), *card], read_ms)
+        target = partition_for(rec.terminal_id.encode(), self.topics.terminal_partitions)
+        self._handoffs.setdefault(target, []).append(handoff)
+
+
+class _Rejected(ValueError):
+    """A valid-looking input refused for a named reason (the dead letter's reason)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _rekeyed(value: bytes | None) -> tuple[int, int, bytes]:
+    if not value or value[:1] != REKEYED:
+        raise ValueError("not a re-keyed transaction")
+    fields = marshal.loads(value[1:])  # noqa: S302 - checked below; internal topic
+    if (not isinstance(fields, tuple) or len(fields) != 3 or not isinstance(fields[0], int)
+            or not isinstance(fields[1], int) or not isinstance(fields[2], bytes)):
+        raise ValueError("re-keyed transaction has the wrong shape")
+    return fields
+
+
+def _partition(msg: Input) -> int:
+    return msg.partition() or 0
+
+
+def _offset(msg: Input) -> int:
+    return msg.offset() or 0
+
+
+def _timestamp(msg: Input) -> int:
+    return msg.timestamp()[1]
