@@ -44,18 +44,38 @@ class TerminalState:
     def update(self, transaction_id: str, time_us: int, config: FeatureConfig) -> list[float]:
         """Features of a transaction (``config.terminal_names`` order), then remember it."""
         out = self.features(time_us, config)
+        self.insert(transaction_id, time_us)
+        self.advance(time_us, config)
+        return out
+
+    def insert(self, transaction_id: str, time_us: int) -> bool:
+        """Remember a transaction (idempotent; False when already known) and apply a label
+        that arrived before it. Safe before the transaction is scored: features at ``t`` only
+        count transactions before ``t`` (``t - D``), so a stage may insert every transaction
+        as soon as it reads it and score them later in any order."""
+        if self._holds(transaction_id, time_us):
+            return False
         pos = bisect_right(self.times, time_us)
         self.times.insert(pos, time_us)
         self.ids.insert(pos, transaction_id)
-        if self.watermark is None or time_us > self.watermark:
-            self.watermark = time_us
         if self.pending:
             early = self.pending.pop(transaction_id, None)
             if early is not None and early[0] == time_us:
                 self.apply_label(transaction_id, time_us, early[1], early[2])
+        return True
+
+    def advance(self, time_us: int, config: FeatureConfig, safe_us: int | None = -1) -> None:
+        """A transaction at ``time_us`` was scored: move the watermark and forget what no
+        window of a later transaction can reach. A stage that scores out of event-time order
+        passes ``safe_us``, the oldest event time it may still score (None: unknown, keep
+        everything); -1 means in order (the watermark is safe)."""
+        if self.watermark is None or time_us > self.watermark:
+            self.watermark = time_us
+        if safe_us is None:
+            return
+        newest = self.watermark if safe_us == -1 else min(self.watermark, safe_us)
         span = config.delay_us + max(config.terminal_spans_us)
-        self._evict(self.watermark - span - config.retention_slack_days * DAY_US)
-        return out
+        self._evict(newest - span - config.retention_slack_days * DAY_US)
 
     def features(self, t: int, config: FeatureConfig) -> list[float]:
         """Counts and fraud rates in ``(t - D - w, t - D]`` (``(t - w, t)`` when D = 0), then the

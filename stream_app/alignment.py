@@ -19,13 +19,23 @@ transaction. For each external labels partition ``q`` it owns, the marker says:
 A hand-off message whose newest event time is ``t`` and whose transactions were first read at
 wall time ``r`` may be scored when, for every external labels partition ``q``, the latest marker
 says ``reported >= t`` (every label due by ``t`` is already applied) or ``caught_up_ms >= r``
-(every label produced before the transactions was forwarded). Nothing here reads a clock.
+(every label produced before the transactions was forwarded).
 
->>> f = Frontier(partitions=2)
->>> f.update({0: (500, None), 1: (100, 900)})
+Transactions need the same care: terminal windows end ``D`` (the label delay) before ``t``, so
+every transaction older than ``t - D`` must reach the terminal stage before the one at ``t`` is
+scored, whichever card partition (and worker) it came through. The marker therefore also holds,
+per external transactions partition ``p``, the newest event time read from it and its own
+``caught_up_ms``; a message passes when each ``p`` has been read past ``t - D`` or was caught up
+after ``r``. Both rules assume each partition is roughly in event-time order, as producers send.
+Nothing here reads a clock.
+
+>>> f = Frontier(label_partitions=2, transaction_partitions=1, delay_us=100)
+>>> f.update({0: (500, None), 1: (100, 900)}, {0: (350, None)})
 >>> f.passes(max_event_us=400, read_ms=800)
 True
->>> f.passes(max_event_us=400, read_ms=1000)  # partition 1 is behind and not caught up since
+>>> f.passes(max_event_us=400, read_ms=1000)  # labels partition 1 is behind
+False
+>>> f.passes(max_event_us=460, read_ms=800)  # transactions before 360 may be missing
 False
 """
 
@@ -37,45 +47,89 @@ from dataclasses import dataclass, field
 MARKER = b"W"  # first byte of a frontier marker on the internal labels topic
 
 
+Marks = dict[int, tuple[int, int | None]]
+
+
 @dataclass
 class Frontier:
-    """The label frontier of one internal labels partition, from the markers read on it."""
+    """The frontier of one terminal-stage partition, from the markers read on it."""
 
-    partitions: int
-    sources: dict[int, tuple[int, int | None]] = field(default_factory=dict)
+    label_partitions: int
+    transaction_partitions: int
+    delay_us: int
+    labels: Marks = field(default_factory=dict)
+    transactions: Marks = field(default_factory=dict)
+    idle: dict[int, bool] = field(default_factory=dict)  # the latest mark said: caught up
 
-    def update(self, marks: dict[int, tuple[int, int | None]]) -> None:
+    def update(self, labels: Marks, transactions: Marks) -> None:
         """Take a marker's marks. What a mark states stays true, so each part only moves
         forward (a later "not caught up" does not undo an earlier "caught up at w")."""
-        for q, (reported, caught_up) in marks.items():
-            old_reported, old_caught_up = self.sources.get(q, (reported, caught_up))
-            known = [c for c in (caught_up, old_caught_up) if c is not None]
-            self.sources[q] = (max(reported, old_reported), max(known) if known else None)
+        _merge(self.labels, labels)
+        _merge(self.transactions, transactions)
+        self.idle.update({p: caught_up is not None for p, (_, caught_up) in transactions.items()})
 
     def passes(self, max_event_us: int, read_ms: int) -> bool:
-        for q in range(self.partitions):
-            mark = self.sources.get(q)
+        return (_passed(self.labels, self.label_partitions, max_event_us, read_ms)
+                and _passed(self.transactions, self.transaction_partitions,
+                            max_event_us - self.delay_us, read_ms))
+
+
+    def safe_us(self) -> int | None:
+        """The oldest event time a transaction not yet read may have: the slowest transactions
+        partition's newest read time (one whose latest mark says it is caught up does not hold
+        it back: what arrives later is new); None while a partition has no mark yet."""
+        oldest = 2**62
+        for p in range(self.transaction_partitions):
+            mark = self.transactions.get(p)
             if mark is None:
-                return False
-            reported, caught_up = mark
-            if reported < max_event_us and (caught_up is None or caught_up < read_ms):
-                return False
-        return True
+                return None
+            if not self.idle.get(p, False):
+                oldest = min(oldest, mark[0])
+        return oldest
 
 
-def encode_marker(marks: dict[int, tuple[int, int | None]]) -> bytes:
-    return MARKER + json.dumps({str(q): [r, c] for q, (r, c) in marks.items()}).encode()
+def _merge(into: Marks, marks: Marks) -> None:
+    for q, (time_us, caught_up) in marks.items():
+        old_time, old_caught_up = into.get(q, (time_us, caught_up))
+        known = [c for c in (caught_up, old_caught_up) if c is not None]
+        into[q] = (max(time_us, old_time), max(known) if known else None)
 
 
-def decode_marker(value: bytes) -> dict[int, tuple[int, int | None]]:
-    """The marks of a marker; ValueError on anything malformed (a hostile internal record)."""
+def _passed(marks: Marks, partitions: int, time_us: int, read_ms: int) -> bool:
+    for q in range(partitions):
+        mark = marks.get(q)
+        if mark is None:
+            return False
+        seen, caught_up = mark
+        if seen < time_us and (caught_up is None or caught_up < read_ms):
+            return False
+    return True
+
+
+def encode_marker(labels: Marks, transactions: Marks) -> bytes:
+    return MARKER + json.dumps({"l": _plain(labels), "t": _plain(transactions)}).encode()
+
+
+def _plain(marks: Marks) -> dict[str, list[int | None]]:
+    return {str(q): [r, c] for q, (r, c) in marks.items()}
+
+
+def decode_marker(value: bytes) -> tuple[Marks, Marks]:
+    """(label marks, transaction marks) of a marker; ValueError on anything malformed (a
+    hostile internal record)."""
     data = json.loads(value[1:])
     if not isinstance(data, dict):
         raise ValueError("frontier marker is not an object")
-    out: dict[int, tuple[int, int | None]] = {}
+    return _marks(data.get("l", {})), _marks(data.get("t", {}))
+
+
+def _marks(data: object) -> Marks:
+    if not isinstance(data, dict):
+        raise ValueError("frontier marks are not an object")
+    out: Marks = {}
     for q, pair in data.items():
-        reported, caught_up = pair
-        if not isinstance(reported, int) or not (caught_up is None or isinstance(caught_up, int)):
+        time_us, caught_up = pair
+        if not isinstance(time_us, int) or not (caught_up is None or isinstance(caught_up, int)):
             raise ValueError("frontier marker holds non-integer times")
-        out[int(q)] = (reported, caught_up)
+        out[int(q)] = (time_us, caught_up)
     return out

@@ -7,7 +7,11 @@ partition count, co-partitioned by the range assignor) and the external ``labels
 - A transaction is processed in place only if its partition is the one this worker's
   partitioner (CRC32 of the card id, as librdkafka's default) gives its card; anything else
   (another partitioner such as the Java client's murmur2, a null key, a key that is not the
-  card id) is re-keyed to ``<app>-cards``, so a card's state is never split across tasks.
+  card id) goes to its card's partition: directly when this worker owns that partition (same
+  transaction, no extra hop), else re-keyed through ``<app>-cards``. So a card's state is never
+  split across tasks.
+- Per external transactions partition, the stage tracks the newest event time it read, for the
+  terminal stage's frontier (``stream_app.alignment``).
 - Labels are validated and re-keyed by terminal to ``<app>-labels``; the stage tracks, per
   external labels partition, the newest ``reported_at`` it forwarded (``stream_app.alignment``).
 - Bad input is dead-lettered with its reason; it never stops the stage.
@@ -75,6 +79,7 @@ class CardStage:
     def __init__(self, topics: Topics, store: StateStore[CardState], out: Output,
                  metrics: WorkerMetrics, config: FeatureConfig, max_skew_s: float,
                  dead_letter_bytes: int, remember: bool,
+                 local: Callable[[int], bool] = lambda partition: False,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.topics = topics
         self.store = store
@@ -84,8 +89,10 @@ class CardStage:
         self.max_skew = timedelta(seconds=max_skew_s)
         self.dead_letter_bytes = dead_letter_bytes
         self.remember = remember  # at_least_once: replayed transactions get the same features
+        self.local = local  # is this card partition's state here (owned and restored)?
         self.clock = clock
         self.reported: dict[int, int] = {}  # external labels partition -> newest reported_at
+        self.read_event: dict[int, int] = {}  # external transactions partition -> newest time
         self._handoffs: dict[int, list[Handoff]] = {}
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -98,9 +105,14 @@ class CardStage:
             self.reject(msg, exc)
             return
         partition = _partition(msg)
+        event_us = to_micros(tx.event_time)
+        if event_us > self.read_event.get(partition, -1):
+            self.read_event[partition] = event_us
         home = partition_for(tx.card_id.encode(), self.topics.card_partitions)
-        if home == partition:
-            self._card(tx, partition, _timestamp(msg), read_ms, _offset(msg))
+        if home == partition or self.local(home):
+            self._card(tx, home, _timestamp(msg), read_ms, _offset(msg))
+            if home != partition:
+                self.metrics.rekeyed.labels(topic="transactions").inc()
         else:
             rekeyed = REKEYED + marshal.dumps((_timestamp(msg), read_ms, value), 4)
             self.out.produce(self.topics.cards, tx.card_id.encode(), rekeyed, home)

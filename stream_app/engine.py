@@ -86,9 +86,10 @@ class Engine:
             "terminals", topics.terminals_changelog, TerminalState.from_dict, TerminalState)
         remember = not self.exactly_once
         self.card_stage = CardStage(topics, self.cards, self.checkpoint, metrics, config,
-                                    s.max_event_time_skew_s, s.dead_letter_max_bytes, remember)
+                                    s.max_event_time_skew_s, s.dead_letter_max_bytes, remember,
+                                    local=self._local_card_partition)
         self.terminal_stage = TerminalStage(topics, self.terminals, self.checkpoint, metrics,
-                                            config, self.card_stage, remember)
+                                            config, self.card_stage)
         self.scorer = Scorer(topics, self.checkpoint, models, metrics, config.names, s, drift)
         self.assigned: set[tuple[str, int]] = set()
         self.to_restore: set[tuple[str, int]] = set()
@@ -122,6 +123,10 @@ class Engine:
 
     def stop(self) -> None:
         self.running = False
+
+    def _local_card_partition(self, partition: int) -> bool:
+        return (partition in self.cards.partitions
+                and ("cards", partition) not in self.to_restore)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -188,12 +193,13 @@ class Engine:
             return
         size = self.settings.scoring.batch_size
         records, rows = [], []
+        safe = stage.safe_times(released)
         for held in released:
             if held.raw is not None:  # an undecodable hand-off kept in offset order
                 self._reject_raw(held)
                 continue
             records.extend(held.records)
-            rows.extend(stage.features(held))
+            rows.extend(stage.features(held, safe[held.partition]))
         if champion is None:
             self.scorer.reject_unscored(records, "no_champion",
                                         RuntimeError("no @champion model is loaded"))
@@ -234,8 +240,10 @@ class Engine:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _marker_due(self) -> bool:
-        return bool(self._owned_label_partitions()) and (
-            time.monotonic() - self.last_marker >= IDLE_MARKER_S)
+        """An idle owner of external partitions still tells the frontier it is caught up."""
+        t = self.topics
+        owns = any(topic in (t.labels, t.transactions) for topic, _ in self.assigned)
+        return owns and time.monotonic() - self.last_marker >= IDLE_MARKER_S
 
     def _commit(self, force: bool = False) -> None:
         started = time.perf_counter()
@@ -254,28 +262,31 @@ class Engine:
         produce = self.checkpoint.produce
         self.cards.flush(produce, prune)
         self.terminals.flush(produce, prune)
-        owned = self._owned_label_partitions()
+        t = self.topics
+        owned = [tp for tp in self.assigned if tp[0] in (t.labels, t.transactions)]
         if owned:
             caught_up = self._caught_up(owned)
-            reported = self.card_stage.reported
-            marker = encode_marker({q: (reported.get(q, -1), caught_up.get(q)) for q in owned})
-            for p in range(self.topics.terminal_partitions):
-                produce(self.topics.labels_internal, MARKER_KEY, marker, p)
+            reported, read = self.card_stage.reported, self.card_stage.read_event
+            marker = encode_marker(
+                {q: (reported.get(q, -1), caught_up.get((t.labels, q)))
+                 for topic, q in owned if topic == t.labels},
+                {p: (read.get(p, -1), caught_up.get((t.transactions, p)))
+                 for topic, p in owned if topic == t.transactions})
+            for p in range(t.terminal_partitions):  # after this checkpoint's labels, hand-offs
+                produce(t.labels_internal, MARKER_KEY, marker, p)
+                produce(t.terminals, MARKER_KEY, marker, p)
             self.last_marker = time.monotonic()
 
-    def _owned_label_partitions(self) -> list[int]:
-        return sorted(p for t, p in self.assigned if t == self.topics.labels)
-
-    def _caught_up(self, owned: list[int]) -> dict[int, int]:
-        """For each owned labels partition read to its end: the wall time (ms) just before
+    def _caught_up(self, owned: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """For each owned external partition read to its end: the wall time (ms) just before
         its end was looked up, fresh from the broker."""
-        labels = self.topics.labels
-        tps = [TopicPartition(labels, q) for q in owned]
-        positions = {tp.partition: tp.offset for tp in self.consumer.position(tps)}
+        tps = [TopicPartition(topic, p) for topic, p in owned]
+        positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(tps)}
         candidates = []
         for tp in tps:
+            position = positions.get((tp.topic, tp.partition), -1)
             _, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
-            if positions.get(tp.partition, -1) >= high or positions.get(tp.partition, -1) < 0:
+            if position < 0 or position >= high:
                 candidates.append(tp)
         if not candidates:
             return {}
@@ -286,12 +297,12 @@ class Engine:
         out = {}
         for tp, future in futures.items():
             end = future.result().offset
-            position = positions.get(tp.partition, -1)
+            position = positions.get((tp.topic, tp.partition), -1)
             if position < 0:  # nothing consumed since assignment: where the group stands
                 committed = self.consumer.committed([tp], timeout=5)[0].offset
                 position = committed if committed >= 0 else self._low(tp)
             if position >= end:
-                out[tp.partition] = looked
+                out[(tp.topic, tp.partition)] = looked
         return out
 
     def _low(self, tp: TopicPartition) -> int:
@@ -318,6 +329,7 @@ class Engine:
         self.metrics.checkpoints.labels(outcome="aborted").inc()
         self.checkpoint.abort()
         self.card_stage.reported.clear()
+        self.card_stage.read_event.clear()
         for topic, partition in list(self.assigned):
             self._drop(topic, partition)
             self._track(topic, partition)
@@ -354,6 +366,8 @@ class Engine:
             self.assigned.discard((topic, partition))
             if topic == self.topics.labels:
                 self.card_stage.reported.pop(partition, None)
+            if topic == self.topics.transactions:
+                self.card_stage.read_event.pop(partition, None)
             if topic == self.topics.terminals:
                 self.paused.discard(partition)
         self.checkpoint.forget(gone)

@@ -1,12 +1,14 @@
-"""Stage 2, partitioned by terminal: apply labels, hold hand-offs until the label frontier has
+"""Stage 2, partitioned by terminal: apply labels, hold hand-offs until the frontier has
 passed them, compute the terminal features and hand the rows to the scorer.
 
-Inputs are ``<app>-terminals`` (hand-off messages) and ``<app>-labels`` (re-keyed labels and
-frontier markers), co-partitioned. Labels are applied as soon as they are read (a label counts
-only from its ``reported_at``, so early is safe; one whose transaction has not arrived waits in
-the terminal state). A hand-off message is held until :class:`~stream_app.alignment.Frontier`
-says every label due by its transactions' event times has been applied; its offset is done
-only once its transactions are scored or dead-lettered.
+Inputs are ``<app>-terminals`` (hand-off messages, then the frontier's transaction marks) and
+``<app>-labels`` (re-keyed labels, then its label marks), co-partitioned. Everything is applied
+to the terminal state as soon as it is read: a label counts only from its ``reported_at`` and a
+transaction only in windows that end before a later one (``features.spec``), so early is safe,
+and the order in which card partitions (and workers) hand transactions over does not matter.
+A hand-off message is scored once :class:`~stream_app.alignment.Frontier` says everything that
+can count in its features has been read; its offset is done only once its transactions are
+scored or dead-lettered.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from features import FeatureConfig, LabelRecord, TerminalState, TransactionRecord, terminal_stage
+from features import FeatureConfig, LabelRecord, TerminalState
 from schemas import LabelFeedback, decode
 from stream_app.alignment import MARKER, Frontier, decode_marker
 from stream_app.card_stage import CardStage, Input, Output
@@ -37,6 +39,7 @@ class Held:
     records: list[Handoff]
     max_event_us: int
     read_ms: int
+    min_event_us: int = -1
     raw: bytes | None = None  # an undecodable message, dead-lettered when its turn comes
     counted: bool = False  # counted as held (no champion) once
 
@@ -45,21 +48,20 @@ class TerminalStage:
     """Stage 2's state logic; :class:`~stream_app.scorer.Scorer` scores what it releases."""
 
     def __init__(self, topics: Topics, store: StateStore[TerminalState], out: Output,
-                 metrics: WorkerMetrics, config: FeatureConfig, rejects: CardStage,
-                 remember: bool) -> None:
+                 metrics: WorkerMetrics, config: FeatureConfig, rejects: CardStage) -> None:
         self.topics = topics
         self.store = store
         self.out = out
         self.metrics = metrics
         self.config = config
         self.rejects = rejects  # one dead-letter path for both stages
-        self.remember = remember
         self.held: dict[int, deque[Held]] = {}
         self.frontiers: dict[int, Frontier] = {}
 
     def assign(self, partition: int) -> None:
         self.held[partition] = deque()
-        self.frontiers[partition] = Frontier(self.topics.label_partitions)
+        self.frontiers[partition] = Frontier(self.topics.label_partitions,
+                                             self.topics.card_partitions, self.config.delay_us)
 
     def revoke(self, partition: int) -> None:
         self.held.pop(partition, None)
@@ -71,7 +73,7 @@ class TerminalStage:
         partition, value = msg.partition() or 0, msg.value() or b""
         try:
             if value[:1] == MARKER:
-                self.frontiers[partition].update(decode_marker(value))
+                self.frontiers[partition].update(decode_marker(value)[0], {})
             else:
                 label = LabelRecord.from_event(decode(LabelFeedback, value))
                 entry = self.store.get(partition, label.terminal_id)
@@ -84,23 +86,39 @@ class TerminalStage:
         self.out.done(self.topics.labels_internal, partition, (msg.offset() or 0) + 1)
 
     def handoff(self, msg: Input) -> None:
-        """A message of ``<app>-terminals``: held until the frontier passes it."""
+        """A message of ``<app>-terminals``: its transactions enter the terminal state at once;
+        the message is held until the frontier passes it. Or a frontier marker."""
         partition, offset = msg.partition() or 0, msg.offset() or 0
+        value = msg.value() or b""
+        if value[:1] == MARKER:
+            try:
+                self.frontiers[partition].update({}, decode_marker(value)[1])
+            except Exception as exc:
+                self.rejects.reject(msg, exc, "internal_undecodable")
+                return
+            if not self.held[partition]:
+                self.out.done(self.topics.terminals, partition, offset + 1)
+            return
         try:
-            records = Handoff.decode_many(msg.value() or b"")
+            records = Handoff.decode_many(value)
             max_event = max(h.event_time_us for h in records)
+            min_event = min(h.event_time_us for h in records)
             read_ms = max(int(h.read_ms) for h in records)
         except Exception as exc:
             if self.held[partition]:  # keep offsets in order: dead-letter it when released
                 self.held[partition].append(Held(partition, offset, [], -1, -1,
-                                                 msg.value() or b""))
+                                                 raw=msg.value() or b""))
                 logger.error("hand-off undecodable partition=%d offset=%d error=%s",
                              partition, offset, exc)
                 self.metrics.dead_letters.labels(reason="internal_undecodable").inc()
             else:
                 self.rejects.reject(msg, exc, "internal_undecodable")
             return
-        self.held[partition].append(Held(partition, offset, records, max_event, read_ms))
+        for h in records:
+            self.store.get(partition, h.terminal_id).state.insert(h.transaction_id,
+                                                                  h.event_time_us)
+        self.held[partition].append(Held(partition, offset, records, max_event, read_ms,
+                                         min_event))
 
     # -- release ---------------------------------------------------------------------------------
     def releasable(self) -> Iterator[Held]:
@@ -113,20 +131,29 @@ class TerminalStage:
     def held_count(self) -> int:
         return sum(len(q) for q in self.held.values())
 
-    def features(self, held: Held) -> list[list[float]]:
-        """The full feature rows of a released message's transactions (updates the state)."""
+    def features(self, held: Held, safe: int | None) -> list[list[float]]:
+        """The full feature rows of a released message's transactions; ``safe`` is the oldest
+        event time the partition may still score (:meth:`safe_times`), which eviction keeps."""
         config, rows = self.config, []
         for h in held.records:
-            rec = TransactionRecord(h.transaction_id, h.card_id, h.terminal_id, h.amount,
-                                    h.event_time_us)
-            entry = self.store.get(held.partition, h.terminal_id)
-            if self.remember:
-                terminal = entry.features(h.transaction_id, self.out.sequence,
-                                          lambda s, r=rec: terminal_stage(s, r, config))  # type: ignore[misc]
-            else:
-                terminal = tuple(terminal_stage(entry.state, rec, config))
-            rows.append([*h.head, *terminal])
+            state = self.store.get(held.partition, h.terminal_id).state
+            t = h.event_time_us
+            rows.append([*h.head, *state.features(t, config)])
+            state.advance(t, config, safe)
         return rows
+
+    def safe_times(self, released: list[Held]) -> dict[int, int | None]:
+        """Per partition of ``released``: the oldest event time it may still score, among the
+        released and held messages and what is not read yet (None: unknown)."""
+        out: dict[int, int | None] = {}
+        for partition in {h.partition for h in released}:
+            safe = self.frontiers[partition].safe_us()
+            if safe is not None:
+                pending = [h for h in (*released, *self.held[partition])
+                           if h.partition == partition and h.records]
+                safe = min([safe, *(h.min_event_us for h in pending)])
+            out[partition] = safe
+        return out
 
     def finish(self, held: Held) -> None:
         self.out.done(self.topics.terminals, held.partition, held.offset + 1)
