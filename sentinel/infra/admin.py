@@ -103,14 +103,23 @@ def _metadata(admin: AdminClient, errors: list[KafkaError], conf: dict[str, Any]
         try:
             return admin.list_topics(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
         except KafkaException as exc:
-            rejected = [e for e in errors if e.code() in _REJECTED]
+            admin.poll(0)  # serves error_cb
+            rejected = [e for e in errors if _rejected(e)]
             if rejected:
                 raise SentinelKafkaError(f"{where} rejected the connection: "
                                          f"{_first_line(rejected[0].str())}; check the "
                                          "SENTINEL_KAFKA__SASL_* and SSL_* settings") from exc
             if time.monotonic() >= deadline:
-                last = f": {_first_line(errors[-1].str())}" if errors else ""
+                causes = [e for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
+                last = f": {_first_line(causes[-1].str())}" if causes else ""
                 raise SentinelKafkaError(f"cannot reach {where}{last}") from exc
+
+
+def _rejected(error: KafkaError) -> bool:
+    # a broker that refuses the client's certificate (mutual TLS) closes the connection with
+    # a TLS alert, which librdkafka reports as a transport error
+    return error.code() in _REJECTED or (
+        error.code() == KafkaError._TRANSPORT and "bad certificate" in error.str())
 
 
 def _first_line(text: str) -> str:

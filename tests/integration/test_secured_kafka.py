@@ -51,8 +51,8 @@ def test_produce_cli_writes_over_sasl_ssl_and_a_consumer_reads_it_back(
     settings = secured_kafka.settings(tmp_path / "reader")
     prefix = settings.topics.prefix
     try:
-        result = _sentinel("produce", "--count", "150", "--customers", "40", "--terminals", "80",
-                           "--days", "3", "--no-labels", kafka=secured_kafka.env(settings.kafka),
+        result = _sentinel("produce", "--count", "150", "--customers", "100", "--terminals", "200",
+                           "--days", "5", "--no-labels", kafka=secured_kafka.env(settings.kafka),
                            tmp_path=tmp_path, prefix=prefix)
         assert result.returncode == 0, result.stderr
         assert "produced 150 transactions and 0 labels" in result.stdout
@@ -92,8 +92,15 @@ def test_mtls_listener_refuses_a_client_without_its_certificate(
         secured_kafka: SecuredKafka) -> None:
     anonymous = KafkaSettings(bootstrap_servers=secured_kafka.mtls, security_protocol="SSL",
                               ssl_ca_location=str(secured_kafka.tls.ca_cert))
-    with pytest.raises(SentinelKafkaError, match=secured_kafka.mtls):
-        check_connection(anonymous.as_librdkafka_dict(), timeout_s=4)
+    with pytest.raises(SentinelKafkaError, match=r"rejected the connection: .*bad certificate"):
+        check_connection(anonymous.as_librdkafka_dict(), timeout_s=30)
+
+
+def test_a_client_that_does_not_trust_the_broker_ca_is_refused_at_once(
+        secured_kafka: SecuredKafka) -> None:
+    untrusting = secured_kafka.kafka().model_copy(update={"ssl_ca_location": None})
+    with pytest.raises(SentinelKafkaError, match=r"rejected the connection: .*certificate verify"):
+        check_connection(untrusting.as_librdkafka_dict(), timeout_s=30)
 
 
 def test_retrainer_consumes_and_produces_over_sasl_ssl(
