@@ -88,6 +88,23 @@ def test_mutual_tls_client_produces_and_consumes(
     assert [decode(Transaction, m.value()).transaction_id for m in got] == ["tx-1"]
 
 
+def test_dashboard_samples_and_replay_read_over_sasl_ssl(
+        secured_settings: Callable[..., Settings]) -> None:
+    from stream_app.topic_samples import read_topic
+    from training.replay import read_stretch
+
+    settings = secured_settings(mechanism="SCRAM-SHA-256")
+    topic = settings.topics.name("transactions")
+    with EventProducer(settings.librdkafka()) as producer:
+        for i in range(12):
+            producer.send(topic, f"card-{i % 7}", _tx(i))
+    values = read_topic(settings.librdkafka(), topic, 100, from_end=True, timeout_s=10)
+    assert sorted(decode(Transaction, v).transaction_id for v in values) == sorted(
+        f"tx-{i}" for i in range(12))
+    transactions, labels = read_stretch(settings, idle_s=1.5)
+    assert len(transactions) == 12 and labels.empty
+
+
 def test_mtls_listener_refuses_a_client_without_its_certificate(
         secured_kafka: SecuredKafka) -> None:
     anonymous = KafkaSettings(bootstrap_servers=secured_kafka.mtls, security_protocol="SSL",
