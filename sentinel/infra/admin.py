@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
-from sentinel.errors import SentinelKafkaError
+from sentinel.errors import KafkaRejectedError, SentinelKafkaError
 from sentinel.topics import TopicSpec
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ def list_topics(conf: dict[str, Any], timeout_s: float = 10.0) -> dict[str, int]
 
 def check_connection(conf: dict[str, Any], timeout_s: float = 10.0) -> None:
     """Raise :class:`SentinelKafkaError` (one line: the cause) unless the cluster answers a
-    metadata request with these connection settings."""
+    metadata request with these connection settings; :class:`KafkaRejectedError` at once when
+    it refuses the credentials or certificates."""
     admin, errors = _admin(conf)
     _metadata(admin, errors, conf, timeout_s)
 
@@ -106,7 +107,7 @@ def _metadata(admin: AdminClient, errors: list[KafkaError], conf: dict[str, Any]
             admin.poll(0)  # serves error_cb
             rejected = [e for e in errors if _rejected(e)]
             if rejected:
-                raise SentinelKafkaError(f"{where} rejected the connection: "
+                raise KafkaRejectedError(f"{where} rejected the connection: "
                                          f"{_first_line(rejected[0].str())}; check the "
                                          "SENTINEL_KAFKA__SASL_* and SSL_* settings") from exc
             if time.monotonic() >= deadline:

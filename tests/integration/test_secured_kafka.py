@@ -154,12 +154,14 @@ def test_retrainer_consumes_and_produces_over_sasl_ssl(
     assert not failure
 
 
+@pytest.mark.parametrize("command", [
+    ("produce", "--count", "10", "--customers", "10", "--terminals", "20", "--days", "1"),
+    ("retrainer",)], ids=["produce", "retrainer"])
 def test_wrong_password_fails_at_once_with_one_clear_line(
-        secured_kafka: SecuredKafka, tmp_path: Path) -> None:
+        secured_kafka: SecuredKafka, tmp_path: Path, command: tuple[str, ...]) -> None:
     kafka = secured_kafka.kafka(password="not-the-password")
     assert isinstance(kafka.sasl_password, SecretStr)
-    result = _sentinel("produce", "--count", "10", "--customers", "10", "--terminals", "20",
-                       "--days", "1", kafka=secured_kafka.env(kafka), tmp_path=tmp_path,
+    result = _sentinel(*command, kafka=secured_kafka.env(kafka), tmp_path=tmp_path,
                        prefix=f"w{uuid.uuid4().hex[:6]}.")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

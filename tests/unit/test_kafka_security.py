@@ -179,3 +179,14 @@ def test_generated_certificates_chain_to_the_ca_and_name_the_host(tmp_path: Path
                              "-passin", f"pass:{tls.keystore_password}"],
                             capture_output=True, text=True, check=False)
     assert opened.returncode == 0 and opened.stdout.count("BEGIN CERTIFICATE") == 2
+
+
+def test_a_cluster_that_does_not_answer_yet_is_logged_not_fatal(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from sentinel.infra.runtime import check_access
+
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"))
+    with caplog.at_level("WARNING", logger="sentinel.infra.runtime"):
+        check_access(settings, timeout_s=1.0)
+    assert "cannot reach Kafka at 127.0.0.1:1 (PLAINTEXT)" in caplog.text
+    assert "the clients keep trying" in caplog.text
