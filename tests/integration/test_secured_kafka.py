@@ -173,6 +173,52 @@ def test_wrong_password_fails_at_once_with_one_clear_line(
     assert "not-the-password" not in result.stderr
 
 
+WORKER_PENDING = ("the Faust worker gets no SASL/SSL settings (issue 16, point 4); the engine "
+                  "on confluent-kafka takes them from settings.librdkafka(): drop this mark")
+
+
+@pytest.mark.skip(reason=WORKER_PENDING)
+def test_worker_scores_over_sasl_ssl(secured_settings: Callable[..., Settings],
+                                     tmp_path: Path) -> None:
+    """``sentinel worker`` as a process, every client over SASL_SSL: transactions in,
+    a verdict for each out."""
+    assert_worker_scores(secured_settings(), tmp_path)
+
+
+def assert_worker_scores(settings: Settings, tmp_path: Path, n: int = 200) -> None:
+    """Register a champion, start the worker on ``settings``, produce ``n`` transactions and
+    read a verdict for each (run once on the shared PLAINTEXT broker: it passes there)."""
+    from schemas import Verdict
+    from sentinel.infra.worker_process import free_port
+    from tests.e2e.worker_support import (
+        log_tail,
+        produce,
+        register,
+        start_worker,
+        stop_worker,
+        transactions,
+        wait_ready,
+        worker_env,
+    )
+    from training.registry import ModelRegistry
+
+    registry = ModelRegistry(settings)
+    version = register(registry, seed=1)
+    registry.client.set_registered_model_alias(settings.mlflow.model_name, "champion", version)
+    port = free_port()
+    proc = start_worker(worker_env(settings, port, f"w-{uuid.uuid4().hex[:8]}"),
+                        tmp_path / "worker.log")
+    try:
+        wait_ready(port, proc)
+        txs = transactions(n, seed=5)
+        produce(settings, txs)
+        got = read_all(settings.librdkafka(), settings.topics.name("verdicts"), n, timeout_s=60)
+        assert {decode(Verdict, m.value()).transaction_id for m in got} == {
+            t.transaction_id for t in txs}, log_tail(tmp_path)
+    finally:
+        stop_worker(proc)
+
+
 def _stored(settings: Settings) -> int:
     path = settings.data_dir / "retrainer" / "labelstore.sqlite"
     if not path.exists():
