@@ -56,7 +56,7 @@ from features.offline import compute_features
 from schemas import Transaction, decode
 from sentinel.infra.admin import create_topics, delete_topics
 from sentinel.infra.worker_process import free_port
-from sentinel.settings import KafkaSettings, MlflowSettings, Settings, TopicSettings
+from sentinel.settings import MlflowSettings, Settings, TopicSettings
 from sentinel.topics import TopicSpec, catalog
 from stream_app import scoring
 from stream_app.handoff import Handoff
@@ -103,8 +103,8 @@ def encoded(frame: pd.DataFrame) -> list[tuple[bytes, bytes]]:
 
 
 # -- kafka helpers -------------------------------------------------------------------------------
-def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
+def produce_all(conf: dict[str, Any], topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    p = Producer({**conf, "linger.ms": 20, "compression.type": "lz4",
                   "queue.buffering.max.messages": 1_000_000})
     for key, value in records:
         while True:
@@ -116,8 +116,8 @@ def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) 
     p.flush(60)
 
 
-def consumer(bootstrap: str, topics: list[str], **extra: Any) -> Consumer:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+def consumer(conf: dict[str, Any], topics: list[str], **extra: Any) -> Consumer:
+    c = Consumer({**conf, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
                   "fetch.wait.max.ms": 5, **extra})
     c.subscribe(topics)
@@ -203,12 +203,12 @@ class _Features:
         return h, [*head, *terminal_stage(term, rec, self.config)]
 
 
-def baseline(bootstrap: str, src: str, out: str, champion: Slot, n: int, batch: int,
+def baseline(conf: dict[str, Any], src: str, out: str, champion: Slot, n: int, batch: int,
              window: float, per_event: bool) -> tuple[float, float]:
     """tx/s and CPU µs per tx of a consume -> features -> score -> produce loop over ``n``
     messages (CPU of this whole process, librdkafka threads included)."""
-    c = consumer(bootstrap, [src])
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "compression.type": "lz4",
+    c = consumer(conf, [src])
+    p = Producer({**conf, "linger.ms": 2, "compression.type": "lz4",
                   "enable.idempotence": True, "queue.buffering.max.messages": 1_000_000})
     feats = _Features()
     done, started, cpu0 = 0, None, 0.0
@@ -266,7 +266,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     prefix = f"b{uuid.uuid4().hex[:8]}."
     uri = f"sqlite:///{tmp}/mlflow.db"
-    settings = Settings(data_dir=tmp, kafka=KafkaSettings(bootstrap_servers=args.bootstrap),
+    # the security options (SASL, TLS) come from SENTINEL_KAFKA__* like any deployment's
+    kafka = Settings().kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
+    settings = Settings(data_dir=tmp, kafka=kafka,
                         topics=TopicSettings(prefix=prefix, partitions=args.partitions),
                         mlflow=MlflowSettings(model_name="bench-worker", tracking_uri=uri,
                                               registry_uri=uri))
@@ -290,7 +292,7 @@ def main() -> None:
     create_topics(conf, [*specs, *extra])
     tx_topic, verdicts = settings.topics.name("transactions"), settings.topics.name("verdicts")
     t0 = time.perf_counter()
-    produce_all(args.bootstrap, tx_topic, pre)
+    produce_all(conf, tx_topic, pre)
     logger.info("pre-produced %d transactions in %.1fs", args.n, time.perf_counter() - t0)
     results: dict[str, Any] = {"n": args.n, "batch": args.batch, "window_s": args.window,
                                "trees": args.trees, "partitions": args.partitions}
@@ -303,7 +305,7 @@ def main() -> None:
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     logger.info("worker pid=%d log=%s", proc.pid, tmp / "worker.log")
     try:
-        vc = consumer(args.bootstrap, [verdicts])
+        vc = consumer(conf, [verdicts])
         t0 = time.perf_counter()
         seen, cpu = collect(vc, args.n, 900, proc)
         if len(seen) < args.n:
@@ -317,7 +319,7 @@ def main() -> None:
 
         # paced latency
         produced: dict[str, float] = {}
-        p = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 1})
+        p = Producer({**conf, "linger.ms": 1})
         # connect and learn the topic's leader first: otherwise the first messages wait for
         # that and their latency is the client's start-up, not the worker's
         p.list_topics(tx_topic, timeout=10)
@@ -388,9 +390,9 @@ def main() -> None:
 
     if not args.skip_baselines:
         slot = Slot("bench-worker", "1", champion)
-        plain, plain_cpu = baseline(args.bootstrap, tx_topic, f"{prefix}base-b", slot, args.n,
+        plain, plain_cpu = baseline(conf, tx_topic, f"{prefix}base-b", slot, args.n,
                                     args.batch, args.window, per_event=False)
-        seed, seed_cpu = baseline(args.bootstrap, tx_topic, f"{prefix}base-a", slot,
+        seed, seed_cpu = baseline(conf, tx_topic, f"{prefix}base-a", slot,
                                   args.seed_n, 1, args.window, per_event=True)
         w_cpu = results["worker_cpu_us_per_tx"]
         results.update({"plain_tx_s": round(plain, 1), "seed_tx_s": round(seed, 1),

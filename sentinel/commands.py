@@ -34,8 +34,8 @@ def kafka(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def topics(settings: Settings, args: argparse.Namespace) -> int:
-    bootstrap = ensure_kafka(settings)
-    conf = settings.kafka.as_librdkafka_dict(bootstrap)
+    ensure_kafka(settings)
+    conf = settings.librdkafka()
     specs = catalog(settings.topics)
     if args.action == "create":
         outcome = create_topics(conf, specs, settings.topics.replication_factor)

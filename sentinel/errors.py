@@ -24,6 +24,10 @@ class SentinelKafkaError(SentinelError):
         self.topic = topic
 
 
+class KafkaRejectedError(SentinelKafkaError):
+    """The cluster refused the client's credentials or certificates: retrying will not help."""
+
+
 class BrokerError(SentinelError):
     """The embedded broker could not be fetched, started, reached or stopped."""
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,19 +18,59 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
 class KafkaSettings(_Section):
-    """Where the cluster is. ``bootstrap_servers`` unset means: use the embedded broker."""
+    """Where the cluster is and how to reach it. ``bootstrap_servers`` unset means: use the
+    embedded broker.
+
+    Security, as every bank's cluster needs it: SASL (``PLAIN``, ``SCRAM-SHA-256``,
+    ``SCRAM-SHA-512``) over ``SASL_SSL`` (or ``SASL_PLAINTEXT``), TLS with a private CA
+    (``ssl_ca_location``) and mutual TLS (``ssl_certificate_location`` + ``ssl_key_location``,
+    optionally ``ssl_key_password``). A combination that cannot work is rejected when the
+    settings are built, with one line that says which setting to change.
+    """
 
     bootstrap_servers: str | None = None
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
-    ssl_ca_location: str | None = None
+    ssl_ca_location: str | None = None  # PEM file of the CA(s); unset: the system's store
+    ssl_certificate_location: str | None = None  # PEM client certificate (mutual TLS)
+    ssl_key_location: str | None = None  # PEM private key of that certificate
+    ssl_key_password: SecretStr | None = None  # when that key is encrypted
+    # check that the broker's certificate names the host it was reached at (librdkafka's
+    # ssl.endpoint.identification.algorithm https); turn off only for a broker addressed by
+    # a name its certificate lacks
+    ssl_endpoint_identification: bool = True
     client_id: str = "sentinel"
 
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> KafkaSettings:
+        problem = _security_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol.endswith("SSL")
+
     def as_librdkafka_dict(self, bootstrap: str | None = None) -> dict[str, Any]:
-        """Connection settings in librdkafka's vocabulary (confluent-kafka clients)."""
+        """Connection settings in librdkafka's vocabulary (confluent-kafka clients); every
+        client of every process is built on this, so the security options reach them all."""
         servers = bootstrap or self.bootstrap_servers
         if not servers:
             raise ValueError("no bootstrap servers: start the embedded broker or set them")
@@ -39,15 +79,60 @@ class KafkaSettings(_Section):
             "security.protocol": self.security_protocol,
             "client.id": self.client_id,
         }
-        if self.sasl_mechanism:
+        if self.uses_sasl:
             conf["sasl.mechanism"] = self.sasl_mechanism
-        if self.sasl_username:
             conf["sasl.username"] = self.sasl_username
-        if self.sasl_password:
-            conf["sasl.password"] = self.sasl_password.get_secret_value()
-        if self.ssl_ca_location:
-            conf["ssl.ca.location"] = self.ssl_ca_location
+            conf["sasl.password"] = _secret(self.sasl_password)
+        if self.uses_tls:
+            optional = {"ssl.ca.location": _path(self.ssl_ca_location),
+                        "ssl.certificate.location": _path(self.ssl_certificate_location),
+                        "ssl.key.location": _path(self.ssl_key_location),
+                        "ssl.key.password": _secret(self.ssl_key_password)}
+            conf.update({k: v for k, v in optional.items() if v is not None})
+            conf["ssl.endpoint.identification.algorithm"] = (
+                "https" if self.ssl_endpoint_identification else "none")
         return conf
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _path(value: str | None) -> str | None:
+    return str(Path(value).expanduser()) if value is not None else None
+
+
+def _security_problem(k: KafkaSettings) -> str | None:
+    """What is wrong with this combination of security settings, or None."""
+    env = "SENTINEL_KAFKA__"
+    if k.uses_sasl:
+        if k.sasl_mechanism is None:
+            return (f"security_protocol {k.security_protocol} needs sasl_mechanism "
+                    f"(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512): set {env}SASL_MECHANISM")
+        if not k.sasl_username or k.sasl_password is None:
+            return (f"sasl_mechanism {k.sasl_mechanism} needs sasl_username and sasl_password: "
+                    f"set {env}SASL_USERNAME and {env}SASL_PASSWORD")
+    else:
+        sasl = [n for n in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(k, n) is not None]
+        if sasl:
+            return (f"{sasl[0]} is set but security_protocol {k.security_protocol} does not use "
+                    f"SASL: set {env}SECURITY_PROTOCOL to SASL_SSL (or SASL_PLAINTEXT)")
+    tls = [n for n in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location",
+                       "ssl_key_password") if getattr(k, n) is not None]
+    if tls and not k.uses_tls:
+        return (f"{tls[0]} is set but security_protocol {k.security_protocol} does not use TLS: "
+                f"set {env}SECURITY_PROTOCOL to SSL or SASL_SSL")
+    if (k.ssl_certificate_location is None) != (k.ssl_key_location is None):
+        return ("mutual TLS needs both ssl_certificate_location and ssl_key_location "
+                "(the client certificate and its private key)")
+    if k.ssl_key_password is not None and k.ssl_key_location is None:
+        return "ssl_key_password is set without ssl_key_location"
+    for name in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
+        path = getattr(k, name)
+        if path is not None and not Path(_path(path) or "").is_file():
+            return f"{name}: no file at {path}"
+    return None
 
 
 class EmbeddedBrokerSettings(_Section):

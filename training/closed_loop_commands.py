@@ -21,15 +21,19 @@ def _time(text: str | None) -> datetime | None:
 
 
 def retrainer(settings: Settings, args: argparse.Namespace) -> int:
+    from sentinel.infra.runtime import check_access
     from training.retrainer_kafka import run
 
+    check_access(settings)
     run(settings)
     return 0
 
 
 def replay(settings: Settings, args: argparse.Namespace) -> int:
+    from sentinel.infra.runtime import check_access
     from training.replay import replay as run_replay
 
+    check_access(settings)
     report = run_replay(settings, args.version, _time(args.since), _time(args.until))
     print(json.dumps(asdict(report), indent=2))
     return 0

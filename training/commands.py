@@ -72,7 +72,7 @@ def produce(settings: Settings, args: argparse.Namespace) -> int:
 
     frame = load_history(settings, args)
     bootstrap = ensure_kafka(settings)
-    conf = settings.kafka.as_librdkafka_dict(bootstrap)
+    conf = settings.librdkafka()
     create_topics(conf, catalog(settings.topics))
     with EventProducer(conf) as producer:
         stats = produce_history(
@@ -88,8 +88,8 @@ def produce(settings: Settings, args: argparse.Namespace) -> int:
 
 def model_event_publisher(settings: Settings) -> Callable[[ModelEvent], None]:
     """The registry's publish port, bound to the model-events topic."""
-    bootstrap = ensure_kafka(settings)
-    conf = settings.kafka.as_librdkafka_dict(bootstrap)
+    ensure_kafka(settings)
+    conf = settings.librdkafka()
     create_topics(conf, catalog(settings.topics))
     topic = settings.topics.name("model_events")
 

@@ -3,7 +3,9 @@
 The broker's jars come from Maven Central, resolved once by the machine's Maven from
 ``infra/kafka/pom.xml`` and cached under ``settings.broker.cache_dir/<version>``; the second start
 needs no network. It runs with the machine's Java 17 on loopback, its storage formatted on first
-start, and is stopped by the PID it recorded — only that process.
+start, and is stopped by the PID it recorded — only that process. With a
+:class:`~sentinel.infra.broker_security.BrokerSecurity` it also listens with SASL_SSL (and
+mutual TLS), beside its PLAINTEXT listener.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sentinel.errors import BrokerError, PortInUseError
+from sentinel.infra.broker_security import BrokerSecurity
 from sentinel.settings import EmbeddedBrokerSettings
 
 logger = logging.getLogger(__name__)
@@ -46,8 +49,10 @@ class BrokerStatus:
 class EmbeddedKafka:
     """Fetch, format, start, probe and stop one local broker rooted at ``home``."""
 
-    def __init__(self, settings: EmbeddedBrokerSettings, home: Path) -> None:
+    def __init__(self, settings: EmbeddedBrokerSettings, home: Path,
+                 security: BrokerSecurity | None = None) -> None:
         self.settings = settings
+        self.security = security
         self.home = home.resolve()
         self.libs = settings.cache_dir.expanduser() / settings.kafka_version / "libs"
 
@@ -71,6 +76,15 @@ class EmbeddedKafka:
     @property
     def bootstrap(self) -> str:
         return self.settings.bootstrap
+
+    @property
+    def secured_bootstraps(self) -> dict[str, str]:
+        """Listener name (``SASL_SSL``, ``MTLS``) -> its bootstrap address."""
+        if self.security is None:
+            return {}
+        host = self.settings.host
+        return {name: url.split("://", 1)[1]
+                for name, url in self.security.listeners(host).items()}
 
     # -- artifacts ---------------------------------------------------------------------------
     def ensure_artifacts(self) -> Path:
@@ -118,7 +132,8 @@ class EmbeddedKafka:
         if current.pid is not None:
             logger.warning("removing stale PID file %s (pid %s)", self.pid_file, current.pid)
             self.pid_file.unlink(missing_ok=True)
-        for port in (self.settings.port, self.settings.controller_port):
+        extra = self.security.ports if self.security is not None else []
+        for port in (self.settings.port, self.settings.controller_port, *extra):
             if _port_busy(self.settings.host, port):
                 raise PortInUseError(self.settings.host, port)
         libs = self.ensure_artifacts()
@@ -172,8 +187,23 @@ class EmbeddedKafka:
             "log.retention.hours": "168",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
+        if self.security is not None:
+            props.update(self._secured(props, self.security))
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.home / "log4j.properties").write_text(LOG4J)
+
+    def _secured(self, props: dict[str, str], sec: BrokerSecurity) -> dict[str, str]:
+        """``props``' listener settings with the secured listeners added, and their config."""
+        host = self.settings.host
+        listeners = ",".join(sec.listeners(host).values())
+        protocols = ",".join(f"{n}:{p}" for n, p in sec.protocol_map().items())
+        return {
+            "listeners": f"{props['listeners']},{listeners}",
+            "advertised.listeners": f"{props['advertised.listeners']},{listeners}",
+            "listener.security.protocol.map":
+                f"{props['listener.security.protocol.map']},{protocols}",
+            **sec.properties(),
+        }
 
     def _java(self, libs: Path, main: str, *args: str) -> list[str]:
         return [
@@ -187,7 +217,8 @@ class EmbeddedKafka:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # "=" form: a random id starts with "-" one time in 64 and would read as an option
         cmd = self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                         "-c", str(self.config_file), "--ignore-formatted")
+                         "-c", str(self.config_file), "--ignore-formatted",
+                         *(self.security.scram_arguments() if self.security else []))
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed: {result.stderr.strip()[-300:]}")

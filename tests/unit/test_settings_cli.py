@@ -84,8 +84,9 @@ def test_configured_cluster_means_nothing_is_started() -> None:
 def test_as_env_gives_a_child_process_exactly_these_settings(
     monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
-    original = Settings(kafka=KafkaSettings(bootstrap_servers="b:1", sasl_password=SecretStr("pw")),
-                        log_level="WARNING")
+    kafka = KafkaSettings(bootstrap_servers="b:1", security_protocol="SASL_PLAINTEXT",
+                          sasl_mechanism="PLAIN", sasl_username="u", sasl_password=SecretStr("pw"))
+    original = Settings(kafka=kafka, log_level="WARNING")
     original = original.model_copy(update={
         "drift": original.drift.model_copy(update={"grace_events": 123})})
     for key, value in original.as_env().items():
