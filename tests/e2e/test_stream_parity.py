@@ -241,7 +241,8 @@ def test_verdicts_equal_offline_features_under_backlog_poison_and_kill(
         days = ((frame.set_index("transaction_id").loc[offline.index[bad], "event_time"]
                  - frame["event_time"].min()).dt.days.value_counts().sort_index())
         raise AssertionError(
-            f"differing rows by day {days.to_dict()}; {len(bad)} of {len(offline)} rows differ; first {tx} (day {day}) in {cols}:\n"
+            f"{len(bad)} of {len(offline)} rows differ (by day: {days.to_dict()}); first {tx} "
+            f"(day {day}) in {cols}:\n"
             f"stream  {online.iloc[i][cols].to_dict()}\noffline {offline.iloc[i][cols].to_dict()}")
 
     # every bad input is dead-lettered once, with its reason, and the huge one truncated

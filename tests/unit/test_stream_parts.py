@@ -10,9 +10,9 @@ import pytest
 from features import CardState, FeatureConfig, TransactionRecord, card_stage
 from stream_app.errors import PredictInputError
 from stream_app.metrics import WorkerMetrics
+from stream_app.partitioning import partition_for
 from stream_app.predict import parse
 from stream_app.scoring import columns, feature_hash
-from stream_app.partitioning import partition_for
 from stream_app.state import KeyedState
 
 
