@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import SecretStr
 
@@ -42,15 +42,15 @@ def redact_uri(uri: str) -> str:
         parts = urlsplit(uri)
     except ValueError:
         return redact_text(uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
+    out = uri
+    if "@" in parts.netloc:
+        out = out.replace(parts.netloc, f"{MASK}@{parts.netloc.rpartition('@')[2]}", 1)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
         if any(_SECRET_KEYS.search(k) for k, _ in pairs):
             query = urlencode([(k, MASK if _SECRET_KEYS.search(k) else v) for k, v in pairs])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+            out = out.replace(f"?{parts.query}", f"?{query}", 1)
+    return out
 
 
 def secrets_of(settings: Settings) -> list[str]:
