@@ -107,7 +107,34 @@ class RedactingFormatter(logging.Formatter):
 
 
 def configure_logging(settings: Settings, level: int | str, fmt: str) -> None:
-    """``logging.basicConfig`` for an entry point, every line through :func:`redact_text`."""
+    """``logging.basicConfig`` for an entry point, every line through :func:`redact_text`.
+
+    Also redacts each record's message as it is created, so libraries that log through
+    handlers of their own (MLflow does) print no credential either.
+    """
     handler = logging.StreamHandler()
     handler.setFormatter(RedactingFormatter(fmt, settings=settings))
     logging.basicConfig(level=level, handlers=[handler])
+    install_record_redaction(settings)
+
+
+def install_record_redaction(settings: Settings) -> None:
+    """Make every new log record's message redacted (see :func:`configure_logging`)."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "sentinel_redacting", False):
+        previous = previous.wrapped  # type: ignore[attr-defined]
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to the handler to report
+            return record
+        clean = redact_text(message, settings)
+        if clean != message or record.args:
+            record.msg, record.args = clean, ()
+        return record
+
+    factory.sentinel_redacting = True  # type: ignore[attr-defined]
+    factory.wrapped = previous  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

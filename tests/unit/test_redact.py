@@ -76,3 +76,24 @@ def test_log_lines_and_tracebacks_are_redacted() -> None:
     assert "ConnectionError" in text
     for secret in (PW, SASL):
         assert secret not in text
+
+
+def test_records_of_libraries_with_their_own_handlers_are_redacted() -> None:
+    from sentinel.redact import install_record_redaction
+
+    settings = _settings()
+    stream = io.StringIO()
+    own = logging.getLogger("test_redact.library")  # like mlflow: its own handler, no propagation
+    own.propagate = False
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    own.addHandler(handler)
+    original = logging.getLogRecordFactory()
+    try:
+        install_record_redaction(settings)
+        install_record_redaction(settings)  # idempotent: wraps the original once
+        own.warning("retrying %s with %s", settings.tracking_uri, SASL)
+    finally:
+        logging.setLogRecordFactory(original)
+        own.removeHandler(handler)
+    assert stream.getvalue() == "retrying https://***@mlflow.internal:5000/ with ***\n"
