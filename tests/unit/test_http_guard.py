@@ -167,3 +167,14 @@ def test_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENTINEL_HTTP__TOKENS", "short")
     with pytest.raises(ValidationError, match="16 characters"):
         Settings()
+
+
+def test_other_schemes_and_chunked_bodies_are_refused() -> None:
+    guard = HttpGuard([OLD], max_body_bytes=100)
+    assert guard.check("POST", "/predict", {"Authorization": f"Basic {OLD}"}).status == 401  # type: ignore[union-attr]
+    assert guard.check("POST", "/predict", {"Authorization": OLD}).status == 401  # type: ignore[union-attr]
+    assert guard.check("POST", "/predict", {"Authorization": f"bearer  {OLD} "}) is None
+    chunked = {"Authorization": f"Bearer {OLD}", "Transfer-Encoding": "chunked"}
+    assert guard.check("POST", "/predict", chunked).status == 411  # type: ignore[union-attr]
+    assert guard.check("POST", "/predict", {"Authorization": f"Bearer {OLD}",
+                                            "Content-Length": "ten"}).status == 400  # type: ignore[union-attr]
