@@ -259,6 +259,9 @@ def main() -> None:
     ap.add_argument("--worker-env", action="append", metavar="KEY=VALUE",
                     help="an environment variable for the worker (repeatable), e.g. "
                          "SENTINEL_SCORING__MODEL_POLL_INTERVAL_S=60")
+    ap.add_argument("--flood", type=int, default=0, metavar="THREADS",
+                    help="flood POST /predict from this many threads while pacing (issue 18)")
+    ap.add_argument("--flood-token", default=None, help="bearer token the flood sends")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -336,6 +339,12 @@ def main() -> None:
                 i += 1
             p.poll(0)
 
+        flood = None
+        if args.flood:
+            from http_flood import Flood  # next to this script
+
+            flood = Flood(f"http://127.0.0.1:{port}/predict", args.flood, args.flood_token)
+            flood.start()
         got: dict[str, int] = {}
         # the worker's CPU over the steady paced window: (time, cpu seconds, produced) at its
         # start and end; at a fixed rate, the share of a core it needs (latency grows with it)
@@ -352,6 +361,10 @@ def main() -> None:
                 tid = m.key().decode()
                 if tid in produced and tid not in got:
                     got[tid] = m.timestamp()[1]
+        if flood is not None:
+            results["flood_threads"] = args.flood
+            results["flood_answers"] = flood.stop()
+            logger.info("flood answers %s", results["flood_answers"])
         all_lat = np.array([got[t] - produced[t] for t in got])
         all_at = np.array([produced[t] for t in got])
         t0_ms = float(all_at.min())

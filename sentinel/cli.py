@@ -17,6 +17,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from sentinel.errors import ConfigurationError, SentinelError
+from sentinel.redact import configure_logging, redact_text
 from sentinel.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -195,17 +196,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(first["msg"]).removeprefix("Value error, ")
         print(f"sentinel: error: invalid setting {field}: {message}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), 20),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(
+        settings,
+        logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), 20),
+        "%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         code = args.handler(settings, args)
     except ConfigurationError as exc:
-        print(f"sentinel: error: {exc}", file=sys.stderr)
+        print(f"sentinel: error: {redact_text(str(exc), settings)}", file=sys.stderr)
         return 2
     except SentinelError as exc:
-        print(f"sentinel: error: {exc}", file=sys.stderr)
+        print(f"sentinel: error: {redact_text(str(exc), settings)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("sentinel: interrupted", file=sys.stderr)

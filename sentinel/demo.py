@@ -31,6 +31,7 @@ from sentinel.infra.admin import create_topics
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.infra.runtime import ensure_kafka
 from sentinel.infra.worker_process import WorkerProcess
+from sentinel.redact import redact_uri
 from sentinel.settings import Settings
 from sentinel.topics import catalog
 
@@ -190,8 +191,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
              "-> promotion")
         if not run_closed_loop(settings, bootstrap, _say):
             code = code or 1
-    _say(f"== done in {time.monotonic() - started:.0f}s; MLflow store {settings.tracking_uri}, "
-         f"topics {settings.topics.prefix}*")
+    _say(f"== done in {time.monotonic() - started:.0f}s; "
+         f"MLflow store {redact_uri(settings.tracking_uri)}, topics {settings.topics.prefix}*")
     return code
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class _Section(BaseModel):
@@ -291,6 +291,41 @@ class WorkerSettings(_Section):
     gc_settle_interval_s: float = Field(default=900.0, gt=0)
 
 
+class HttpSettings(_Section):
+    """Who may call Sentinel's HTTP APIs, and how much (``sentinel.http_guard``).
+
+    ``tokens``: bearer tokens, any of which is accepted (several, to rotate one at a time);
+    from the environment as ``SENTINEL_HTTP__TOKENS=t1,t2`` or a JSON list. Without a token
+    the APIs are open, so a server may then bind only to loopback unless
+    ``allow_insecure_bind`` says otherwise. ``open_paths`` never need a token (they serve
+    nothing secret).
+    """
+
+    tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    max_body_bytes: int = Field(default=64 * 1024, ge=1)
+    max_concurrent: int = Field(default=4, ge=1)
+    open_paths: Annotated[tuple[str, ...], NoDecode] = ("/metrics", "/health", "/ready")
+    allow_insecure_bind: bool = False
+
+    @field_validator("tokens", "open_paths", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _strong_enough(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for token in value:
+            if len(token.get_secret_value()) < 16:
+                raise ValueError("an HTTP token needs at least 16 characters")
+        return value
+
+
 class Settings(BaseSettings):
     """All of Sentinel's configuration. Frozen: pass it down, never mutate it."""
 
@@ -308,6 +343,7 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = ScoringSettings()
     drift: DriftSettings = DriftSettings()
     worker: WorkerSettings = WorkerSettings()
+    http: HttpSettings = HttpSettings()
 
     def as_env(self) -> dict[str, str]:
         """These settings as ``SENTINEL_*`` variables, for a child process that must see
@@ -315,12 +351,15 @@ class Settings(BaseSettings):
         env = {"SENTINEL_DATA_DIR": str(self.data_dir.resolve()),
                "SENTINEL_LOG_LEVEL": self.log_level}
         for section in ("kafka", "broker", "topics", "mlflow", "features", "scoring", "drift",
-                        "worker"):
+                        "worker", "http"):
             for name, value in getattr(self, section):
                 if value is None:
                     continue
                 if isinstance(value, SecretStr):
                     value = value.get_secret_value()
+                if isinstance(value, tuple):
+                    value = [v.get_secret_value() if isinstance(v, SecretStr) else v
+                             for v in value]
                 text = json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
                 env[f"SENTINEL_{section.upper()}__{name.upper()}"] = text
         env["SENTINEL_KAFKA__BOOTSTRAP_SERVERS"] = self.bootstrap_servers

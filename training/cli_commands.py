@@ -221,15 +221,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m training.cli_commands`` (the DVC stages)."""
     from sentinel.errors import SentinelError
+    from sentinel.redact import configure_logging, redact_text
 
     args = _parser().parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
+    configure_logging(settings, settings.log_level, "%(levelname)s %(name)s %(message)s")
     handler = {"validate": validate, "train": train, "evaluate": evaluate}[args.command]
     try:
         return handler(settings, args)
     except SentinelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc), settings)}", file=sys.stderr)
         return 1
 
 

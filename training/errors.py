@@ -61,3 +61,15 @@ class ModelLoadError(RegistryError):
     def __init__(self, uri: str, reason: str) -> None:
         super().__init__(f"cannot load model {uri}: {reason}")
         self.uri = uri
+
+
+class ModelLoadRefusedError(ModelLoadError):
+    """A registered model is not in Sentinel's own format, or its files are not the ones that
+    were registered: it is refused before anything in it is read as code.
+
+    ``reason`` is one of :data:`training.artifact.REFUSAL_REASONS` (the metric's label).
+    """
+
+    def __init__(self, uri: str, reason: str, detail: str) -> None:
+        super().__init__(uri, f"refused ({reason}): {detail}")
+        self.reason = reason

@@ -25,7 +25,7 @@ import pandas as pd
 
 from sentinel.settings import Settings
 from training.dataset import Dataset, make_dataset
-from training.errors import TrainingError
+from training.errors import ModelLoadRefusedError, TrainingError
 from training.gate import judge
 from training.learners import BoosterParams, fit_booster, fit_logistic
 from training.metrics import evaluate
@@ -320,7 +320,10 @@ def run_training(
     with _step("champion"):
         ref = registry.resolve(CHAMPION)
         if ref is not None:
-            champion = registry.load(ref)
+            try:
+                champion = registry.load(ref)
+            except ModelLoadRefusedError as exc:  # e.g. a pickled champion of an old release
+                logger.warning("champion not compared, its artifact is refused: %s", exc)
     evaluation = fit_and_evaluate(dataset, X, names, config, champion)
     verdict = judge(
         evaluation.metrics["average_precision"],

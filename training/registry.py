@@ -1,6 +1,9 @@
 """The model registry: MLflow runs, registered versions, aliases, promotion and rollback.
 
-With :mod:`training.flavor`, the only module that imports mlflow. Aliases: a newly registered
+With :mod:`training.flavor`, the only module that imports mlflow. Models are logged in
+Sentinel's own format (:mod:`training.artifact`: LightGBM text and JSON, never a pickle), their
+SHA-256 is recorded as a version tag at registration, and :meth:`ModelRegistry.load` checks
+flavor and digest before reading anything. Aliases: a newly registered
 version becomes ``@candidate``; ``promote`` moves ``@champion`` to it and records the previous
 champion (a version tag and a ModelEvent through the ``publish`` port) so ``rollback`` can
 restore it. Every alias move is also appended to the registered model's tags as a history
@@ -26,14 +29,16 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from schemas.events import ModelEvent
+from sentinel.redact import redact_text, redact_uri
 from sentinel.settings import Settings
+from training import artifact
 from training.errors import (
     AliasNotSetError,
     ModelLoadError,
     RegistryError,
     RegistryUnavailableError,
 )
-from training.flavor import MODEL_DIR_ARTIFACT, FraudPyfunc, pip_requirements, signature
+from training.flavor import write_mlmodel
 from training.model import FraudModel
 
 logger = logging.getLogger(__name__)
@@ -42,6 +47,8 @@ CANDIDATE = "candidate"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION_TAG = "sentinel.previous_champion"
 HISTORY_PREFIX = "sentinel.history."
+DIGEST_TAG = artifact.DIGEST_TAG
+MODEL_ARTIFACT_PATH = "model"
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 Publish = Callable[[ModelEvent], None]
@@ -80,6 +87,7 @@ class LoggedRun:
 
     run_id: str
     model_uri: str
+    artifact_sha256: str | None = None
 
 
 def _is_missing(exc: MlflowException) -> bool:
@@ -121,14 +129,21 @@ class ModelRegistry:
             raise
         except MlflowException as exc:
             if _is_missing(exc):
-                raise RegistryError(f"{what}: {exc.message}") from exc
-            raise RegistryUnavailableError(self.registry_uri, f"{what}: {exc.message}") from exc
+                raise RegistryError(self._clean(f"{what}: {exc.message}")) from exc
+            raise self._unavailable(f"{what}: {exc.message}") from exc
         except (OSError, ConnectionError) as exc:
-            raise RegistryUnavailableError(self.registry_uri, f"{what}: {exc}") from exc
+            raise self._unavailable(f"{what}: {exc}") from exc
         except Exception as exc:  # sqlalchemy/requests errors surface here
             if type(exc).__module__.split(".")[0] in ("sqlalchemy", "requests", "urllib3"):
-                raise RegistryUnavailableError(self.registry_uri, f"{what}: {exc}") from exc
+                raise self._unavailable(f"{what}: {exc}") from exc
             raise
+
+    def _clean(self, text: str) -> str:
+        """``text`` without credentials (URI userinfo, the store URIs' secrets)."""
+        return redact_text(text, self.settings)
+
+    def _unavailable(self, reason: str) -> RegistryUnavailableError:
+        return RegistryUnavailableError(redact_uri(self.registry_uri), self._clean(reason))
 
     def _use_fluent(self) -> None:
         mlflow.set_tracking_uri(self.tracking_uri)
@@ -165,19 +180,27 @@ class ModelRegistry:
         )
 
     def load(self, ref: ModelRef) -> FraudModel:
-        """The FraudModel of a version (pyfunc load, then unwrap); cached by version."""
+        """The FraudModel of a version; cached by version.
+
+        Only Sentinel's own format is loaded, and only when its files hash to the version's
+        ``sentinel.artifact_sha256`` tag (read from the registry now, not from ``ref``):
+        otherwise :class:`~training.errors.ModelLoadRefusedError` (one line, counted in
+        ``sentinel_model_load_refused_total{reason}``). Nothing in the artifact is unpickled.
+        """
         if ref.version in self._cache:
             return self._cache[ref.version]
+        with self._store(f"read {ref.uri}"):
+            mv = self.client.get_model_version(ref.name, str(ref.version))
+        expected = dict(mv.tags or {}).get(DIGEST_TAG)
         self._use_fluent()
-        try:
-            pyfunc = mlflow.pyfunc.load_model(ref.uri)
-            model = pyfunc.unwrap_python_model().model
-        except MlflowException as exc:
-            raise ModelLoadError(ref.uri, exc.message) from exc
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
-            raise ModelLoadError(ref.uri, str(exc)) from exc
-        if not isinstance(model, FraudModel):
-            raise ModelLoadError(ref.uri, "not a Sentinel FraudModel")
+        with tempfile.TemporaryDirectory(prefix="sentinel-model-") as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=tmp)
+            except MlflowException as exc:
+                raise ModelLoadError(ref.uri, self._clean(exc.message)) from exc
+            except OSError as exc:
+                raise ModelLoadError(ref.uri, self._clean(str(exc))) from exc
+            model = artifact.load(Path(local), expected, ref.uri)
         self._cache[ref.version] = model
         return model
 
@@ -200,9 +223,9 @@ class ModelRegistry:
             experiment_id = self._experiment_id()
             self._use_fluent()
             with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-                mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+                mlflow.log_params({k: self._clean(str(v))[:6000] for k, v in params.items()})
                 mlflow.log_metrics(dict(metrics))
-                mlflow.set_tags(dict(tags))
+                mlflow.set_tags({k: self._clean(str(v)) for k, v in tags.items()})
                 for subdir, path in (artifacts or {}).items():
                     mlflow.log_artifact(str(path), artifact_path=subdir)
                 if dataset is not None:
@@ -213,16 +236,13 @@ class ModelRegistry:
                         context="training",
                     )
                 with tempfile.TemporaryDirectory() as tmp:
-                    model_dir = model.save(Path(tmp) / MODEL_DIR_ARTIFACT)
-                    info = mlflow.pyfunc.log_model(
-                        name="model",
-                        python_model=FraudPyfunc(),
-                        artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
-                        signature=signature(model.feature_names),
-                        pip_requirements=pip_requirements(),
-                    )
-        logger.info("run logged run_id=%s model_uri=%s", run.info.run_id, info.model_uri)
-        return LoggedRun(run_id=run.info.run_id, model_uri=info.model_uri)
+                    model_dir = write_mlmodel(model.save(Path(tmp) / MODEL_ARTIFACT_PATH), model)
+                    sha256 = artifact.digest(model_dir)
+                    mlflow.set_tag(DIGEST_TAG, sha256)
+                    mlflow.log_artifacts(str(model_dir), artifact_path=MODEL_ARTIFACT_PATH)
+                model_uri = mlflow.get_artifact_uri(MODEL_ARTIFACT_PATH)
+        logger.info("run logged run_id=%s sha256=%s", run.info.run_id, sha256)
+        return LoggedRun(run_id=run.info.run_id, model_uri=model_uri, artifact_sha256=sha256)
 
     def register(
         self,
@@ -231,7 +251,9 @@ class ModelRegistry:
         reason: str = "",
         tags: Mapping[str, str] | None = None,
     ) -> ModelRef:
-        """Register a logged model as a new version and give it ``@candidate``."""
+        """Register a logged model as a new version and give it ``@candidate``; the version's
+        ``sentinel.artifact_sha256`` tag is the digest its loads are checked against."""
+        sha256 = logged.artifact_sha256 or self._run_digest(logged.run_id)
         with self._store(f"register {self.name}"):
             try:
                 self.client.get_registered_model(self.name)
@@ -243,13 +265,20 @@ class ModelRegistry:
                 self.name,
                 logged.model_uri,
                 run_id=logged.run_id,
-                tags=dict(tags or {}),
+                tags={**dict(tags or {}), DIGEST_TAG: sha256},
                 description=reason or None,
             )
         version = str(mv.version)
         logger.info("registered model=%s version=%s", self.name, version)
         self._emit("registered", version, reason=reason)
         return self.set_candidate(version, reason=reason)
+
+    def _run_digest(self, run_id: str) -> str:
+        with self._store(f"read run {run_id}"):
+            found = self.client.get_run(run_id).data.tags.get(DIGEST_TAG)
+        if not found:
+            raise RegistryError(f"run {run_id} logged no {DIGEST_TAG}: log it with log_run")
+        return str(found)
 
     def set_candidate(self, version: str, *, reason: str = "") -> ModelRef:
         """Point ``@candidate`` at ``version``."""

@@ -29,6 +29,8 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, **env: str) -> None:
         self.port = settings.worker.web_port
+        tokens = settings.http.tokens
+        self._auth = {"Authorization": f"Bearer {tokens[0].get_secret_value()}"} if tokens else {}
         self.log = settings.data_dir.resolve() / f"{settings.worker.app_id}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
@@ -42,11 +44,12 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def http(self, path: str, body: Any = None, timeout_s: float = 10.0) -> tuple[int, Any]:
-        """(status, parsed JSON or text) of a request to the worker's web server."""
+        """(status, parsed JSON or text) of a request to the worker's web server, with the
+        first configured HTTP token (``SENTINEL_HTTP__TOKENS``) when there is one."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}", data=data,
-            headers={"Content-Type": "application/json"})
+            headers={"Content-Type": "application/json", **self._auth})
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
                 status, raw = response.status, response.read()

@@ -42,7 +42,7 @@ def worker_settings(settings_factory: Callable[..., Settings], model_store: Path
             update={"model_name": "e2e-base"})}))
         registry.client.create_registered_model(name)
         for v in base.versions():
-            registry.client.create_model_version(name, v.source, run_id=v.run_id)
+            registry.client.create_model_version(name, v.source, run_id=v.run_id, tags=v.tags)
         if champion:
             registry.client.set_registered_model_alias(name, "champion", champion)
         if candidate:

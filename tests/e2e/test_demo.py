@@ -14,6 +14,10 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.e2e
 
 
+# planted secrets (issue 18): never in the demo's output, its logs or the stores it writes
+SECRETS = ("PlantedDemoSasl-S3cret", "PlantedDemoToken-0123456789")
+
+
 def test_demo_scores_every_transaction_and_closes_the_loop(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -22,6 +26,8 @@ def test_demo_scores_every_transaction_and_closes_the_loop(
         "SENTINEL_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "SENTINEL_DATA_DIR": str(tmp_path / "data"),
         "SENTINEL_WORKER__WEB_PORT": str(free_port()),
+        "SENTINEL_KAFKA__SASL_PASSWORD": SECRETS[0],  # unused on PLAINTEXT, still a secret
+        "SENTINEL_HTTP__TOKENS": SECRETS[1],
     })
     result = subprocess.run(
         [sys.executable, "-m", "sentinel.cli", "demo", "--count", "4000"],
@@ -37,3 +43,9 @@ def test_demo_scores_every_transaction_and_closes_the_loop(
     assert "worker now serves v2" in out, out
     assert "closed loop done" in out, out
     assert "Traceback" not in result.stderr
+    written = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".log" for p in written)
+    for secret in SECRETS:
+        assert secret not in out + result.stderr
+        for path in written:
+            assert secret.encode() not in path.read_bytes(), f"{secret} in {path}"

@@ -174,3 +174,19 @@ def test_train_and_register_with_separate_labels(settings: Settings) -> None:
     )
     assert outcome.accepted and outcome.model is not None
     assert ModelRegistry(settings).resolve(CANDIDATE).version == outcome.model.version
+
+
+def test_refused_champion_is_not_compared_and_training_goes_on(settings: Settings) -> None:
+    """A champion whose artifact is refused (here: its digest tag is gone; in an upgrade, a
+    pickled champion of an old release) is never loaded: the candidate is judged on the
+    baseline alone, so the way out (retrain, promote) stays open."""
+    registry = ModelRegistry(settings)
+    frame = _transactions()
+    first = run_training(settings, frame, source="test", config=SMALL, registry=registry,
+                         featurizer=featurizer, promote=True)
+    assert first.model is not None
+    registry.client.delete_model_version_tag(registry.name, first.model.version,
+                                             "sentinel.artifact_sha256")
+    second = run_training(settings, frame, source="test", config=SMALL, registry=registry,
+                          featurizer=featurizer)
+    assert second.accepted and second.champion_metrics is None
