@@ -41,7 +41,7 @@ from sentinel.settings import Settings
 from training.label_drift import LabelDriftWatch
 from training.labelstore import LabelStore
 from training.leadership import Lease
-from training.retrainer import Retrainer, StepHook, alert_onset
+from training.retrainer import Retrainer, StepHook, Train, alert_onset
 
 logger = logging.getLogger(__name__)
 POLL_MAX = 5000  # messages per poll; a smaller poll means the consumer has caught up
@@ -50,7 +50,7 @@ ALERT_MAX_WAIT_S = 120.0  # act on an alert after this long even if the data nev
 STORE_ERRORS = (ValueError, OverflowError, TypeError, sqlite3.Error)
 
 
-def build(settings: Settings, on_step: StepHook | None = None
+def build(settings: Settings, on_step: StepHook | None = None, train: Train | None = None
           ) -> tuple[Retrainer, EventProducer]:
     """The retrainer wired to a producer for ModelEvents and the local MLflow registry."""
     from training.registry import ModelRegistry
@@ -63,7 +63,8 @@ def build(settings: Settings, on_step: StepHook | None = None
         producer.flush()
 
     store = LabelStore(settings.data_dir / "retrainer" / "labelstore.sqlite")
-    return Retrainer(settings, store, ModelRegistry(settings), publish, on_step=on_step), producer
+    return Retrainer(settings, store, ModelRegistry(settings), publish, train=train,
+                     on_step=on_step), producer
 
 
 def dead_letter(msg: Any, exc: Exception) -> DeadLetter:
@@ -78,13 +79,14 @@ def dead_letter(msg: Any, exc: Exception) -> DeadLetter:
 
 def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: bool = True,
         stop: threading.Event | None = None, group_id: str = "sentinel-retrainer",
-        on_step: StepHook | None = None) -> Retrainer:
+        on_step: StepHook | None = None, train: Train | None = None) -> Retrainer:
     """Stand by for the lease, then consume until interrupted, ``max_seconds`` or ``stop``;
     returns the retrainer (tests and the demo read its counters). ``group_id`` names the
-    consumer group and the lease, so a demo can run beside another retrainer."""
+    consumer group and the lease, so a demo can run beside another retrainer; ``on_step`` and
+    ``train`` are the crash tests' hooks (:class:`~training.retrainer.Retrainer`)."""
     from training.retrainer_http import RetrainerMetrics, serve, status_of
 
-    retrainer, producer = build(settings, on_step)
+    retrainer, producer = build(settings, on_step, train)
     lease = Lease(retrainer.store.path, group_id, settings.drift.leader_lease_s)
     retrainer.is_leader = lease.held
     server = None
