@@ -38,11 +38,14 @@ def quick_train(settings: Settings, frame: Any, labels: Any, *, reason: str, reg
     return SimpleNamespace(status="registered", model=ref)
 
 
-def fault_settings(data_dir: Path, **drift: Any) -> Settings:
+def fault_settings(data_dir: Path, tracking_uri: str | None = None, **drift: Any) -> Settings:
+    """Settings for one test: its own data directory and model name; ``tracking_uri`` shares
+    one MLflow store between tests (creating one costs seconds)."""
     base: dict[str, Any] = {"retrain_min_labels": 0, "promotion_backfill": False,
                             "retrainer_port": 0, "promotion_interval_s": 3600}
-    return Settings(data_dir=data_dir, mlflow=MlflowSettings(model_name="faults"),
-                    drift=DriftSettings(**(base | drift)))
+    return Settings(data_dir=data_dir, mlflow=MlflowSettings(
+        tracking_uri=tracking_uri, model_name=f"faults-{data_dir.parent.name}"),
+        drift=DriftSettings(**(base | drift)))
 
 
 def alert(alert_id: str, signal: str = "score", at: datetime = T0) -> DriftAlert:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from schemas.events import DriftAlert
 from sentinel.settings import MlflowSettings, Settings
 from tests.integration.lifecycle_support import (
     T0,
@@ -38,6 +39,12 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow store for the module (each test has its own model name)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+
+
 def _retrainer(settings: Settings, log: EventLog, registry: ModelRegistry | None = None
                ) -> Retrainer:
     """A fresh retrainer on the same files: what a restarted process builds."""
@@ -46,21 +53,48 @@ def _retrainer(settings: Settings, log: EventLog, registry: ModelRegistry | None
                      train=quick_train)
 
 
-@pytest.mark.parametrize("step", ["queued", "job_started", "trained", "registered",
-                                  "alias_set"])
+class _Killed(BaseException):
+    """Stops an in-process retrainer where it stands (no ``except Exception`` catches it)."""
+
+
+def _run_until_killed(settings: Settings, log: EventLog, step: str, first: DriftAlert,
+                      real_kill: bool) -> None:
+    if real_kill:  # a process killed with SIGKILL at the step
+        child = subprocess.run(
+            [sys.executable, "-m", "tests.integration.retrainer_child", step,
+             alert_json(first), str(log.path)], env={**os.environ, **settings.as_env()},
+            cwd=ROOT, capture_output=True, timeout=180, check=False)
+        assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+        return
+
+    def stop_at(name: str) -> None:
+        if name == step:
+            raise _Killed(name)
+
+    doomed = _retrainer(settings, log)  # the same code as the child, stopped in-process
+    doomed.on_step = stop_at
+    with pytest.raises(_Killed):
+        doomed.start()
+        doomed.state.enqueue_alerts([first])
+        stop_at("queued")
+        for queued in doomed.state.queued_alerts():
+            doomed.on_alert(queued)
+
+
+# a real kill -9 where a crash leaves the registry and the store apart (a process start costs
+# ~5 s, and 15-30 s on a loaded machine), the same code stopped in-process elsewhere
+@pytest.mark.parametrize(("step", "real_kill"), [
+    ("queued", False), ("job_started", False), ("trained", False), ("registered", True),
+    ("alias_set", True)])
 def test_kill_9_at_each_step_of_a_retrain_then_a_restart_completes_it_once(
-        tmp_path: Path, step: str) -> None:
+        tmp_path: Path, step: str, real_kill: bool, mlflow_uri: str) -> None:
     """The alert read (queued, offset committed); its retrain recorded; the model trained
-    and logged; the version registered; @candidate set: kill -9 there, start again, and
-    there is exactly one candidate, and each event is published once."""
-    settings = fault_settings(tmp_path / "data")
+    and logged; the version registered; @candidate set: kill there, start again, and there
+    is exactly one candidate, and each event is published once."""
+    settings = fault_settings(tmp_path / "data", mlflow_uri)
     log = EventLog(tmp_path / "events.jsonl")
     first = alert("a1")
-    child = subprocess.run(
-        [sys.executable, "-m", "tests.integration.retrainer_child", step, alert_json(first),
-         str(log.path)], env={**os.environ, **settings.as_env()}, cwd=ROOT,
-        capture_output=True, timeout=120, check=False)
-    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    _run_until_killed(settings, log, step, first, real_kill)
 
     retrainer = _retrainer(settings, log)
     retrainer.start()  # what `sentinel retrainer` does on start, then the queued alerts
@@ -80,8 +114,9 @@ def test_kill_9_at_each_step_of_a_retrain_then_a_restart_completes_it_once(
 
 
 def test_a_restart_mid_sequence_resumes_guardrails_follow_ups_and_judged_champion(
-        tmp_path: Path) -> None:
-    settings = fault_settings(tmp_path / "data", retrain_cooldown_s=3600, retrain_followups=2,
+        tmp_path: Path, mlflow_uri: str) -> None:
+    settings = fault_settings(tmp_path / "data", mlflow_uri, retrain_cooldown_s=3600,
+                              retrain_followups=2,
                               retrain_followup_hours=6, retrain_daily_cap=3,
                               rollback_min_labels=100)
     log = EventLog(tmp_path / "events.jsonl")
@@ -116,17 +151,18 @@ def test_a_restart_mid_sequence_resumes_guardrails_follow_ups_and_judged_champio
 
 
 def test_a_registry_outage_is_retried_and_never_burns_the_retrain(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        mlflow_uri: str) -> None:
     """The registry points at an address that refuses connections (with credentials in its
     URI): no exception, /ready and the metric say down, the URI's password is printed
     nowhere; restored, the retrain held open completes, counted once."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    settings = fault_settings(tmp_path / "data", registry_retry_initial_s=0.01,
+    settings = fault_settings(tmp_path / "data", mlflow_uri, registry_retry_initial_s=0.01,
                               registry_retry_max_s=0.02)
     down_uri = "http://alice:s3cret@127.0.0.1:9"
     down = ModelRegistry(settings.model_copy(update={"mlflow": MlflowSettings(
-        tracking_uri=down_uri, registry_uri=down_uri, model_name="faults")}))
+        tracking_uri=down_uri, registry_uri=down_uri, model_name=settings.mlflow.model_name)}))
     log = EventLog(tmp_path / "events.jsonl")
     retrainer = _retrainer(settings, log, registry=down)
     caplog.set_level(logging.WARNING)
@@ -170,8 +206,8 @@ def test_a_registry_outage_is_retried_and_never_burns_the_retrain(
 
 
 def test_no_promotion_without_evidence_and_half_done_changes_are_completed_on_start(
-        tmp_path: Path) -> None:
-    settings = fault_settings(tmp_path / "data")
+        tmp_path: Path, mlflow_uri: str) -> None:
+    settings = fault_settings(tmp_path / "data", mlflow_uri)
     log = EventLog(tmp_path / "events.jsonl")
     registry = ModelRegistry(settings)
     logged = registry.log_run(tiny_model(), params={}, metrics={}, tags={})
