@@ -99,11 +99,17 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
         return ((max_seconds is not None and time.monotonic() - started >= max_seconds)
                 or (stop is not None and stop.is_set()))
 
+    standing_by = False
     try:
         while not done():
             if not lease.acquire():
+                if not standing_by:
+                    logger.info("retrainer %s stands by: lease %s held by %s", lease.holder,
+                                group_id, lease.holder_of())
+                standing_by = True
                 time.sleep(min(lease.ttl_s / 3, 1.0))
                 continue
+            standing_by = False
             logger.info("retrainer %s leads (lease %s, term %d)", lease.holder, group_id,
                         lease.term)
             lease.keep()
