@@ -30,21 +30,20 @@ from typing import Any
 from schemas.events import DriftAlert, ModelEvent
 from sentinel.errors import SentinelError
 from sentinel.settings import Settings
-from training.backfill import backfill_shadow, cutoff_of
+from training.backfill import backfill_shadow
 from training.errors import RegistryUnavailableError
 from training.guardrails import Decision, Guardrails
 from training.labelstore import LabelStore
-from training.lifecycle import Job, LifecycleStore
+from training.lifecycle import LifecycleStore
 from training.promotion import Verdict, decide_promotion, decide_rollback
+from training.registry_jobs import CANDIDATE, CHAMPION, JOB_TAG, PREVIOUS_CHAMPION_TAG, RegistryJobs
 
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[ModelEvent], None]
 Train = Callable[..., Any]
 StepHook = Callable[[str], None]
-JOB_TAG = "sentinel.retrain_job"
-CANDIDATE, CHAMPION = "candidate", "champion"
-PREVIOUS_CHAMPION_TAG = "sentinel.previous_champion"
+__all__ = ["JOB_TAG", "Retrainer", "alert_onset"]
 _EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 
@@ -110,7 +109,7 @@ class Retrainer:
         self.registry_failures = 0
         self._retry_at = 0.0  # time.monotonic() of the next registry attempt after a failure
         self._backoff = settings.drift.registry_retry_initial_s
-        self._reconciled = False
+        self.jobs = RegistryJobs(self)
         self._restore()
 
     # -- durable state ----------------------------------------------------------------------
@@ -132,7 +131,7 @@ class Retrainer:
         self.backfilled = dict(saved.get("backfilled", {}))
 
     @contextmanager
-    def _durably(self) -> Iterator[None]:
+    def durably(self) -> Iterator[None]:
         """Changes of state inside are saved in one transaction; on an error the memory is
         restored from the store, so memory and store never disagree."""
         try:
@@ -154,7 +153,7 @@ class Retrainer:
             return Decision(False, "redelivered")
         now = alert.event_time
         onset = alert_onset(alert, self.settings.drift.block_seconds)
-        with self._durably():
+        with self.durably():
             self.shift_onset = min(self.shift_onset, onset) if self.shift_onset else onset
             decision = self.guardrails.decide(alert.signal, now, self.store.labels_since(onset),
                                               self.store.frauds_since(onset))
@@ -177,7 +176,7 @@ class Retrainer:
         if pending is not None and self.shift_onset is not None:
             labels = self.store.labels_since(self.shift_onset)
             frauds = self.store.frauds_since(self.shift_onset)
-            with self._durably():
+            with self.durably():
                 if self.guardrails.decide("__pending__", pending, labels, frauds).retrain:
                     self._schedule_retrain(pending, "drift:pending")
             self.run_jobs()
@@ -198,7 +197,7 @@ class Retrainer:
         candidate must beat the champion of its time, so a better one replaces a weak one."""
         if not any(t <= now for t in self._followups):
             return
-        with self._durably():
+        with self.durably():
             self._followups = [t for t in self._followups if t > now]
             limits = self.guardrails.limits(now)
             if limits.retrain:
@@ -259,12 +258,12 @@ class Retrainer:
     def run_jobs(self) -> None:
         """Run the open jobs, oldest first, then publish the outbox; a registry outage leaves
         them open until a retry (exponential backoff), and never raises."""
-        self._guard(self._run_open_jobs)
+        self._guard(self.jobs.run)
 
     def start(self) -> None:
         """On becoming the active retrainer: repair what a stop left half done (logged), then
         run the open jobs and publish the events not yet sent."""
-        self._reconciled = False
+        self.jobs.reconciled = False
         self.run_jobs()
         self.flush_events()
 
@@ -286,103 +285,7 @@ class Retrainer:
         self._backoff = self.settings.drift.registry_retry_initial_s
         return result
 
-    def _run_open_jobs(self) -> None:
-        if not self._reconciled:
-            self._reconcile()
-        runners = {"retrain": self._run_retrain, "promote": self._run_promote,
-                   "rollback": self._run_rollback}
-        for job in self.state.open_jobs():
-            if not self.is_leader():
-                return
-            runners[job.kind](job)
-        self.flush_events()
-
-    def _reconcile(self) -> None:
-        """A promotion stopped between its steps leaves @candidate and @champion on one
-        version: complete it (its event follows)."""
-        open_jobs = self.state.open_jobs()
-        if open_jobs:
-            logger.warning("resuming %d open job(s) left by a stop: %s", len(open_jobs),
-                           ", ".join(f"{j.kind} {j.job_id[:8]}" for j in open_jobs))
-        candidate, champion = self.registry.resolve(CANDIDATE), self.registry.resolve(CHAMPION)
-        if candidate is not None and champion is not None \
-                and candidate.version == champion.version \
-                and not any(j.kind == "promote" for j in open_jobs):
-            self.registry.drop_alias(CANDIDATE, champion.version)
-            previous = champion.tags.get(PREVIOUS_CHAMPION_TAG)
-            with self._durably():
-                self.state.add_event(self._event("promoted", champion.version, previous,
-                                                 "completed on start", {}))
-                self.state.record("reconciled", champion.version,
-                                  "half-done promotion: @candidate removed from @champion")
-            logger.warning("reconciled a half-done promotion of v%s: @candidate removed",
-                           champion.version)
-        self._reconciled = True
-
-    def _publishing_registry(self) -> Any:
-        make = getattr(self.registry, "publishing", None)
-        return make(self._publish_event, self.on_step) if make else None
-
-    def _run_retrain(self, job: Job) -> None:
-        self.on_step("job_started")
-        reason = job.payload["reason"]
-        mine = [v for v in self.registry.versions() if v.tags.get(JOB_TAG) == job.job_id]
-        if mine:  # registered before a stop: complete it, do not train again
-            self._complete_candidate(job, mine[-1].version)
-            return
-        now = datetime.fromisoformat(job.payload["now"])
-        since = now - timedelta(days=self.settings.drift.retrain_label_window_days)
-        frame, labels = self.store.training_frame(since)
-        cutoff = cutoff_of(frame, labels)
-        try:
-            outcome = self.train(self.settings, frame, labels, reason=reason,
-                                 publish=self._publish_event,
-                                 config=self.training_config(_time(job.payload["shift_onset"])),
-                                 registry=self._publishing_registry(),
-                                 version_tags={JOB_TAG: job.job_id})
-        except RegistryUnavailableError:
-            raise  # the job stays open: retried when the registry is back
-        except SentinelError as exc:
-            self.retrains["failed"] += 1
-            logger.warning("retrain failed reason=%s error=%s", reason, exc)
-            with self._durably():
-                self.state.finish_job(job, "failed")
-                self.state.record("retrain", job.job_id, {"status": "failed", "error": str(exc)})
-            return
-        version = outcome.model.version if outcome.model else None
-        self.retrains[outcome.status] += 1
-        with self._durably():
-            self.shift_onset = None
-            self.state.finish_job(job, outcome.status)
-            self.state.record("retrain", job.job_id, {"status": outcome.status,
-                                                      "version": version})
-        logger.info("retrain done status=%s version=%s", outcome.status, version)
-        if outcome.status == "registered" and outcome.model is not None and cutoff is not None \
-                and self.settings.drift.promotion_backfill:
-            self._backfill(outcome.model, cutoff)
-
-    def _complete_candidate(self, job: Job, version: str) -> None:
-        """A retrain's version exists: make sure it is @candidate and announced."""
-        reason = job.payload["reason"]
-        registered = self._event("registered", version, None, reason, {}, alias=None)
-        if not self.state.has_event(registered):
-            self._publish_event(registered)
-        candidate, champion = self.registry.resolve(CANDIDATE), self.registry.resolve(CHAMPION)
-        alias_set = self._event("alias_set", version, None, reason, {}, alias=CANDIDATE)
-        on_it = candidate is not None and candidate.version == version
-        if (champion is None or champion.version != version) and (
-                not on_it or not self.state.has_event(alias_set)):
-            self.registry.publishing(self._publish_event).set_candidate(version, reason=reason)
-        self.retrains["registered"] += 1
-        with self._durably():
-            self.shift_onset = None
-            self.state.finish_job(job, "registered")
-            self.state.record("reconciled", job.job_id, {"status": "registered",
-                                                         "version": version})
-        logger.warning("reconciled retrain job=%s: v%s was registered before a stop; "
-                       "@candidate and its events completed", job.job_id[:8], version)
-
-    def _backfill(self, candidate: Any, cutoff: datetime) -> None:
+    def backfill(self, candidate: Any, cutoff: datetime) -> None:
         """Shadow results for the payments after the candidate's training data
         (:mod:`training.backfill`); a failure costs only the head start."""
         from features.spec import FeatureConfig
@@ -398,7 +301,7 @@ class Retrainer:
             self.retrains["backfill_failed"] += 1
             logger.warning("shadow backfill of v%s failed: %s", candidate.version, exc)
             return
-        with self._durably():
+        with self.durably():
             self.backfilled[candidate.version] = n
 
     # -- promotion and rollback -------------------------------------------------------------
@@ -441,34 +344,13 @@ class Retrainer:
 
     def _schedule_promotion(self, version: str, previous: str | None, verdict: Verdict) -> None:
         evidence = verdict.evidence.as_dict() if verdict.evidence else {}
-        with self._durably():
+        with self.durably():
             job = self.state.add_job("promote", {"version": version, "previous": previous,
                                                  "reason": verdict.reason, "evidence": evidence})
             self.state.record("promotion", job.job_id, {"version": version,
                                                         "previous": previous,
                                                         "reason": verdict.reason})
         self.run_jobs()
-
-    def _run_promote(self, job: Job) -> None:
-        p = job.payload
-        version, previous = p["version"], p["previous"]
-        champion = self.registry.resolve(CHAMPION)
-        current = champion.version if champion else None
-        if current != version:
-            if current != previous:  # someone moved @champion since the decision
-                self._supersede(job, f"@champion is v{current}, not v{previous}")
-                return
-            # the evidence first: whoever sees the alias move (a worker, the demo) sees it all
-            self.registry.tag_version(version, {f"sentinel.promotion.{k}": str(v)
-                                                for k, v in p["evidence"].items()})
-            self.registry.promote(version, reason=p["reason"])
-        else:  # moved before a stop: finish the steps after the move
-            self.registry.drop_alias(CANDIDATE, version)
-        self.promotions["promoted"] += 1
-        with self._durably():
-            self.state.add_event(self._event("promoted", version, previous, p["reason"],
-                                             p["evidence"]))
-            self.state.finish_job(job, "done")
 
     def check_rollback(self) -> Verdict | None:
         champion = self.registry.resolve(CHAMPION)
@@ -492,7 +374,7 @@ class Retrainer:
                                   tolerance=self.settings.drift.rollback_ap_tolerance)
         if verdict.action == "wait":
             return verdict
-        with self._durably():
+        with self.durably():
             self._judged_champion = champion.version
             if verdict.action == "rollback":
                 self.state.add_job("rollback", {
@@ -503,32 +385,9 @@ class Retrainer:
         self.run_jobs()
         return verdict
 
-    def _run_rollback(self, job: Job) -> None:
-        p = job.payload
-        champion = self.registry.resolve(CHAMPION)
-        current = champion.version if champion else None
-        if current == p["from"]:
-            self.registry.rollback(reason=p["reason"])
-        elif current == p["to"]:  # moved before a stop: finish the steps after the move
-            self.registry.tag_version(p["from"], {"sentinel.rolled_back": "true"})
-        else:
-            self._supersede(job, f"@champion is v{current}, not v{p['from']}")
-            return
-        self.promotions["rolled_back"] += 1
-        with self._durably():
-            self.state.add_event(self._event("rolled_back", p["to"], p["from"], p["reason"],
-                                             p["evidence"]))
-            self.state.finish_job(job, "done")
-
-    def _supersede(self, job: Job, why: str) -> None:
-        logger.warning("%s job=%s not done: %s", job.kind, job.job_id[:8], why)
-        with self._durably():
-            self.state.finish_job(job, "superseded")
-            self.state.record(job.kind, job.job_id, {"status": "superseded", "why": why})
-
     # -- events -----------------------------------------------------------------------------
 
-    def _event(self, action: str, version: str, previous: str | None, reason: str,
+    def event(self, action: str, version: str, previous: str | None, reason: str,
                evidence: dict[str, float | str], alias: str | None = CHAMPION) -> ModelEvent:
         return ModelEvent(
             event_id="-", model_name=self.registry.name,
@@ -536,7 +395,7 @@ class Retrainer:
             alias=alias, version=version, previous_version=previous, reason=reason,
             evidence=evidence, at=datetime.now(UTC))
 
-    def _publish_event(self, event: ModelEvent) -> None:
+    def publish_event(self, event: ModelEvent) -> None:
         """The outbox first (durable), then the topic when not inside a transaction."""
         self.state.add_event(event)
         if not self.state.in_transaction:

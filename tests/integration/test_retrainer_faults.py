@@ -240,3 +240,13 @@ def test_no_promotion_without_evidence_and_half_done_changes_are_completed_on_st
     assert rolled[0].evidence == {"live_ap": 0.1}
     assert registry.versions()[1].tags.get("sentinel.rolled_back") == "true"
     assert Counter(a for a, _ in log.actions()) == {"promoted": 1, "rolled_back": 1}
+
+    # a job that cannot succeed (its version is gone) is closed as failed; the rest goes on
+    broken = _retrainer(settings, log)
+    with broken.state.transaction():
+        broken.state.add_job("promote", {"version": "99", "previous": first, "reason": "x",
+                                         "evidence": {}})
+    broken.start()
+    assert broken.state.open_jobs() == [] and broken.registry_up
+    assert broken.state.jobs()[-1][:2] == ("promote", "failed")
+    assert registry.resolve(CHAMPION).version == first
