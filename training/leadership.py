@@ -91,13 +91,14 @@ class Lease:
                 return
 
     def release(self) -> None:
-        """Stop renewing and free the lease if we hold it (a standby takes over at once)."""
+        """Stop renewing and free the lease if we hold it (a standby takes over at once; the
+        term, counted up at each change of holder, is kept)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(self.ttl_s)
         with self._lock:
-            self._db.execute("DELETE FROM lifecycle_lease WHERE name = ? AND holder = ?",
-                             (self.name, self.holder))
+            self._db.execute("UPDATE lifecycle_lease SET expires = 0 WHERE name = ? "
+                             "AND holder = ?", (self.name, self.holder))  # the term stays
             self._expires = 0.0
 
     def close(self) -> None:
