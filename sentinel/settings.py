@@ -175,7 +175,7 @@ class DriftSettings(_Section):
     # with no @champion, a candidate is promoted only when this is set (else by a person,
     # ``sentinel promote``); a registry outage is retried with exponential backoff between
     # these bounds; one retrainer leads per lease, held in the label store and renewed every
-    # third of leader_lease_s (a standby takes over within about 1.4 leases of the death).
+    # third of leader_lease_s (a standby takes over within a lease and a 1 s poll of the death).
     promote_first_candidate: bool = False
     registry_retry_initial_s: float = Field(default=1.0, gt=0)
     registry_retry_max_s: float = Field(default=60.0, gt=0)

@@ -3,9 +3,9 @@
 The retrainer that holds the lease consumes and acts; another one started with the same
 settings (same store, same lease name) stands by and polls the row. The holder renews the
 lease from a heartbeat thread every third of its length; when it dies, the lease runs out and
-a standby takes it over within about ``ttl_s * 4 / 3``. A holder that failed to renew (its
-process stalled past the lease) sees :meth:`Lease.held` turn false and stops acting before
-the next registry change.
+a standby takes it over within ``ttl_s`` plus one poll (at most 1 s). A holder that failed
+to renew (its process stalled past the lease) sees :meth:`Lease.held` turn false and stops
+acting before the next registry change.
 """
 
 from __future__ import annotations
