@@ -265,6 +265,15 @@ class DriftSettings(_Section):
     promotion_confidence: float = Field(default=0.95, gt=0.5, lt=1)
     rollback_min_labels: int = Field(default=2000, ge=1)
     rollback_ap_tolerance: float = Field(default=0.05, ge=0)
+    # Added for the lifecycle under faults (training/retrainer.py, training/leadership.py):
+    # with no @champion, a candidate is promoted only when this is set (else by a person,
+    # ``sentinel promote``); a registry outage is retried with exponential backoff between
+    # these bounds; one retrainer leads per lease, held in the label store and renewed every
+    # third of leader_lease_s (a standby takes over within a lease and a 1 s poll of the death).
+    promote_first_candidate: bool = False
+    registry_retry_initial_s: float = Field(default=1.0, gt=0)
+    registry_retry_max_s: float = Field(default=60.0, gt=0)
+    leader_lease_s: float = Field(default=15.0, gt=0)
 
 
 class WorkerSettings(_Section):

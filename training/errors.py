@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sentinel.errors import SentinelError
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact_uri(text: str) -> str:
+    """``text`` with the user and password of every URI in it replaced by ``***``: a registry
+    URI may carry credentials, and errors and logs must not print them.
+
+    >>> redact_uri("model registry at https://bob:s3cret@mlflow.example:5000 is down")
+    'model registry at https://***@mlflow.example:5000 is down'
+    """
+    return _USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
 
 
 class TrainingError(SentinelError):
@@ -43,8 +56,8 @@ class RegistryUnavailableError(RegistryError):
     """The MLflow tracking or registry store cannot be reached."""
 
     def __init__(self, uri: str, reason: str) -> None:
-        super().__init__(f"model registry at {uri} is unreachable: {reason}")
-        self.uri = uri
+        super().__init__(redact_uri(f"model registry at {uri} is unreachable: {reason}"))
+        self.uri = redact_uri(uri)
 
 
 class AliasNotSetError(RegistryError):

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sentinel.settings import DriftSettings
 
@@ -85,3 +86,16 @@ class Guardrails:
 
     def retrains_today(self, now: datetime) -> int:
         return sum(1 for t in self._retrains if now - t < DAY)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rules' memory as JSON-able values, so a restarted retrainer resumes it."""
+        return {"seen": {k: v.isoformat() for k, v in self._seen.items()},
+                "retrains": [t.isoformat() for t in self._retrains],
+                "pending_since": self.pending_since.isoformat() if self.pending_since else None}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back the memory :meth:`to_dict` gave."""
+        self._seen = {k: datetime.fromisoformat(v) for k, v in saved.get("seen", {}).items()}
+        self._retrains = deque(datetime.fromisoformat(t) for t in saved.get("retrains", []))
+        pending = saved.get("pending_since")
+        self.pending_since = datetime.fromisoformat(pending) if pending else None

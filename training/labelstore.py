@@ -37,7 +37,9 @@ _SHADOW = ("transaction_id, champion_version, candidate_version, champion_score,
 
 
 def _iso(moment: datetime) -> str:
-    return pd.Timestamp(moment).tz_convert("UTC").isoformat()
+    """The stored form of a time; one pandas cannot hold (out of its nanosecond range, years
+    1677-2262) raises ValueError here, on arrival, not later in a retrain."""
+    return pd.Timestamp(moment).tz_convert("UTC").as_unit("ns").isoformat()
 
 
 class LabelStore:
@@ -117,6 +119,11 @@ class LabelStore:
         if table not in ("transactions", "labels", "verdicts", "shadow"):
             raise ValueError(table)
         return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+    def newest_transaction_time(self) -> datetime | None:
+        """The event time of the newest stored transaction."""
+        row = self._db.execute("SELECT MAX(event_time) FROM transactions").fetchone()
+        return pd.Timestamp(row[0]).to_pydatetime() if row and row[0] else None
 
     def labels_since(self, moment: datetime) -> int:
         """Labels of transactions that happened at or after ``moment`` (the shift's onset)."""

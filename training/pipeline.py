@@ -13,7 +13,7 @@ import logging
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -299,6 +299,7 @@ def run_training(
     featurizer: Featurizer | None = None,
     promote: bool = False,
     reason: str = "",
+    version_tags: Mapping[str, str] | None = None,
 ) -> TrainingOutcome:
     """Train on raw transactions; register a ``@candidate`` only when both gates pass.
 
@@ -361,6 +362,7 @@ def run_training(
         tags = {
             "sentinel.dataset_digest": dataset.digest,
             "sentinel.test_ap": f"{evaluation.metrics['average_precision']:.6f}",
+            **(version_tags or {}),
         }
         model_ref = registry.register(logged, reason=reason or "sentinel train", tags=tags)
         if promote:
@@ -447,6 +449,7 @@ def train_and_register(
     publish: Publish | None = None,
     registry: ModelRegistry | None = None,
     featurizer: Featurizer | None = None,
+    version_tags: Mapping[str, str] | None = None,
 ) -> TrainingOutcome:
     """For a retraining consumer: transactions in memory, labels (transaction_id, is_fraud,
     label_time) either in ``frame`` or separate; registers a ``@candidate`` if it passes."""
@@ -463,4 +466,5 @@ def train_and_register(
         publish=publish,
         featurizer=featurizer,
         reason=reason,
+        version_tags=version_tags,
     )

@@ -12,6 +12,7 @@ entry (``sentinel.history.<ms>``) that :meth:`ModelRegistry.history` reads back.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import tempfile
@@ -52,6 +53,7 @@ MODEL_ARTIFACT_PATH = "model"
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 Publish = Callable[[ModelEvent], None]
+StepHook = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,20 @@ class ModelRegistry:
         self._publish = publish
         self._client: MlflowClient | None = None
         self._cache: dict[str, FraudModel] = {}
+        # called between the steps of a registration ("trained", "registered", "alias_set"):
+        # the retrainer's crash tests stop there
+        self.step_hook: StepHook | None = None
+
+    def publishing(self, publish: Publish | None, step_hook: StepHook | None = None
+                   ) -> ModelRegistry:
+        """This registry (same client and cache) publishing through ``publish``."""
+        other = copy.copy(self)
+        other._publish, other.step_hook = publish, step_hook
+        return other
+
+    def _step(self, name: str) -> None:
+        if self.step_hook is not None:
+            self.step_hook(name)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -253,6 +269,7 @@ class ModelRegistry:
     ) -> ModelRef:
         """Register a logged model as a new version and give it ``@candidate``; the version's
         ``sentinel.artifact_sha256`` tag is the digest its loads are checked against."""
+        self._step("trained")
         sha256 = logged.artifact_sha256 or self._run_digest(logged.run_id)
         with self._store(f"register {self.name}"):
             try:
@@ -270,6 +287,7 @@ class ModelRegistry:
             )
         version = str(mv.version)
         logger.info("registered model=%s version=%s", self.name, version)
+        self._step("registered")
         self._emit("registered", version, reason=reason)
         return self.set_candidate(version, reason=reason)
 
@@ -284,6 +302,7 @@ class ModelRegistry:
         """Point ``@candidate`` at ``version``."""
         with self._store(f"set {self.name}@{CANDIDATE}"):
             self.client.set_registered_model_alias(self.name, CANDIDATE, str(version))
+        self._step("alias_set")
         self._record("alias_set", str(version), None, reason, alias=CANDIDATE)
         ref = self.resolve(CANDIDATE)
         assert ref is not None  # noqa: S101 - just set
@@ -317,6 +336,21 @@ class ModelRegistry:
         ref = self.resolve(CHAMPION)
         assert ref is not None  # noqa: S101 - just set
         return ref
+
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a version (idempotent)."""
+        with self._store(f"tag {self.name} v{version}"):
+            for key, value in tags.items():
+                self.client.set_model_version_tag(self.name, str(version), key, value)
+
+    def drop_alias(self, alias: str, version: str) -> bool:
+        """Remove ``@alias`` if ``version`` carries it (idempotent); whether it did."""
+        current = self.resolve(alias)
+        if current is None or current.version != str(version):
+            return False
+        with self._store(f"delete {self.name}@{alias}"):
+            self.client.delete_registered_model_alias(self.name, alias)
+        return True
 
     def rollback(self, *, reason: str = "") -> ModelRef:
         """Give ``@champion`` back to the version it replaced."""

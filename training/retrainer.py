@@ -6,14 +6,23 @@ whether to retrain, trains through the pipeline (data gate, training gate, ``@ca
 and on a timer compares the candidate with the champion on shadow results joined with matured
 labels (:mod:`training.promotion`), promoting or rolling back through the registry and
 publishing a :class:`~schemas.events.ModelEvent` with the evidence. Times are event times.
+
+Under faults (issue 19): every decision and its state are saved in one transaction of the
+:class:`~training.lifecycle.LifecycleStore` (in the label store's database), so a restarted
+retrainer resumes exactly; every registry change is first recorded as a job and done by
+idempotent steps, so a crash leaves an open job that the next start completes (a version
+registered by a retrain carries the job's id in ``sentinel.retrain_job``, and is completed,
+not trained again); events go through an outbox and are published once. A registry outage
+leaves the jobs open and is retried with backoff; it never costs a retrain.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,15 +30,44 @@ from typing import Any
 from schemas.events import DriftAlert, ModelEvent
 from sentinel.errors import SentinelError
 from sentinel.settings import Settings
-from training.backfill import backfill_shadow, cutoff_of
+from training.backfill import backfill_shadow
+from training.errors import RegistryUnavailableError
 from training.guardrails import Decision, Guardrails
 from training.labelstore import LabelStore
+from training.lifecycle import LifecycleStore
 from training.promotion import Verdict, decide_promotion, decide_rollback
+from training.registry_jobs import CANDIDATE, CHAMPION, JOB_TAG, PREVIOUS_CHAMPION_TAG, RegistryJobs
 
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[ModelEvent], None]
 Train = Callable[..., Any]
+StepHook = Callable[[str], None]
+__all__ = ["JOB_TAG", "Retrainer", "alert_onset"]
+_EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def alert_onset(alert: DriftAlert, block_seconds: int) -> datetime:
+    """When the shift an alert reports began (its event time minus the blocks it spans);
+    raises ValueError for an alert no retrain can use (the retrainer dead-letters it)."""
+    blocks = float(alert.current.get("blocks", 0.0))
+    if not (0 <= blocks <= 10**6 and _EARLIEST <= alert.event_time <= _LATEST):
+        raise ValueError(f"drift alert {alert.alert_id}: blocks={blocks}, event_time "
+                         f"{alert.event_time.isoformat()} (expected 0..1e6 blocks, years "
+                         f"{_EARLIEST.year}..{_LATEST.year})")
+    return alert.event_time - timedelta(seconds=blocks * block_seconds)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _no_step(step: str) -> None:
+    return None
 
 
 def _default_train(*args: Any, **kwargs: Any) -> Any:
@@ -39,15 +77,24 @@ def _default_train(*args: Any, **kwargs: Any) -> Any:
 
 
 class Retrainer:
-    """Decides and acts; counts outcomes in ``retrains`` and ``promotions`` for metrics."""
+    """Decides and acts; counts outcomes in ``retrains`` and ``promotions`` for metrics.
+
+    ``state`` defaults to the lifecycle tables in ``store``'s file; ``on_step`` is called
+    between the steps of a retrain ("job_started", "trained", "registered", "alias_set"),
+    where the crash tests stop it; ``is_leader`` is checked before each registry change.
+    """
 
     def __init__(self, settings: Settings, store: LabelStore, registry: Any, publish: Publish,
-                 train: Train | None = None) -> None:
+                 train: Train | None = None, state: LifecycleStore | None = None,
+                 on_step: StepHook | None = None) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry  # ModelRegistry without its own publisher: we add evidence
         self.publish = publish
         self.train = train or _default_train
+        self.state = state or LifecycleStore(store.path)
+        self.on_step = on_step or _no_step
+        self.is_leader: Callable[[], bool] = lambda: True
         self.guardrails = Guardrails(settings.drift)
         self.retrains: Counter[str] = Counter()
         self.promotions: Counter[str] = Counter()
@@ -57,21 +104,70 @@ class Retrainer:
         self.shift_onset: datetime | None = None
         self._judged_champion: str | None = None
         self.last_event_time: datetime | None = None
+        self.registry_up = True
+        self.registry_error = ""
+        self.registry_failures = 0
+        self._retry_at = 0.0  # time.monotonic() of the next registry attempt after a failure
+        self._backoff = settings.drift.registry_retry_initial_s
+        self.jobs = RegistryJobs(self)
+        self._restore()
+
+    # -- durable state ----------------------------------------------------------------------
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"guardrails": self.guardrails.to_dict(),
+                "followups": [t.isoformat() for t in self._followups],
+                "followup_onset": _iso(self._followup_onset),
+                "shift_onset": _iso(self.shift_onset),
+                "judged_champion": self._judged_champion, "backfilled": self.backfilled}
+
+    def _restore(self) -> None:
+        saved = self.state.load_state()
+        self.guardrails.restore(saved.get("guardrails", {}))
+        self._followups = [datetime.fromisoformat(t) for t in saved.get("followups", [])]
+        self._followup_onset = _time(saved.get("followup_onset"))
+        self.shift_onset = _time(saved.get("shift_onset"))
+        self._judged_champion = saved.get("judged_champion")
+        self.backfilled = dict(saved.get("backfilled", {}))
+
+    @contextmanager
+    def durably(self) -> Iterator[None]:
+        """Changes of state inside are saved in one transaction; on an error the memory is
+        restored from the store, so memory and store never disagree."""
+        try:
+            with self.state.transaction():
+                yield
+                self.state.save_state(self._snapshot())
+        except BaseException:
+            self._restore()
+            raise
+
+    # -- alerts and retrains ----------------------------------------------------------------
 
     def on_alert(self, alert: DriftAlert) -> Decision:
-        """Judge an alert; retrain if the guardrails allow."""
+        """Judge an alert; retrain if the guardrails allow. An alert already judged (a
+        redelivery after a restart) is ignored."""
+        if self.state.alert_done(alert.alert_id):
+            self.retrains["skipped_redelivered"] += 1
+            logger.info("drift alert alert_id=%s already judged: ignored", alert.alert_id)
+            return Decision(False, "redelivered")
         now = alert.event_time
-        blocks = alert.current.get("blocks", 0.0)
-        onset = now - timedelta(seconds=blocks * self.settings.drift.block_seconds)
-        self.shift_onset = min(self.shift_onset, onset) if self.shift_onset else onset
-        decision = self.guardrails.decide(alert.signal, now, self.store.labels_since(onset),
-                                          self.store.frauds_since(onset))
+        onset = alert_onset(alert, self.settings.drift.block_seconds)
+        with self.durably():
+            self.shift_onset = min(self.shift_onset, onset) if self.shift_onset else onset
+            decision = self.guardrails.decide(alert.signal, now, self.store.labels_since(onset),
+                                              self.store.frauds_since(onset))
+            if decision.retrain:
+                self._schedule_retrain(now, f"drift:{alert.detector}/{alert.signal}")
+            else:
+                self.retrains[f"skipped_{decision.reason}"] += 1
+            self.state.mark_alert(alert, decision.reason)
+            self.state.record("alert", alert.alert_id, {
+                "signal": alert.signal, "detector": alert.detector, "decision": decision.reason,
+                "event_time": now.isoformat()})
         logger.info("drift alert signal=%s detector=%s decision=%s", alert.signal,
                     alert.detector, decision.reason)
-        if decision.retrain:
-            self._retrain(now, f"drift:{alert.detector}/{alert.signal}")
-        else:
-            self.retrains[f"skipped_{decision.reason}"] += 1
+        self.run_jobs()
         return decision
 
     def retry_pending(self) -> None:
@@ -80,16 +176,20 @@ class Retrainer:
         if pending is not None and self.shift_onset is not None:
             labels = self.store.labels_since(self.shift_onset)
             frauds = self.store.frauds_since(self.shift_onset)
-            if self.guardrails.decide("__pending__", pending, labels, frauds).retrain:
-                self._retrain(pending, "drift:pending")
+            with self.durably():
+                if self.guardrails.decide("__pending__", pending, labels, frauds).retrain:
+                    self._schedule_retrain(pending, "drift:pending")
+            self.run_jobs()
 
     def tick(self, now: datetime) -> None:
         """Timer (``now``: the newest event time seen): release a held retrain, run a
-        follow-up retrain that is due, then promotion and rollback checks."""
+        follow-up retrain that is due, the open jobs, then promotion and rollback checks.
+        A registry outage is noted and retried later; it never raises."""
         self.retry_pending()
         self.run_followup(now)
-        self.check_promotion()
-        self.check_rollback()
+        self.run_jobs()
+        self._guard(self.check_promotion)
+        self._guard(self.check_rollback)
 
     def run_followup(self, now: datetime) -> None:
         """Retrain again once a follow-up is due: a new pattern is learnt from its examples,
@@ -97,13 +197,15 @@ class Retrainer:
         candidate must beat the champion of its time, so a better one replaces a weak one."""
         if not any(t <= now for t in self._followups):
             return
-        self._followups = [t for t in self._followups if t > now]
-        limits = self.guardrails.limits(now)
-        if not limits.retrain:
-            self.retrains[f"skipped_followup_{limits.reason}"] += 1
-            return
-        self.shift_onset = self._followup_onset
-        self._retrain(now, "drift:followup", followup=True)
+        with self.durably():
+            self._followups = [t for t in self._followups if t > now]
+            limits = self.guardrails.limits(now)
+            if limits.retrain:
+                self.shift_onset = self._followup_onset
+                self._schedule_retrain(now, "drift:followup", followup=True)
+            else:
+                self.retrains[f"skipped_followup_{limits.reason}"] += 1
+        self.run_jobs()
 
     def training_config(self, shift_onset: datetime | None = None) -> Any:
         """The split of a retrain: anchored at the newest data, the gap = the label delay.
@@ -135,40 +237,60 @@ class Retrainer:
                               shift_onset=shift_onset,
                               shift_fraud_weight=d.retrain_shift_fraud_weight)
 
-    def _retrain(self, now: datetime, reason: str, followup: bool = False) -> None:
+    def _schedule_retrain(self, now: datetime, reason: str, followup: bool = False) -> None:
+        """Inside :meth:`_durably`: count the retrain and record its job (run after commit)."""
         self.guardrails.record_retrain(now)
         d = self.settings.drift
-        since = now - timedelta(days=d.retrain_label_window_days)
-        frame, labels = self.store.training_frame(since)
-        cutoff = cutoff_of(frame, labels)
         if not followup:  # a shift's first retrain schedules its follow-ups, counted from
             # the newest payment (``now`` is the alert's time when the retrain was held)
-            base = max([now, *frame["event_time"].tail(1)])
+            newest = self.store.newest_transaction_time()
+            base = max(now, newest) if newest is not None else now
             self._followup_onset = self.shift_onset
             self._followups = [base + timedelta(hours=d.retrain_followup_hours * (k + 1))
                                for k in range(d.retrain_followups)]
-        try:
-            outcome = self.train(self.settings, frame, labels, reason=reason,
-                                 publish=self.publish,
-                                 config=self.training_config(self.shift_onset))
-        except SentinelError as exc:
-            self.retrains["failed"] += 1
-            logger.warning("retrain failed reason=%s error=%s", reason, exc)
-            return
-        self.retrains[outcome.status] += 1
-        self.shift_onset = None
-        logger.info("retrain done status=%s version=%s", outcome.status,
-                    outcome.model.version if outcome.model else None)
-        if outcome.status == "registered" and outcome.model is not None and cutoff is not None \
-                and self.settings.drift.promotion_backfill:
-            self._backfill(outcome.model, cutoff)
+        job = self.state.add_job("retrain", {"now": now.isoformat(), "reason": reason,
+                                             "shift_onset": _iso(self.shift_onset)})
+        self.state.record("retrain_scheduled", job.job_id, {"reason": reason,
+                                                            "event_time": now.isoformat()})
 
-    def _backfill(self, candidate: Any, cutoff: datetime) -> None:
+    # -- jobs: every registry change --------------------------------------------------------
+
+    def run_jobs(self) -> None:
+        """Run the open jobs, oldest first, then publish the outbox; a registry outage leaves
+        them open until a retry (exponential backoff), and never raises."""
+        self._guard(self.jobs.run)
+
+    def start(self) -> None:
+        """On becoming the active retrainer: repair what a stop left half done (logged), then
+        run the open jobs and publish the events not yet sent."""
+        self.jobs.reconciled = False
+        self.run_jobs()
+        self.flush_events()
+
+    def _guard(self, action: Callable[[], Any]) -> Any:
+        if time.monotonic() < self._retry_at or not self.is_leader():
+            return None
+        try:
+            result = action()
+        except RegistryUnavailableError as exc:
+            self.registry_failures += 1
+            self.registry_up, self.registry_error = False, str(exc)
+            self._retry_at = time.monotonic() + self._backoff
+            logger.warning("model registry unavailable, retry in %.1fs: %s", self._backoff, exc)
+            self._backoff = min(self._backoff * 2, self.settings.drift.registry_retry_max_s)
+            return None
+        if not self.registry_up:
+            logger.warning("model registry reachable again")
+        self.registry_up, self.registry_error = True, ""
+        self._backoff = self.settings.drift.registry_retry_initial_s
+        return result
+
+    def backfill(self, candidate: Any, cutoff: datetime) -> None:
         """Shadow results for the payments after the candidate's training data
         (:mod:`training.backfill`); a failure costs only the head start."""
         from features.spec import FeatureConfig
 
-        champion = self.registry.resolve("champion")
+        champion = self.registry.resolve(CHAMPION)
         if champion is None:
             return
         try:
@@ -179,16 +301,27 @@ class Retrainer:
             self.retrains["backfill_failed"] += 1
             logger.warning("shadow backfill of v%s failed: %s", candidate.version, exc)
             return
-        self.backfilled[candidate.version] = n
+        with self.durably():
+            self.backfilled[candidate.version] = n
+
+    # -- promotion and rollback -------------------------------------------------------------
 
     def check_promotion(self) -> Verdict | None:
-        candidate = self.registry.resolve("candidate")
-        champion = self.registry.resolve("champion")
+        """Compare the candidate with the champion; promote on evidence only. With no
+        @champion, nothing is promoted unless ``drift.promote_first_candidate`` is set: the
+        first champion is a person's choice (``sentinel promote``)."""
+        candidate = self.registry.resolve(CANDIDATE)
+        champion = self.registry.resolve(CHAMPION)
         if candidate is None:
             return None
-        if champion is None:  # nothing to compare with: the first model becomes champion
-            self._promote(candidate.version, None, Verdict("promote", "no champion yet"))
-            return None
+        if champion is None:
+            if not self.settings.drift.promote_first_candidate:
+                self.promotions["waiting_for_first_champion"] += 1
+                logger.info("no @champion: v%s waits for `sentinel promote`", candidate.version)
+                return Verdict("wait", "no @champion: the first is promoted by a person")
+            verdict = Verdict("promote", "no champion yet (drift.promote_first_candidate)")
+            self._schedule_promotion(candidate.version, None, verdict)
+            return verdict
         joined = self.store.shadow_joined(candidate.version)
         joined = joined[joined["champion_version"] == champion.version]
         d = self.settings.drift
@@ -204,26 +337,26 @@ class Retrainer:
         logger.info("promotion check candidate=%s action=%s reason=%s", candidate.version,
                     verdict.action, verdict.reason)
         if verdict.action == "promote":
-            self._promote(candidate.version, champion.version, verdict)
+            self._schedule_promotion(candidate.version, champion.version, verdict)
         elif verdict.action == "keep":
             self.promotions["kept"] += 1
         return verdict
 
-    def _promote(self, version: str, previous: str | None, verdict: Verdict) -> None:
+    def _schedule_promotion(self, version: str, previous: str | None, verdict: Verdict) -> None:
         evidence = verdict.evidence.as_dict() if verdict.evidence else {}
-        # the evidence first: whoever sees the alias move (a worker, the demo) sees all of it
-        for key, value in evidence.items():
-            self.registry.client.set_model_version_tag(
-                self.registry.name, version, f"sentinel.promotion.{key}", str(value))
-        self.registry.promote(version, reason=verdict.reason)
-        self.promotions["promoted"] += 1
-        self._emit("promoted", version, previous, verdict.reason, evidence)
+        with self.durably():
+            job = self.state.add_job("promote", {"version": version, "previous": previous,
+                                                 "reason": verdict.reason, "evidence": evidence})
+            self.state.record("promotion", job.job_id, {"version": version,
+                                                        "previous": previous,
+                                                        "reason": verdict.reason})
+        self.run_jobs()
 
     def check_rollback(self) -> Verdict | None:
-        champion = self.registry.resolve("champion")
+        champion = self.registry.resolve(CHAMPION)
         if champion is None or champion.version == self._judged_champion:
             return None
-        previous = champion.tags.get("sentinel.previous_champion")
+        previous = champion.tags.get(PREVIOUS_CHAMPION_TAG)
         if not previous:
             return None
         new = self.store.verdicts_joined(champion.version)
@@ -239,20 +372,42 @@ class Retrainer:
                                   baseline_ap=baseline,
                                   min_labels=self.settings.drift.rollback_min_labels,
                                   tolerance=self.settings.drift.rollback_ap_tolerance)
-        if verdict.action == "rollback":
-            self.registry.rollback(reason=verdict.reason)
-            self.promotions["rolled_back"] += 1
-            self._emit("rolled_back", previous, champion.version, verdict.reason,
-                       {k: float(v) for k, v in verdict.extra.items()})
-        if verdict.action != "wait":
+        if verdict.action == "wait":
+            return verdict
+        with self.durably():
             self._judged_champion = champion.version
+            if verdict.action == "rollback":
+                self.state.add_job("rollback", {
+                    "from": champion.version, "to": previous, "reason": verdict.reason,
+                    "evidence": {k: float(v) for k, v in verdict.extra.items()}})
+            self.state.record("rollback_check", champion.version,
+                              {"action": verdict.action, "reason": verdict.reason})
+        self.run_jobs()
         return verdict
 
-    def _emit(self, action: str, version: str, previous: str | None, reason: str,
-              evidence: dict[str, float | str]) -> None:
-        self.publish(ModelEvent(
-            event_id=uuid.uuid4().hex, model_name=self.registry.name,
-            action=action,  # type: ignore[arg-type]
-            alias="champion", version=version, previous_version=previous, reason=reason,
-            evidence=evidence, at=datetime.now(UTC)))
+    # -- events -----------------------------------------------------------------------------
 
+    def event(self, action: str, version: str, previous: str | None, reason: str,
+               evidence: dict[str, float | str], alias: str | None = CHAMPION) -> ModelEvent:
+        return ModelEvent(
+            event_id="-", model_name=self.registry.name,
+            action=action,  # type: ignore[arg-type]
+            alias=alias, version=version, previous_version=previous, reason=reason,
+            evidence=evidence, at=datetime.now(UTC))
+
+    def publish_event(self, event: ModelEvent) -> None:
+        """The outbox first (durable), then the topic when not inside a transaction."""
+        self.state.add_event(event)
+        if not self.state.in_transaction:
+            self.flush_events()
+
+    def flush_events(self) -> None:
+        """Publish the outbox's unsent events in order; a failure keeps them for later."""
+        for seq, event in self.state.unsent_events():
+            try:
+                self.publish(event)
+            except Exception as exc:  # the broker's problem must not stop the retrainer
+                logger.warning("ModelEvent %s v%s not published yet: %s", event.action,
+                               event.version, exc)
+                return
+            self.state.mark_sent(seq)

@@ -3,28 +3,29 @@
 Consumes transactions, labels, verdicts and shadow results into the label store and drift
 alerts into the retrainer; watches the champion's errors on arriving labels
 (:mod:`training.label_drift`) and publishes those alerts to the drift-alerts topic, which it
-consumes like the worker's; publishes ModelEvents; sends undecodable messages to the
-dead-letter topic (original bytes, reason, source offset; counted as ``bad_input``); serves
-Prometheus metrics
-(``sentinel_retrains_total{outcome}``, ``sentinel_promotions_total{action}``).
+consumes like the worker's; publishes ModelEvents; serves ``/metrics`` and ``/ready``
+(:mod:`training.retrainer_http`).
+
+At least once: offsets are committed by hand, after a batch's rows are in the store, its
+alerts are queued in the lifecycle tables and its dead letters are delivered; a redelivered
+alert id is ignored. Bad input on any topic (undecodable, or refused by the store or the
+retrainer) goes to the dead-letter topic with its reason and source offset, counted as
+``bad_input``; the loop goes on. One retrainer per lease acts (:mod:`training.leadership`);
+another stands by without consuming and takes over when the lease runs out.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import start_http_server
-from prometheus_client.core import REGISTRY, CounterMetricFamily
-from prometheus_client.registry import Collector
-
 from schemas import decode
-from schemas.errors import SchemaValidationError
 from schemas.events import (
     DeadLetter,
     DriftAlert,
@@ -34,35 +35,23 @@ from schemas.events import (
     Transaction,
     Verdict,
 )
+from sentinel.errors import SentinelError
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.settings import Settings
 from training.label_drift import LabelDriftWatch
 from training.labelstore import LabelStore
-from training.retrainer import Retrainer
+from training.leadership import Lease
+from training.retrainer import Retrainer, StepHook, Train, alert_onset
 
 logger = logging.getLogger(__name__)
 POLL_MAX = 5000  # messages per poll; a smaller poll means the consumer has caught up
 ALERT_MAX_WAIT_S = 120.0  # act on an alert after this long even if the data never catches up
+# what a row the store refuses raises (an out-of-range time, a value SQLite cannot hold)
+STORE_ERRORS = (ValueError, OverflowError, TypeError, sqlite3.Error)
 
 
-class _Metrics(Collector):
-    def __init__(self, retrainer: Retrainer) -> None:
-        self.retrainer = retrainer
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        retrains = CounterMetricFamily("sentinel_retrains", "Retrain decisions and outcomes",
-                                       labels=["outcome"])
-        for outcome, n in sorted(self.retrainer.retrains.items()):
-            retrains.add_metric([outcome], n)
-        promos = CounterMetricFamily("sentinel_promotions", "Promotion decisions",
-                                     labels=["action"])
-        for action, n in sorted(self.retrainer.promotions.items()):
-            promos.add_metric([action], n)
-        yield retrains
-        yield promos
-
-
-def build(settings: Settings) -> tuple[Retrainer, EventProducer]:
+def build(settings: Settings, on_step: StepHook | None = None, train: Train | None = None
+          ) -> tuple[Retrainer, EventProducer]:
     """The retrainer wired to a producer for ModelEvents and the local MLflow registry."""
     from training.registry import ModelRegistry
 
@@ -74,11 +63,12 @@ def build(settings: Settings) -> tuple[Retrainer, EventProducer]:
         producer.flush()
 
     store = LabelStore(settings.data_dir / "retrainer" / "labelstore.sqlite")
-    return Retrainer(settings, store, ModelRegistry(settings), publish), producer
+    return Retrainer(settings, store, ModelRegistry(settings), publish, train=train,
+                     on_step=on_step), producer
 
 
 def dead_letter(msg: Any, exc: Exception) -> DeadLetter:
-    """The DeadLetter event for a consumed message that could not be decoded."""
+    """The DeadLetter event for a consumed message that could not be processed."""
     key = msg.key()
     return DeadLetter(
         original_base64=base64.b64encode(msg.value() or b"").decode("ascii"),
@@ -88,66 +78,167 @@ def dead_letter(msg: Any, exc: Exception) -> DeadLetter:
 
 
 def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: bool = True,
-        stop: threading.Event | None = None, group_id: str = "sentinel-retrainer") -> Retrainer:
-    """Consume until interrupted, ``max_seconds`` or ``stop`` is set; returns the retrainer
-    (tests and the demo read its counters). ``group_id`` lets a demo run beside another."""
-    retrainer, producer = build(settings)
+        stop: threading.Event | None = None, group_id: str = "sentinel-retrainer",
+        on_step: StepHook | None = None, train: Train | None = None) -> Retrainer:
+    """Stand by for the lease, then consume until interrupted, ``max_seconds`` or ``stop``;
+    returns the retrainer (tests and the demo read its counters). ``group_id`` names the
+    consumer group and the lease, so a demo can run beside another retrainer; ``on_step`` and
+    ``train`` are the crash tests' hooks (:class:`~training.retrainer.Retrainer`)."""
+    from training.retrainer_http import RetrainerMetrics, serve, status_of
+
+    retrainer, producer = build(settings, on_step, train)
+    lease = Lease(retrainer.store.path, group_id, settings.drift.leader_lease_s)
+    retrainer.is_leader = lease.held
+    server = None
     if serve_metrics and settings.drift.retrainer_port:
-        REGISTRY.register(_Metrics(retrainer))
-        start_http_server(settings.drift.retrainer_port)
-    t = settings.topics
-    kinds: dict[str, type[Any]] = {
-        t.name("transactions"): Transaction, t.name("labels"): LabelFeedback,
-        t.name("verdicts"): Verdict, t.name("shadow"): ShadowResult,
-        t.name("drift_alerts"): DriftAlert,
-    }
-    store = retrainer.store
-    watch = LabelDriftWatch(settings, store) if settings.drift.enabled else None
-    adders: dict[type[Any], Callable[[list[Any]], int]] = {
-        Transaction: store.add_transactions, LabelFeedback: store.add_labels,
-        Verdict: store.add_verdicts, ShadowResult: store.add_shadow}
-    started = last_tick = time.monotonic()
-    alerts: list[DriftAlert] = []
-    alerts_since = 0.0
-    newest: datetime | None = None  # the newest transaction's event time: the loop's clock
-    with EventConsumer(settings.librdkafka(), group_id, list(kinds)) as consumer:
-        while ((max_seconds is None or time.monotonic() - started < max_seconds)
-               and not (stop is not None and stop.is_set())):
-            batch: dict[type[Any], list[Any]] = {k: [] for k in kinds.values()}
-            msgs = consumer.poll(POLL_MAX, 0.5)
-            for msg in msgs:
-                kind = kinds[str(msg.topic())]
-                try:
-                    batch[kind].append(decode(kind, msg.value() or b""))
-                except SchemaValidationError as exc:
-                    retrainer.retrains["bad_input"] += 1
-                    logger.warning("dead-lettered message topic=%s partition=%s offset=%s "
-                                   "error=%s", msg.topic(), msg.partition(), msg.offset(), exc)
-                    producer.send(t.name("dead_letters"), msg.key(), dead_letter(msg, exc))
-            for kind, add in adders.items():
-                if batch[kind]:
-                    add(batch[kind])
-            if batch[Transaction]:
-                latest = max(x.event_time for x in batch[Transaction])
-                newest = latest if newest is None else max(newest, latest)
-            if watch is not None and batch[LabelFeedback]:
-                for alert in watch.observe(batch[LabelFeedback]):
-                    logger.warning("label drift alert detector=%s signal=%s model_version=%s",
-                                   alert.detector, alert.signal, alert.model_version)
-                    producer.send(t.name("drift_alerts"), alert.signal, alert)
-                producer.flush()
-            # Decide only once caught up (a poll that did not fill up): an alert read while the
-            # data topics still lag would retrain on whatever had arrived by then.
-            if batch[DriftAlert] and not alerts:
-                alerts_since = time.monotonic()
-            alerts += batch[DriftAlert]
-            if len(msgs) < POLL_MAX or time.monotonic() - alerts_since > ALERT_MAX_WAIT_S:
-                for alert in alerts:
-                    retrainer.on_alert(alert)
-                alerts.clear()
-                retrainer.retry_pending()
-            if time.monotonic() - last_tick >= settings.drift.promotion_interval_s:
-                last_tick = time.monotonic()
-                retrainer.tick(newest or datetime.now(UTC))  # event time, as the alerts
-    producer.flush()
+        server = serve(settings.drift.retrainer_port, RetrainerMetrics(retrainer, lease.held),
+                       lambda: status_of(retrainer, lease.held))
+    started = time.monotonic()
+
+    def done() -> bool:
+        return ((max_seconds is not None and time.monotonic() - started >= max_seconds)
+                or (stop is not None and stop.is_set()))
+
+    standing_by = False
+    try:
+        while not done():
+            if not lease.acquire():
+                if not standing_by:
+                    logger.info("retrainer %s stands by: lease %s held by %s", lease.holder,
+                                group_id, lease.holder_of())
+                standing_by = True
+                time.sleep(min(lease.ttl_s / 3, 1.0))
+                continue
+            standing_by = False
+            logger.info("retrainer %s leads (lease %s, term %d)", lease.holder, group_id,
+                        lease.term)
+            lease.keep()
+            retrainer.start()
+            _Loop(settings, retrainer, producer).consume(group_id, lease.held, done)
+            if not done():
+                logger.warning("retrainer %s lost the lease: standing by", lease.holder)
+    finally:
+        lease.close()
+        producer.flush()
+        if server is not None:
+            server.shutdown()
     return retrainer
+
+
+class _Loop:
+    """One leadership term's consumer loop."""
+
+    def __init__(self, settings: Settings, retrainer: Retrainer, producer: EventProducer
+                 ) -> None:
+        self.settings, self.retrainer, self.producer = settings, retrainer, producer
+        t = settings.topics
+        self.kinds: dict[str, type[Any]] = {
+            t.name("transactions"): Transaction, t.name("labels"): LabelFeedback,
+            t.name("verdicts"): Verdict, t.name("shadow"): ShadowResult,
+            t.name("drift_alerts"): DriftAlert,
+        }
+        store = retrainer.store
+        self.adders: dict[type[Any], Callable[[list[Any]], int]] = {
+            Transaction: store.add_transactions, LabelFeedback: store.add_labels,
+            Verdict: store.add_verdicts, ShadowResult: store.add_shadow,
+            DriftAlert: self._queue_alerts}
+        self.watch = LabelDriftWatch(settings, store) if settings.drift.enabled else None
+        self.newest: datetime | None = None  # the newest transaction's event time: the clock
+
+    def consume(self, group_id: str, leading: Callable[[], bool], done: Callable[[], bool]
+                ) -> None:
+        retrainer, interval = self.retrainer, self.settings.drift.promotion_interval_s
+        last_tick = time.monotonic()
+        alerts_since = 0.0
+        with EventConsumer(self.settings.librdkafka(), group_id, list(self.kinds),
+                           **{"enable.auto.commit": False}) as consumer:
+            while not done() and leading():
+                msgs = consumer.poll(POLL_MAX, 0.5)
+                queued_before = bool(retrainer.state.queued_alerts())
+                self._store(msgs)
+                if msgs:
+                    self.producer.flush()  # dead letters and label alerts delivered, then:
+                    self._commit(consumer)
+                queued = retrainer.state.queued_alerts()
+                if queued and not queued_before:
+                    alerts_since = time.monotonic()
+                # Decide only once caught up (a poll that did not fill up): an alert read while
+                # the data topics still lag would retrain on whatever had arrived by then.
+                if len(msgs) < POLL_MAX or time.monotonic() - alerts_since > ALERT_MAX_WAIT_S:
+                    for alert in queued:
+                        self._judge(alert)
+                    retrainer.retry_pending()
+                retrainer.run_jobs()
+                if time.monotonic() - last_tick >= interval:
+                    last_tick = time.monotonic()
+                    retrainer.tick(self.newest or datetime.now(UTC))  # event time, as alerts
+
+    def _store(self, msgs: list[Any]) -> None:
+        """Decode and store a batch; what fails is dead-lettered, one message at a time."""
+        batch: dict[type[Any], list[tuple[Any, Any]]] = {k: [] for k in self.adders}
+        for msg in msgs:
+            kind = self.kinds[str(msg.topic())]
+            try:
+                event = decode(kind, msg.value() or b"")
+                if kind is DriftAlert:
+                    alert_onset(event, self.settings.drift.block_seconds)
+            except (SentinelError, *STORE_ERRORS) as exc:
+                self._dead_letter(msg, exc)
+                continue
+            batch[kind].append((msg, event))
+        for kind, add in self.adders.items():
+            pairs = batch[kind]
+            if not pairs:
+                continue
+            try:
+                add([event for _, event in pairs])
+            except STORE_ERRORS:  # find the culprits: one by one (rows are idempotent)
+                for msg, event in pairs:
+                    try:
+                        add([event])
+                    except STORE_ERRORS as exc:
+                        self._dead_letter(msg, exc)
+        good = [event for _, event in batch[Transaction]]
+        if good:
+            latest = max(x.event_time for x in good)
+            self.newest = latest if self.newest is None else max(self.newest, latest)
+        if self.watch is not None and batch[LabelFeedback]:
+            self._watch_labels([event for _, event in batch[LabelFeedback]])
+
+    def _queue_alerts(self, alerts: list[DriftAlert]) -> int:
+        new = self.retrainer.state.enqueue_alerts(alerts)
+        if new < len(alerts):
+            self.retrainer.retrains["skipped_redelivered"] += len(alerts) - new
+            logger.info("%d drift alert(s) seen before: ignored", len(alerts) - new)
+        return new
+
+    def _watch_labels(self, labels: list[LabelFeedback]) -> None:
+        assert self.watch is not None  # noqa: S101 - checked by the caller
+        topic = self.settings.topics.name("drift_alerts")
+        for alert in self.watch.observe(labels):
+            logger.warning("label drift alert detector=%s signal=%s model_version=%s",
+                           alert.detector, alert.signal, alert.model_version)
+            self.producer.send(topic, alert.signal, alert)
+
+    def _judge(self, alert: DriftAlert) -> None:
+        try:
+            self.retrainer.on_alert(alert)
+        except (ValueError, OverflowError, TypeError) as exc:  # checked on arrival: a bug
+            self.retrainer.retrains["bad_input"] += 1
+            logger.error("drift alert alert_id=%s could not be judged: %s", alert.alert_id, exc)
+            with self.retrainer.state.transaction():
+                self.retrainer.state.mark_alert(alert, f"error: {exc}"[:500], status="failed")
+
+    def _dead_letter(self, msg: Any, exc: Exception) -> None:
+        self.retrainer.retrains["bad_input"] += 1
+        logger.warning("dead-lettered message topic=%s partition=%s offset=%s error=%s",
+                       msg.topic(), msg.partition(), msg.offset(), exc)
+        self.producer.send(self.settings.topics.name("dead_letters"), msg.key(),
+                           dead_letter(msg, exc))
+
+    @staticmethod
+    def _commit(consumer: EventConsumer) -> None:
+        try:
+            consumer.commit()
+        except Exception as exc:  # a rebalance: the next commit covers these offsets
+            logger.warning("offset commit failed (messages may be redelivered): %s", exc)

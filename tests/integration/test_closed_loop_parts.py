@@ -54,7 +54,8 @@ def _labelled(store: LabelStore, n: int, seed: int, prefix: str) -> tuple[list[s
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", mlflow=MlflowSettings(model_name="fraud-loop"),
                     drift=DriftSettings(promotion_min_labels=500, promotion_min_frauds=10,
-                                        promotion_bootstrap_rounds=100, rollback_min_labels=500))
+                                        promotion_bootstrap_rounds=100, rollback_min_labels=500,
+                                        promote_first_candidate=True))
 
 
 def test_tick_promotes_a_better_candidate_then_rolls_back_a_regression(

@@ -80,11 +80,13 @@ def test_retrain_split_ends_at_the_newest_data_with_the_label_delay_as_gap(tmp_p
     from training.retrainer import Retrainer
 
     settings = Settings(data_dir=tmp_path, features=FeatureSettings(label_delay_days=1),
-                        drift=DriftSettings(retrain_train_days=5, retrain_test_days=1))
+                        drift=DriftSettings(retrain_train_days=5, retrain_test_days=1,
+                                            retrain_min_labels=0))
     calls = []
-    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), None, calls.append,
+    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), _NoRegistry(),
+                          calls.append,
                           train=lambda *a, **k: calls.append(k["config"]) or _Outcome())
-    retrainer._retrain(T0, "test")
+    retrainer.on_alert(_alert(T0, blocks=0.0))
     split = calls[0].split
     assert (split.delay_days, split.train_days, split.test_days, split.anchor) == (1, 5, 1, "end")
     assert retrainer.retrains["registered"] == 1
@@ -93,6 +95,18 @@ def test_retrain_split_ends_at_the_newest_data_with_the_label_delay_as_gap(tmp_p
 class _Outcome:
     status = "registered"
     model = None
+
+
+class _NoRegistry:
+    """A registry with nothing in it (the retrainer's jobs look for their versions)."""
+
+    name = "none"
+
+    def versions(self) -> list:
+        return []
+
+    def resolve(self, alias: str) -> None:
+        return None
 
 
 def test_retrain_split_in_hours_refits_and_weighs_the_shift(tmp_path) -> None:
@@ -104,7 +118,7 @@ def test_retrain_split_in_hours_refits_and_weighs_the_shift(tmp_path) -> None:
                         drift=DriftSettings(retrain_test_hours=6, retrain_gap_hours=3,
                                             retrain_shift_fraud_weight=15, retrain_min_labels=0))
     calls = []
-    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), None, calls.append,
+    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), _NoRegistry(), calls.append,
                           train=lambda *a, **k: calls.append(k["config"]) or _Outcome())
     retrainer.on_alert(_alert(T0 + timedelta(hours=5), blocks=4.0))
     config = calls[0]
@@ -135,7 +149,7 @@ def test_follow_up_retrains_run_on_event_time_within_the_cooldown_and_cap(tmp_pa
         retrain_min_labels=0, retrain_followups=3, retrain_followup_hours=6,
         retrain_daily_cap=3, retrain_cooldown_s=3600, retrain_shift_fraud_weight=20))
     calls: list = []
-    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), None, calls.append,
+    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), _NoRegistry(), calls.append,
                           train=lambda *a, **k: calls.append((k["reason"], k["config"]))
                           or _Outcome())
     retrainer.check_promotion = lambda: None  # no registry here: follow-ups only
@@ -159,7 +173,7 @@ def test_follow_up_retrains_run_on_event_time_within_the_cooldown_and_cap(tmp_pa
     quick = Settings(data_dir=tmp_path, drift=DriftSettings(
         retrain_min_labels=0, retrain_followups=1, retrain_followup_hours=0.5,
         retrain_cooldown_s=3600))
-    retrainer = Retrainer(quick, LabelStore(tmp_path / "q.sqlite"), None, calls.append,
+    retrainer = Retrainer(quick, LabelStore(tmp_path / "q.sqlite"), _NoRegistry(), calls.append,
                           train=lambda *a, **k: calls.append(k["reason"]) or _Outcome())
     retrainer.check_promotion = lambda: None
     retrainer.check_rollback = lambda: None
@@ -180,7 +194,7 @@ def test_a_held_retrain_counts_its_follow_ups_from_the_newest_payment(tmp_path) 
         retrain_cooldown_s=0))
     store = LabelStore(tmp_path / "s.sqlite")
     calls: list = []
-    retrainer = Retrainer(settings, store, None, calls.append,
+    retrainer = Retrainer(settings, store, _NoRegistry(), calls.append,
                           train=lambda *a, **k: calls.append(k["reason"]) or _Outcome())
     retrainer.check_promotion = lambda: None
     retrainer.check_rollback = lambda: None
