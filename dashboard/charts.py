@@ -33,7 +33,7 @@ def time_series(data: ChartData, markers: Sequence[Marker], start: datetime,
     scale = alt.Scale(domain=[start.isoformat(), end.isoformat()])
     x = alt.X("time:T", title="time", scale=scale, axis=alt.Axis(format="%H:%M", labelAngle=0))
     y = alt.Y("value:Q", title=chart.unit, scale=alt.Scale(zero=True))
-    lines = alt.Chart(frame, title=chart.title).mark_line(
+    lines = alt.Chart(frame).mark_line(
         point=alt.OverlayMarkDef(size=18, filled=True)
     ).encode(x=x, y=y, color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
              tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "series:N",
@@ -59,7 +59,7 @@ def time_series(data: ChartData, markers: Sequence[Marker], start: datetime,
             tooltip=["event:N", "version:N", "detail:N",
                      alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S")]))
     return alt.layer(*layers).resolve_scale(color="independent").properties(
-        height=HEIGHT, usermeta=_SVG)
+        title=chart.title, height=HEIGHT, usermeta=_SVG)
 
 
 def bins(drift: Drift, title: str) -> alt.Chart:
