@@ -122,7 +122,11 @@ def _status(view: Headline) -> None:
 def _series(data: list[ChartData], markers: list[Marker], window: Window, now: float) -> None:
     st.subheader(f"Last {window.label}")
     end = datetime.fromtimestamp(now, UTC)
-    start = datetime.fromtimestamp(now - window.seconds, UTC)
+    first = min((t for item in data for t, _, _ in item.rows), default=now - window.seconds)
+    # the time axis starts with the data when the window reaches back before it
+    start = datetime.fromtimestamp(max(now - window.seconds, first - 2 * window.step_s), UTC)
+    st.caption(f"{start:%H:%M:%S} to {end:%H:%M:%S} UTC, a point every {window.step_s:g} s; "
+               "vertical lines mark the timeline's events")
     for pair in range(0, len(data), 2):
         for col, item in zip(st.columns(2), data[pair:pair + 2], strict=False):
             if not item.rows:
@@ -133,7 +137,7 @@ def _series(data: list[ChartData], markers: list[Marker], window: Window, now: f
             col.altair_chart(charts.time_series(item, markers, start, end),
                              use_container_width=True)
             col.caption(f"{item.chart.title}: {len(item.rows)} points, "
-                        f"{len(item.series)} series, step {window.step_s:g} s")
+                        f"{len(item.series)} series")
 
 
 def _values(events: list[Any], name: str) -> list[float]:

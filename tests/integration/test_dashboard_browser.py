@@ -72,7 +72,7 @@ PROBE = """
     title: title ? title.textContent : '',
     points: svg.querySelectorAll('[aria-roledescription="point"]').length,
     bars: svg.querySelectorAll('[aria-roledescription="bar"]').length,
-    rules: svg.querySelectorAll('[aria-roledescription="rule"]').length,
+    rules: svg.querySelectorAll('g.mark-rule.role-mark line').length,
     xlabels: x ? [...x.querySelectorAll('.role-axis-label text')].map(t => t.textContent) : [],
   };
 }))()
@@ -213,7 +213,13 @@ async def _drive(endpoint: str, url: str, ready: Callable[[str], bool], screensh
         else:
             raise AssertionError(f"the dashboard never showed what was expected:\n{text}")
         await asyncio.sleep(1.5)  # let charts finish drawing before the screenshot
-        shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        bottom = await evaluate(
+            "(document.querySelector('[data-testid=\"stMainBlockContainer\"]') || document.body)"
+            ".getBoundingClientRect().bottom")
+        clip = {"x": 0, "y": 0, "width": 1400, "height": min(4200, int(bottom or 4200) + 20),
+                "scale": 1}
+        shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                          clip=clip)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         screenshot.write_bytes(base64.b64decode(shot["data"]))
         final = str(await evaluate("document.body.innerText") or text)
@@ -229,7 +235,7 @@ def _finished(*needles: str) -> Callable[[str], bool]:
 
 def _settings_env(settings: Settings, prometheus_url: str, **dashboard: Any) -> Settings:
     return settings.model_copy(update={"dashboard": DashboardSettings(
-        prometheus_url=prometheus_url, refresh_s=0, **dashboard)})
+        prometheus_url=prometheus_url, **{"refresh_s": 0, **dashboard})})
 
 
 # -- headline values against the in-process fake, and sources that are down ------------------
@@ -384,9 +390,9 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         started = time.monotonic()
         _register_champion(settings)
         _produce_live(settings)
-        # enough history for lines: 40 scrapes (the 15 min window's step is 3 s)
+        # enough history for lines: 32 scrapes (the 15 min window's step is 3 s)
         server.wait_for('count_over_time(sentinel_transactions_total{outcome="scored"}[5m])',
-                        lambda r: r != [] and float(r[0]["value"][1]) >= 40, timeout_s=90)
+                        lambda r: r != [] and float(r[0]["value"][1]) >= 32, timeout_s=90)
         server.wait_for('ALERTS{alertname="SentinelDriftDetected",alertstate="firing"}')
         print(f"stack ready after {time.monotonic() - started:.1f} s")
         yield Stack(settings, server, home)
