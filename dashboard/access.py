@@ -26,7 +26,9 @@ def require_password(expected: SecretStr | None) -> None:
     """Stop the page here until the session has given the password (Streamlit)."""
     import streamlit as st
 
-    if expected is None or st.session_state.get(SESSION_KEY) is True:
+    if expected is None or not expected.get_secret_value():  # unset, or set empty in compose
+        return
+    if st.session_state.get(SESSION_KEY) is True:
         return
     st.title("Sentinel: fraud scoring monitor")
     with st.form("login"):

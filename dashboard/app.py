@@ -38,11 +38,6 @@ COLOURS = {"ok": ("#2ca02c", "#eaf6ea"), "breach": ("#d62728", "#fdecea"),
 REFRESH = {"off": 0, "10 s": 10, "30 s": 30, "1 min": 60}
 
 
-@st.cache_resource
-def _settings() -> Settings:
-    return Settings()
-
-
 @st.cache_data(ttl=4, show_spinner=False)
 def _prometheus(url: str, window: str, now: float) -> tuple[Headline | None, list[ChartData], str]:
     api = PrometheusAPI(url)
@@ -55,7 +50,8 @@ def _prometheus(url: str, window: str, now: float) -> tuple[Headline | None, lis
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _champion(_settings: Settings, model_name: str) -> Champion:
+def _champion(_settings: Settings, model_name: str, tracking_uri: str) -> Champion:
+    """Cached per model and store (``_settings`` is not hashed: it holds secrets)."""
     return read_champion(_settings, Path(tempfile.gettempdir()) / "sentinel-dashboard-profiles")
 
 
@@ -218,7 +214,7 @@ def _live(settings: Settings, window: Window) -> None:
     now = time.time()
     view, data, error = _prometheus(settings.dashboard.prometheus_url, window.label,
                                     round(now))
-    champion = _champion(settings, settings.mlflow.model_name)
+    champion = _champion(settings, settings.mlflow.model_name, settings.tracking_uri)
     markers, kafka_error = _markers(settings, champion)
     st.caption(f"read at {datetime.fromtimestamp(now, UTC):%H:%M:%S} UTC")
     if view is None:
@@ -236,7 +232,7 @@ def _live(settings: Settings, window: Window) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="Sentinel monitor", layout="wide")
-    settings = _settings()
+    settings = Settings()  # the entry point: built once per run of the page, from the environment
     require_password(settings.dashboard.password)
     st.title("Sentinel: fraud scoring monitor")
     st.caption(f"Prometheus {settings.dashboard.prometheus_url} · Kafka "

@@ -72,7 +72,7 @@ def read_champion(settings: Settings, cache_dir: Path) -> Champion:
     if ref is None:
         return Champion(None, None, runs, f"no @champion of {settings.mlflow.model_name} yet")
     try:
-        profile = load_profile(registry, ref, cache_dir / f"v{ref.version}")
+        profile = load_profile(registry, ref, cache_dir / ref.name / f"v{ref.version}")
     except (ProfileError, RegistryError) as exc:
         return Champion(ref.version, None, runs, str(exc))
     return Champion(ref.version, profile, runs)

@@ -31,7 +31,9 @@ def time_series(data: ChartData, markers: Sequence[Marker], start: datetime,
     frame = pd.DataFrame(data.rows, columns=["time", "series", "value"])
     frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
     scale = alt.Scale(domain=[start.isoformat(), end.isoformat()])
-    x = alt.X("time:T", title="time", scale=scale, axis=alt.Axis(format="%H:%M", labelAngle=0))
+    span = (end - start).total_seconds()
+    fmt = "%H:%M:%S" if span <= 900 else ("%H:%M" if span <= 86_400 else "%d %b %H:%M")
+    x = alt.X("time:T", title="time", scale=scale, axis=alt.Axis(format=fmt, labelAngle=0))
     y = alt.Y("value:Q", title=chart.unit, scale=alt.Scale(zero=True))
     lines = alt.Chart(frame).mark_line(
         point=alt.OverlayMarkDef(size=18, filled=True)
@@ -78,4 +80,4 @@ def bins(drift: Drift, title: str) -> alt.Chart:
                         scale=alt.Scale(range=["#9ecae1", "#e6550d"]),
                         legend=alt.Legend(orient="top")),
         tooltip=["bin:N", "sample:N", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=280, usermeta=_SVG)
+    ).properties(height=300, usermeta=_SVG)
