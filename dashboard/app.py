@@ -26,7 +26,7 @@ from dashboard.drift import Drift, compare
 from dashboard.errors import SourceUnavailable
 from dashboard.headline import Headline, read_headline
 from dashboard.objectives import REGISTRY_UP, WORKERS_READY
-from dashboard.prometheus import PrometheusAPI
+from dashboard.prometheus import PrometheusAPI, shown
 from dashboard.series import WINDOWS, ChartData, Window, read_charts
 from dashboard.timeline import Marker, timeline
 from dashboard.topics import decode_all, read_topic, read_window
@@ -235,7 +235,7 @@ def main() -> None:
     settings = Settings()  # the entry point: built once per run of the page, from the environment
     require_password(settings.dashboard.password)
     st.title("Sentinel: fraud scoring monitor")
-    st.caption(f"Prometheus {settings.dashboard.prometheus_url} · Kafka "
+    st.caption(f"Prometheus {shown(settings.dashboard.prometheus_url)} · Kafka "
                f"{settings.bootstrap_servers} · topics prefix "
                f"'{settings.topics.prefix}' · model {settings.mlflow.model_name}")
     left, right = st.columns([3, 1])

@@ -7,8 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
+from dashboard.prometheus import shown
 from dashboard.timeline import run_url
 from sentinel.settings import Settings
 from training.errors import RegistryError
@@ -37,10 +37,7 @@ def ui_base(settings: Settings) -> str | None:
     uri = settings.tracking_uri
     if not uri.startswith(("http://", "https://")):
         return None
-    parts = urlsplit(uri)
-    host = parts.hostname or ""
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return shown(uri)
 
 
 def run_links(registry: ModelRegistry, ui: str | None) -> dict[str, str]:

@@ -11,6 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -52,6 +53,7 @@ class PrometheusAPI:
     def __init__(self, base_url: str, timeout_s: float = 3.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.shown_url = shown(self.base_url)
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s,
                                     transport=transport, follow_redirects=False)
 
@@ -81,12 +83,12 @@ class PrometheusAPI:
         try:
             response = self._client.get(path, params=params)
         except httpx.HTTPError as exc:
-            raise SourceUnavailable(f"Prometheus at {self.base_url}", str(exc) or
+            raise SourceUnavailable(f"Prometheus at {self.shown_url}", str(exc) or
                                     type(exc).__name__) from exc
         try:
             body = response.json()
         except ValueError as exc:
-            raise SourceUnavailable(f"Prometheus at {self.base_url}",
+            raise SourceUnavailable(f"Prometheus at {self.shown_url}",
                                     f"HTTP {response.status_code}, not JSON") from exc
         if body.get("status") != "success":
             raise ValueError(f"query failed: {body.get('error', response.status_code)}")
@@ -94,6 +96,20 @@ class PrometheusAPI:
 
     def close(self) -> None:
         self._client.close()
+
+
+def shown(url: str) -> str:
+    """A URL as the page may show it: without user and password.
+
+    >>> shown("https://ops:s3cret@prom.example:9090/api")
+    'https://prom.example:9090/api'
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _number(text: str) -> float | None:

@@ -61,7 +61,7 @@ def read_topic(conf: dict[str, Any], topic: str, count: int, *, from_end: bool,
 def read_window(conf: dict[str, Any], topic: str, since_ms: int, count: int, *,
                 timeout_s: float = 5.0) -> list[bytes]:
     """The values of messages with a Kafka timestamp at or after ``since_ms`` (the live
-    window), at most the newest ``count`` per partition."""
+    window), at most the newest ``count`` in all (split evenly between the partitions)."""
     from confluent_kafka import KafkaException, TopicPartition
 
     consumer = _consumer(conf, timeout_s)
@@ -70,6 +70,7 @@ def read_window(conf: dict[str, Any], topic: str, since_ms: int, count: int, *,
         if meta.topics[topic].error is not None:
             raise SourceUnavailable(f"Kafka topic {topic}", str(meta.topics[topic].error))
         partitions = sorted(meta.topics[topic].partitions)
+        per_partition = max(1, count // max(1, len(partitions)))
         found = consumer.offsets_for_times(
             [TopicPartition(topic, p, since_ms) for p in partitions], timeout=timeout_s)
         assignment: list[TopicPartition] = []
@@ -78,7 +79,7 @@ def read_window(conf: dict[str, Any], topic: str, since_ms: int, count: int, *,
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition),
                                                        timeout=timeout_s)
             first = high if tp.offset < 0 else tp.offset  # -1: nothing that recent
-            start = max(first, low, high - count)
+            start = max(first, low, high - per_partition)
             if high > start:
                 assignment.append(TopicPartition(topic, tp.partition, start))
                 ends[tp.partition] = high

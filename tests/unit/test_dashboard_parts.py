@@ -137,3 +137,31 @@ def test_timeline_is_newest_first_with_run_links() -> None:
     assert markers[0].detail == "from version 2 · r"
     assert all(m.run == "http://ui/#/experiments/0/runs/r1" for m in markers)
     assert markers[1].row()["detail"] == "adwin on score, statistic 3"
+
+
+@pytest.mark.parametrize("module", ["dashboard.access", "dashboard.drift", "dashboard.objectives",
+                                    "dashboard.prometheus", "dashboard.series",
+                                    "dashboard.timeline", "training.reference_profile"])
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_no_credential_of_a_url_reaches_the_page() -> None:
+    from dashboard.champion import ui_base
+    from sentinel.settings import MlflowSettings, Settings
+
+    settings = Settings(mlflow=MlflowSettings(tracking_uri="https://ops:s3cret@mlflow.example/"))
+    assert ui_base(settings) == "https://mlflow.example/"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    api = PrometheusAPI("http://u:s3cret@prom.test:9090", transport=httpx.MockTransport(handler))
+    with pytest.raises(SourceUnavailable) as info:
+        api.alerts()
+    assert "s3cret" not in str(info.value)
+    assert "Prometheus at http://prom.test:9090 unavailable" in str(info.value)
