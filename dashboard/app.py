@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -201,21 +202,23 @@ def _timeline_table(markers: list[Marker]) -> None:
                 f"<tbody>{''.join(rows)}</tbody></table>", unsafe_allow_html=True)
 
 
-def _markers(settings: Settings, champion: Champion) -> tuple[list[Marker], str]:
+def _events(settings: Settings) -> tuple[list[ModelEvent], list[DriftAlert], str]:
     conf = settings.librdkafka()
     raw_events, error = _newest(conf, settings.topics.name("model_events"))
-    raw_alerts, error2 = _newest(conf, settings.topics.name("drift_alerts"))
-    events, _ = decode_all(ModelEvent, raw_events)
-    alerts, _ = decode_all(DriftAlert, raw_alerts)
-    return timeline(events, alerts, champion.runs), error or error2
+    if error:  # the cluster is down: do not wait for the second topic's timeout too
+        return [], [], error
+    raw_alerts, error = _newest(conf, settings.topics.name("drift_alerts"))
+    return decode_all(ModelEvent, raw_events)[0], decode_all(DriftAlert, raw_alerts)[0], error
 
 
 def _live(settings: Settings, window: Window) -> None:
     now = time.time()
     view, data, error = _prometheus(settings.dashboard.prometheus_url, window.label,
                                     round(now))
-    champion = _champion(settings, settings.mlflow.model_name, settings.tracking_uri)
-    markers, kafka_error = _markers(settings, champion)
+    events, alerts, kafka_error = _events(settings)
+    champion = (Champion(None, None) if kafka_error else
+                _champion(settings, settings.mlflow.model_name, settings.tracking_uri))
+    markers = timeline(events, alerts, champion.runs)
     st.caption(f"read at {datetime.fromtimestamp(now, UTC):%H:%M:%S} UTC")
     if view is None:
         st.error(f"Live metrics unavailable. {error}. Check SENTINEL_DASHBOARD__PROMETHEUS_URL.")
@@ -232,6 +235,9 @@ def _live(settings: Settings, window: Window) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="Sentinel monitor", layout="wide")
+    # an MLflow server that is down must not hold the page for minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     settings = Settings()  # the entry point: built once per run of the page, from the environment
     require_password(settings.dashboard.password)
     st.title("Sentinel: fraud scoring monitor")
