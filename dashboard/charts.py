@@ -73,11 +73,11 @@ def bins(drift: Drift, title: str) -> alt.Chart:
     order = [str(r["bin"]) for r in rows]
     return alt.Chart(frame, title=title).mark_bar().encode(
         x=alt.X("bin:N", sort=order, title=f"{drift.variable} (reference quantile bins)",
-                axis=alt.Axis(labelAngle=-30)),
+                axis=alt.Axis(labelAngle=-35, labelOverlap=False, labelLimit=140)),
         xOffset=alt.XOffset("sample:N", sort=["training reference", "live window"]),
         y=alt.Y("share:Q", title="share of the sample", axis=alt.Axis(format="%")),
         color=alt.Color("sample:N", title=None, sort=["training reference", "live window"],
                         scale=alt.Scale(range=["#9ecae1", "#e6550d"]),
                         legend=alt.Legend(orient="top")),
         tooltip=["bin:N", "sample:N", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=300, usermeta=_SVG)
+    ).properties(height=340, usermeta=_SVG)

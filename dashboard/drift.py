@@ -56,5 +56,14 @@ def compare(variable: str, reference: Distribution, live: Sequence[float],
 
 
 def _short(value: float) -> str:
-    """3 significant digits, thousands separated: ``1,250``, ``0.0123``, ``24.8``."""
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    """Short bin edges: ``1,250``, ``24.8``, ``0.0123`` (scores: four decimals at most).
+
+    >>> [_short(v) for v in (1250.4, 24.75, 0.0123, 5.4e-7, 0.5)]
+    ['1,250', '24.8', '0.0123', '0', '0.5']
+    """
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.3g}"
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
