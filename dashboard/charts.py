@@ -37,7 +37,8 @@ def time_series(data: ChartData, markers: Sequence[Marker], start: datetime,
     y = alt.Y("value:Q", title=chart.unit, scale=alt.Scale(zero=True))
     lines = alt.Chart(frame).mark_line(
         point=alt.OverlayMarkDef(size=18, filled=True)
-    ).encode(x=x, y=y, color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
+    ).encode(x=x, y=y, color=alt.Color("series:N", title=None,
+                                       legend=alt.Legend(orient="top", labelLimit=320)),
              tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "series:N",
                       alt.Tooltip("value:Q", format=",.3f", title=chart.unit)])
     layers: list[alt.Chart] = [lines]
