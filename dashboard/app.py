@@ -231,6 +231,7 @@ def _live(settings: Settings, window: Window) -> None:
     else:
         _drift(settings, champion, window, now)
         _timeline_table(markers)
+    st.caption(f"page drawn in {time.time() - now:.1f} s")
 
 
 def main() -> None:

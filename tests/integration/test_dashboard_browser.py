@@ -77,6 +77,12 @@ PROBE = """
   };
 }))()
 """
+# The script has finished (no running icon) and every chart has drawn its axes.
+DRAWN = """
+(() => !document.querySelector('[data-testid^="stStatusWidgetRunning"]') &&
+  [...document.querySelectorAll('[data-testid*="VegaLiteChart"]')]
+    .every(c => c.querySelector('svg .role-axis, canvas')))()
+"""
 TILES = """
 [...document.querySelectorAll('.sentinel-tile')].map(t => [t.innerText, t.dataset.status])
 """
@@ -207,7 +213,7 @@ async def _drive(endpoint: str, url: str, ready: Callable[[str], bool], screensh
         text = ""
         while time.monotonic() < deadline:
             text = str(await evaluate("document.body.innerText") or "")
-            if ready(text):
+            if ready(text) and await evaluate(DRAWN):
                 break
             await asyncio.sleep(0.5)
         else:
@@ -229,8 +235,8 @@ async def _drive(endpoint: str, url: str, ready: Callable[[str], bool], screensh
 
 
 def _finished(*needles: str) -> Callable[[str], bool]:
-    """Ready when every needle shows and Streamlit no longer says it is running."""
-    return lambda text: all(n in text for n in needles) and "Running..." not in text
+    """Ready when every needle shows and the page's last line is drawn."""
+    return lambda text: all(n in text for n in (*needles, "page drawn in"))
 
 
 def _settings_env(settings: Settings, prometheus_url: str, **dashboard: Any) -> Settings:
@@ -404,8 +410,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def _ready(text: str) -> bool:
-    return (all(n in text for n in ("Throughput", "Timeline", "PSI ", "restore"))
-            and "Running..." not in text)
+    return all(n in text for n in ("Throughput", "Timeline", "PSI ", "restore", "page drawn in"))
 
 
 @pytest.mark.integration
