@@ -181,7 +181,8 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     replay.set_defaults(handler=_handler("training.commands:replay"))
 
     dashboard = sub.add_parser("dashboard", help="start the monitoring dashboard")
-    dashboard.add_argument("--port", type=_positive_int, default=8501)
+    dashboard.add_argument("--port", type=_positive_int, default=None,
+                           help="default: SENTINEL_DASHBOARD__PORT (8501)")
     dashboard.set_defaults(handler=_handler("sentinel.commands:dashboard"))
 
 

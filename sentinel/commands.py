@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,9 +60,15 @@ def schemas(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def dashboard(settings: Settings, args: argparse.Namespace) -> int:
-    app = Path(__file__).resolve().parents[1] / "stream_app" / "dashboard.py"
+    """Streamlit on ``settings.dashboard.host`` (loopback unless set wider), with exactly
+    these settings in its environment: the page reads its sources from them only."""
+    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     if not app.exists():
         raise ConfigurationError("the dashboard is not installed in this checkout")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-           "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
-    return subprocess.call(cmd)
+           "--server.address", settings.dashboard.host,
+           "--server.port", str(args.port or settings.dashboard.port),
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    env.update(settings.as_env())
+    return subprocess.call(cmd, env=env)

@@ -335,6 +335,23 @@ class HttpSettings(_Section):
         return value
 
 
+class DashboardSettings(_Section):
+    """The monitoring dashboard (``sentinel dashboard``). Its data sources come from here and
+    from the kafka, topics and mlflow sections only: nothing in a page's URL changes them."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8501, ge=1, le=65535)
+    prometheus_url: str = "http://127.0.0.1:9090"
+    # the MLflow UI as a browser reaches it, for links to runs (default: the tracking URI
+    # when it is http(s))
+    mlflow_ui_url: str | None = None
+    # asked before anything is shown when set; compared in constant time
+    password: SecretStr | None = None
+    refresh_s: int = Field(default=30, ge=0)  # 0: no auto-refresh
+    sample: int = Field(default=20_000, ge=100)  # most messages read per topic and window
+    psi_threshold: float = Field(default=0.2, gt=0)
+
+
 class Settings(BaseSettings):
     """All of Sentinel's configuration. Frozen: pass it down, never mutate it."""
 
@@ -353,6 +370,7 @@ class Settings(BaseSettings):
     drift: DriftSettings = DriftSettings()
     worker: WorkerSettings = WorkerSettings()
     http: HttpSettings = HttpSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     def as_env(self) -> dict[str, str]:
         """These settings as ``SENTINEL_*`` variables, for a child process that must see
@@ -360,7 +378,7 @@ class Settings(BaseSettings):
         env = {"SENTINEL_DATA_DIR": str(self.data_dir.resolve()),
                "SENTINEL_LOG_LEVEL": self.log_level}
         for section in ("kafka", "broker", "topics", "mlflow", "features", "scoring", "drift",
-                        "worker", "http"):
+                        "worker", "http", "dashboard"):
             for name, value in getattr(self, section):
                 if value is None:
                     continue

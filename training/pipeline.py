@@ -31,6 +31,8 @@ from training.learners import BoosterParams, fit_booster, fit_logistic
 from training.metrics import evaluate
 from training.model import FraudModel
 from training.quality import QualityConfig, QualityReport, validate_transactions
+from training.reference_profile import ARTIFACT_DIR as PROFILE_DIR
+from training.reference_profile import ReferenceProfile, training_profile, write_profile
 from training.selection import ThresholdPolicy, choose_thresholds
 from training.split import Split, SplitConfig, days_since, split
 
@@ -334,8 +336,11 @@ def run_training(
         else evaluation.champion_metrics["average_precision"],
         min_improvement=config.min_improvement,
     )
+    with _step("reference_profile"):
+        held_out = evaluation.candidate.score(X[evaluation.split.test])
+        profile = training_profile(dataset.frame, held_out)
     with _step("log_run"):
-        logged = _log(registry, evaluation, dataset, report, config, verdict.passed, ref)
+        logged = _log(registry, evaluation, dataset, report, config, verdict.passed, ref, profile)
     windows = evaluation.split.windows.as_params()
     if not verdict.passed:
         registry.reject(
@@ -389,6 +394,7 @@ def _log(
     config: TrainingConfig,
     passed: bool,
     champion: ModelRef | None,
+    profile: ReferenceProfile | None = None,
 ) -> Any:
     metrics = {f"test.{k}": v for k, v in evaluation.metrics.items()}
     metrics |= {f"baseline.{k}": v for k, v in evaluation.baseline_metrics.items()}
@@ -428,6 +434,8 @@ def _log(
         artifacts = {"features": features_file}
         if report.path is not None:
             artifacts["data_quality"] = report.path
+        if profile is not None:
+            artifacts[PROFILE_DIR] = write_profile(profile, Path(tmp) / PROFILE_DIR)
         return registry.log_run(
             evaluation.candidate,
             params=params,

@@ -421,6 +421,21 @@ class ModelRegistry:
         with self._store(f"read run {run_id}"):
             return dict(self.client.get_run(run_id).data.metrics)
 
+    def run_experiment_id(self, run_id: str) -> str:
+        """The experiment of a run (for a link to it in the MLflow UI)."""
+        with self._store(f"read run {run_id}"):
+            return str(self.client.get_run(run_id).info.experiment_id)
+
+    def download_run_artifact(self, run_id: str, path: str, dest: Path) -> Path | None:
+        """A file a run logged, downloaded under ``dest``; ``None`` when the run has no such
+        artifact (e.g. the reference profile of a model trained before profiles existed)."""
+        parent, _, name = path.rpartition("/")
+        with self._store(f"read artifacts of run {run_id}"):
+            if name not in {Path(f.path).name for f in self.client.list_artifacts(run_id, parent)}:
+                return None
+            dest.mkdir(parents=True, exist_ok=True)
+            return Path(self.client.download_artifacts(run_id, path, str(dest)))
+
     # -- events -----------------------------------------------------------------------------
 
     def _record(

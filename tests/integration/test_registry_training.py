@@ -190,3 +190,30 @@ def test_refused_champion_is_not_compared_and_training_goes_on(settings: Setting
     second = run_training(settings, frame, source="test", config=SMALL, registry=registry,
                           featurizer=featurizer)
     assert second.accepted and second.champion_metrics is None
+
+
+def test_training_logs_the_reference_profile_with_the_model(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from training.reference_profile import PSI_THRESHOLD, ProfileError, load_profile
+
+    registry = ModelRegistry(settings)
+    frame = _transactions()
+    outcome = run_training(settings, frame, source="test", config=SMALL, registry=registry,
+                           featurizer=featurizer, promote=True)
+    champion = registry.resolve(CHAMPION)
+    assert champion is not None and outcome.model is not None
+    profile = load_profile(registry, champion, tmp_path / "profile")
+    assert profile.model_version == champion.version
+    amount, score = profile.variables["amount"], profile.variables["score"]
+    assert amount.count == len(frame) and amount.source == "transactions"
+    assert score.source == "verdicts" and 0 < score.count < len(frame)  # held-out rows only
+    assert list(amount.edges) == sorted(amount.edges) and len(amount.shares) == 10
+    # the training amounts against themselves: no drift; doubled amounts: drift
+    assert amount.psi(frame["amount"]) < 0.01
+    assert amount.psi(2 * frame["amount"]) > PSI_THRESHOLD
+    # a version logged without a profile (before profiles existed) says so in one line
+    bare = registry.log_run(registry.load(champion), params={}, metrics={}, tags={})
+    old = registry.register(bare)
+    with pytest.raises(ProfileError, match="without a reference profile"):
+        load_profile(registry, old, tmp_path / "old")

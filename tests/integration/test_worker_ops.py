@@ -150,6 +150,7 @@ def test_dashboard_renders_live_values_of_the_running_pipeline(
 ) -> None:
     """The Streamlit dashboard in headless Chromium, over a real Prometheus scraping the real
     worker and the worker's real topics; the screenshot is kept as a CI artifact."""
+    from sentinel.settings import DashboardSettings
     from tests.integration.test_dashboard_browser import ARTIFACTS, Streamlit, render
 
     prometheus = PrometheusServer(tmp_path, {"sentinel-worker": [live_worker.target]}).start()
@@ -159,13 +160,13 @@ def test_dashboard_renders_live_values_of_the_running_pipeline(
         produce(live_worker.settings, transactions(300, seed=12))
         prometheus.wait_for('sentinel_transactions_total{outcome="scored"}',
                             lambda r: r != [] and _value(r) >= 300, timeout_s=90)
-        settings = live_worker.settings
-        app = Streamlit(tmp_path, "--prometheus", prometheus.url, "--kafka",
-                        settings.bootstrap_servers, "--prefix", settings.topics.prefix)
+        settings = live_worker.settings.model_copy(update={"dashboard": DashboardSettings(
+            prometheus_url=prometheus.url, refresh_s=0)})
+        app = Streamlit(tmp_path, settings)
         name = settings.mlflow.model_name
         text = render(app.url, tmp_path,
-                      lambda t: t.count("PSI ") == 2 and name in t and "Running..." not in t,
-                      ARTIFACTS / "dashboard-live.png")
+                      lambda t: "Timeline:" in t and name in t and "page drawn in" in t,
+                      ARTIFACTS / "worker-dashboard.png")
     finally:
         if app is not None:
             app.stop()
@@ -175,6 +176,5 @@ def test_dashboard_renders_live_values_of_the_running_pipeline(
         f"champion {name} {live_worker.champion}" in " ".join(text.split())), text
     assert "reachable" in text, text
     assert "unavailable" not in text, text  # both Prometheus and Kafka answered
-    assert "Promotion history (model-events topic)" in text, text
-    assert "Reference (oldest retained) vs live (newest)" in text, text
-    assert (ARTIFACTS / "dashboard-live.png").stat().st_size > 20_000
+    assert "Drift: live 15 min against the training reference" in text, text
+    assert (ARTIFACTS / "worker-dashboard.png").stat().st_size > 20_000

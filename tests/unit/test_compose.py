@@ -114,3 +114,14 @@ def test_dockerfile_healthcheck_hits_the_worker_health_endpoint() -> None:
     assert match is not None
     assert "/health" in match.group(1) and "6066" in match.group(1)
     assert re.search(r'^CMD \["sentinel", "worker"\]', runtime, re.M)
+
+
+def test_dashboard_takes_its_sources_from_settings_and_publishes_on_loopback(
+    compose: dict[str, Any],
+) -> None:
+    dashboard = compose["services"]["dashboard"]
+    assert dashboard["command"] == ["sentinel", "dashboard"]
+    env = dashboard["environment"]
+    assert env["SENTINEL_DASHBOARD__PROMETHEUS_URL"] == "http://prometheus:9090"
+    assert all(str(p).startswith("127.0.0.1:") for p in dashboard["ports"])
+    assert dashboard["depends_on"]["mlflow"]["condition"] == "service_healthy"  # the profile
