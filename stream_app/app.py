@@ -14,6 +14,8 @@ import time
 from typing import Any
 
 from features import FeatureConfig
+from sentinel.http_guard import REJECTED, HttpGuard, require_bind_allowed
+from sentinel.redact import redact_text
 from sentinel.settings import Settings
 from stream_app import gc_policy, predict, scoring, topology
 from stream_app.engine import Engine
@@ -21,6 +23,7 @@ from stream_app.errors import PredictInputError
 from stream_app.http_api import Api, Json, Routes
 from stream_app.metrics import WorkerMetrics
 from stream_app.models import ModelFollower, ServingModels, Slot
+from training.artifact import LOAD_REFUSED
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +47,12 @@ class Worker:
         self.topics = topology.ensure(settings)
         self.engine = Engine(settings, self.topics, self.models, self.metrics, drift)
         w = settings.worker
+        require_bind_allowed(w.web_host, settings)
+        self.metrics.registry.register(LOAD_REFUSED)
+        self.metrics.registry.register(REJECTED)
         self.api = Api(w.web_host, w.web_port, Routes(self.predict, self.health, self.ready,
-                                                      self.render_metrics))
+                                                      self.render_metrics),
+                       HttpGuard.from_settings(settings))
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,8 +119,11 @@ class Worker:
 
     def health(self) -> Json:
         stalled = self.engine.stalled()
+        models = self.models.describe()
+        if models.get("registry_error"):
+            models["registry_error"] = redact_text(models["registry_error"], self.settings)
         body = {"status": "stalled" if stalled else "alive", "ready": self.is_ready,
-                "partitions_assigned": self.engine.joined, **self.models.describe()}
+                "partitions_assigned": self.engine.joined, **models}
         return (503 if stalled else 200), body
 
     def predict(self, body: Any) -> Json:

@@ -11,13 +11,14 @@ from sentinel.settings import Settings
 
 def worker(settings: Settings, args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from sentinel.infra.runtime import ensure_kafka
+    from sentinel.infra.runtime import check_access, ensure_kafka
 
     if getattr(args, "web_port", None):
         settings = settings.model_copy(
             update={"worker": settings.worker.model_copy(update={"web_port": args.web_port})})
     if settings.uses_embedded_broker:
         ensure_kafka(settings)
+    check_access(settings)  # refused credentials: one line and exit 1, not endless retries
     from features import FeatureConfig
     from stream_app.app import Worker
     from stream_app.drift import DriftMonitor

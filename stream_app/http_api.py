@@ -1,9 +1,10 @@
 """The worker's HTTP API on the standard library's threading server, off the stream's loop.
 
 ``POST /predict``, ``GET /health``, ``GET /ready``, ``GET /metrics``. Each request runs in its
-own thread; ``/predict`` takes one of ``max_concurrent`` slots or answers 429 at once, and a
-body above ``max_body_bytes`` answers 413 unread, so a flood of requests cannot starve the
-stream's verdicts.
+own thread and passes :class:`~sentinel.http_guard.HttpGuard` first: a bearer token when tokens
+are configured (the probes and ``/metrics`` stay open), a body above the limit answers 413
+unread, and ``/predict`` takes one of the guard's slots or answers 429 at once, so a flood of
+requests cannot starve the stream's verdicts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from sentinel.http_guard import HttpGuard, Rejection
+
 logger = logging.getLogger(__name__)
 
 Json = tuple[int, Any]
@@ -25,20 +28,14 @@ class Routes:
     """What the API serves; the worker provides these callables."""
 
     def __init__(self, predict: Callable[[Any], Json], health: Callable[[], Json],
-                 ready: Callable[[], Json], metrics: Callable[[], bytes],
-                 authorize: Callable[[str, dict[str, str]], Json | None] = lambda p, h: None,
-                 ) -> None:
+                 ready: Callable[[], Json], metrics: Callable[[], bytes]) -> None:
         self.predict, self.health, self.ready, self.metrics = predict, health, ready, metrics
-        self.authorize = authorize
 
 
 class Api:
     """Serves :class:`Routes` on ``host:port`` in a daemon thread."""
 
-    def __init__(self, host: str, port: int, routes: Routes, max_body_bytes: int = 1 << 20,
-                 max_concurrent: int = 8) -> None:
-        slots = threading.BoundedSemaphore(max_concurrent)
-
+    def __init__(self, host: str, port: int, routes: Routes, guard: HttpGuard) -> None:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -47,7 +44,10 @@ class Api:
 
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
-                if path == "/metrics":
+                denied = guard.check("GET", self.path, self.headers)
+                if denied is not None:
+                    self._refuse(denied)
+                elif path == "/metrics":
                     self._send(200, routes.metrics(), METRICS_TYPE)
                 elif path == "/health":
                     self._json(*routes.health())
@@ -61,34 +61,35 @@ class Api:
                 if path != "/predict":
                     self._json(404, {"error": f"no such path {path!r}"})
                     return
-                denied = routes.authorize(path, {k.lower(): v for k, v in self.headers.items()})
+                denied = guard.check("POST", self.path, self.headers)
                 if denied is not None:
-                    self._json(*denied, close=True)
+                    self._refuse(denied)
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > max_body_bytes:
-                    self._json(413, {"error": f"body over {max_body_bytes} bytes"}, close=True)
-                    return
-                if not slots.acquire(blocking=False):
-                    self._json(429, {"error": "too many concurrent requests"}, close=True)
-                    return
-                try:
-                    raw = self.rfile.read(length)
+                with guard.slot() as full:
+                    if full is not None:
+                        self._refuse(full)
+                        return
+                    raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                     try:
                         body = json.loads(raw)
                     except ValueError:
                         self._json(422, {"errors": [{"field": "<body>", "reason": "not JSON"}]})
                         return
                     self._json(*routes.predict(body))
-                finally:
-                    slots.release()
+
+            def _refuse(self, rejection: Rejection) -> None:
+                self._send(rejection.status, rejection.body(), "application/json", True,
+                           rejection.headers)
 
             def _json(self, status: int, body: Any, close: bool = False) -> None:
                 self._send(status, json.dumps(body).encode(), "application/json", close)
 
-            def _send(self, status: int, data: bytes, kind: str, close: bool = False) -> None:
+            def _send(self, status: int, data: bytes, kind: str, close: bool = False,
+                      headers: tuple[tuple[str, str], ...] = ()) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
+                for name, value in headers:
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 if close:
                     self.send_header("Connection", "close")

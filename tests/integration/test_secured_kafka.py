@@ -91,6 +91,7 @@ def test_mutual_tls_client_produces_and_consumes(
 def test_dashboard_samples_and_replay_read_over_sasl_ssl(
         secured_settings: Callable[..., Settings]) -> None:
     from stream_app.topic_samples import read_topic
+
     from training.replay import read_stretch
 
     settings = secured_settings(mechanism="SCRAM-SHA-256")
@@ -173,11 +174,6 @@ def test_wrong_password_fails_at_once_with_one_clear_line(
     assert "not-the-password" not in result.stderr
 
 
-WORKER_PENDING = ("the Faust worker gets no SASL/SSL settings (issue 16, point 4); the engine "
-                  "on confluent-kafka takes them from settings.librdkafka(): drop this mark")
-
-
-@pytest.mark.skip(reason=WORKER_PENDING)
 def test_worker_scores_over_sasl_ssl(secured_settings: Callable[..., Settings],
                                      tmp_path: Path) -> None:
     """``sentinel worker`` as a process, every client over SASL_SSL: transactions in,
