@@ -161,5 +161,66 @@ def test_killed_worker_recovers_state_and_misses_nothing(worker_settings, tmp_pa
     differing = [t for t in common if recovered[t] != reference[t]]
     print(f"duplicates after SIGKILL: {duplicates}")
     assert differing == []  # every verdict of a transaction, duplicates included, is identical
+    assert duplicates == 0, "exactly_once: no duplicate verdict after SIGKILL"
     assert len(common) == len(reference), (
         f"{len(reference) - len(common)} without a verdict\n{log_tail(tmp_path)}")
+
+
+def test_predict_needs_a_token_and_a_flood_gets_429_while_the_stream_flows(
+        worker_settings, tmp_path: Path) -> None:
+    """With tokens configured, /predict answers 401 without one and 200 with either; the
+    probes stay open; a flood beyond the slots gets 429 at once; every transaction produced
+    meanwhile still gets its verdict."""
+    import threading
+    import urllib.request
+
+    settings, _ = worker_settings(champion="1", candidate=None)
+    tokens = ["first-token-0123456789", "second-token-0123456789"]
+    env = worker_env(settings, free_port(), f"w-{uuid.uuid4().hex[:8]}")
+    env.update({"SENTINEL_HTTP__TOKENS": ",".join(tokens), "SENTINEL_HTTP__MAX_CONCURRENT": "1"})
+    port = int(env["SENTINEL_WORKER__WEB_PORT"])
+    proc = start_worker(env, tmp_path / "worker.log")
+    verdicts = Collector(settings, "verdicts", Verdict, proc)
+
+    def predict(token: str | None) -> int:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/predict", headers=headers,
+                                     data=b'{"id": 1, "amount": 150000.0}')
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    try:
+        wait_ready(port, proc)
+        assert predict(None) == 401
+        assert predict("wrong-token-0123456789") == 401
+        assert predict(tokens[0]) == 200 and predict(tokens[1]) == 200
+        assert http(port, "/health")[0] == 200 and http(port, "/metrics")[0] == 200
+        txs = transactions(2000, seed=5)
+        statuses: list[int] = []
+        lock = threading.Lock()
+
+        def flood() -> None:
+            for _ in range(40):
+                status = predict(tokens[0])
+                with lock:
+                    statuses.append(status)
+
+        threads = [threading.Thread(target=flood) for _ in range(8)]
+        for t in threads:
+            t.start()
+        produce(settings, txs)
+        for t in threads:
+            t.join()
+        ids = {t.transaction_id for t in txs}
+        verdicts.until(lambda v: ids <= {x.transaction_id for x in v})
+        assert set(statuses) <= {200, 429} and 429 in statuses and 200 in statuses
+        _, metrics = http(port, "/metrics")
+        assert 'sentinel_http_rejected_total{status="401"} 2.0' in metrics
+    finally:
+        stop_worker(proc, signal.SIGKILL)
+        verdicts.consumer.close()
