@@ -2,7 +2,7 @@
 
 Errors are one line on stderr and a non-zero exit: 2 for a bad argument or setting, 1 when the
 work itself failed. Handlers live next to the code they drive and are imported lazily, so
-``sentinel kafka status`` does not pay for MLflow or Faust.
+``sentinel kafka status`` does not pay for MLflow or LightGBM.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     rollback.add_argument("--reason", default="sentinel rollback")
     rollback.set_defaults(handler=_handler("training.commands:rollback"))
 
-    worker = sub.add_parser("worker", help="run the streaming scorer (Faust worker)")
+    worker = sub.add_parser("worker", help="run the streaming scorer (exactly-once Kafka worker)")
     worker.add_argument("--web-port", type=_positive_int, default=None)
     worker.set_defaults(handler=_handler("stream_app.commands:worker"))
 

@@ -1,7 +1,7 @@
 """The worker's garbage-collector policy: keep full collections off the verdict path.
 
 A generation-2 collection walks every object the collector tracks. The worker's imports
-(MLflow, pandas, scikit-learn, Faust) and its loaded models leave several hundred thousand of
+(MLflow, pandas, scikit-learn, LightGBM) and its loaded models leave several hundred thousand of
 them, and one such pass paused the event loop for 135-220 ms in the middle of a 2,000 tx/s
 stream (measured with ``gc.callbacks``): the largest single cause of the p99 latency. Those
 objects live until the next model swap, so after start-up and after every swap everything is

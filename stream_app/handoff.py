@@ -42,7 +42,7 @@ class Handoff:
 
     @staticmethod
     def encode_batch(records: list[Handoff]) -> bytes:
-        """Many records in one message: stage 2 then pays Faust's per-message cost once per
+        """Many records in one message: stage 2 then pays the per-message cost once per
         chunk instead of once per transaction (that cost was most of the worker's CPU)."""
         return BATCH + marshal.dumps([h.fields() for h in records], 4)
 

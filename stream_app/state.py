@@ -1,4 +1,4 @@
-"""Keyed feature state as the worker keeps it in Faust tables: a state plus a replay memory.
+"""Keyed feature state as the worker keeps it in its stores: a state plus a replay memory.
 
 At-least-once delivery means a restarted worker may see a transaction its state already holds
 (the changelog was written, the source offset not yet committed). ``recent`` remembers, by

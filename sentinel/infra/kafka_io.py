@@ -1,5 +1,5 @@
 """Producing and consuming events with confluent-kafka: the Kafka adapter for everything but
-the Faust worker. Errors are translated to :class:`SentinelKafkaError` here."""
+the worker's engine (``stream_app``). Errors are translated to :class:`SentinelKafkaError` here."""
 
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ def test_round_trip_keyed_by_card_keeps_each_card_on_one_partition(
 def test_read_range_returns_exactly_the_offsets_asked_for(
     kafka_bootstrap: str, topic_factory: Callable[..., str]
 ) -> None:
-    """What the worker uses to fill offsets its Faust consumer skipped."""
+    """Reading an offset range straight from the broker (no group, no commits)."""
     topic = topic_factory(partitions=1)
     conf = {"bootstrap.servers": kafka_bootstrap}
     with EventProducer(conf) as producer:
