@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from schemas import decode
+from schemas import SchemaValidationError, decode
 from schemas.events import LabelFeedback, Transaction
 from sentinel.errors import ConfigurationError
 from sentinel.infra.kafka_io import EventConsumer
@@ -64,12 +64,16 @@ def evaluate(model: FraudModel, version: str, tx: pd.DataFrame, labels: pd.DataF
 
 
 def read_stretch(settings: Settings, idle_s: float = 3.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All transactions and labels on the topics (a private group, from the beginning)."""
+    """All transactions and labels on the topics (a private group, from the beginning).
+
+    A malformed event is skipped, as the worker dead-letters it: it is counted and logged,
+    so a backtest of a real topic does not stop at its first bad message."""
     t = settings.topics
     kinds: dict[str, type[Transaction] | type[LabelFeedback]] = {
         t.name("transactions"): Transaction, t.name("labels"): LabelFeedback}
     rows: dict[type, list] = {Transaction: [], LabelFeedback: []}
     group = f"sentinel-replay-{uuid.uuid4().hex[:8]}"
+    skipped = 0
     with EventConsumer(settings.librdkafka(), group, list(kinds),
                        **{"enable.auto.commit": False}) as consumer:
         idle = 0.0
@@ -78,7 +82,16 @@ def read_stretch(settings: Settings, idle_s: float = 3.0) -> tuple[pd.DataFrame,
             idle = idle + 0.5 if not msgs else 0.0
             for m in msgs:
                 kind = kinds[m.topic() or ""]
-                rows[kind].append(decode(kind, m.value()))
+                try:
+                    rows[kind].append(decode(kind, m.value()))
+                except SchemaValidationError as exc:
+                    skipped += 1
+                    logger.warning("replay skips a malformed event topic=%s partition=%s "
+                                   "offset=%s error=%s", m.topic(), m.partition(), m.offset(),
+                                   exc)
+    if skipped:
+        logger.warning("replay skipped %d malformed events (the worker dead-letters them)",
+                       skipped)
     tx = pd.DataFrame([{"transaction_id": x.transaction_id, "card_id": x.card_id,
                         "terminal_id": x.terminal_id, "amount": x.amount,
                         "event_time": x.event_time} for x in rows[Transaction]])

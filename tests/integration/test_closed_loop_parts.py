@@ -180,6 +180,8 @@ def test_replay_reports_ap_and_recall_for_a_registered_version(settings_factory)
                 terminal_id=row.terminal_id, is_fraud=bool(row.is_fraud),
                 transaction_time=row.event_time, reported_at=row.label_time,
                 source="simulator"))
+        producer.send(t.name("transactions"), b"x", b"{not json")  # a real topic's poison
+        producer.send(t.name("labels"), b"x", b'{"transaction_id": 1}')
     since = frame["event_time"].min().normalize().to_pydatetime() + timedelta(days=30)
     report = replay(settings, version, since, None)
     in_window = int((frame["event_time"] >= since).sum())
