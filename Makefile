@@ -28,7 +28,7 @@ demo: install broker-artifacts
 	$(VENV)/bin/sentinel demo
 
 test: install system-deps broker-artifacts
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules schemas features stream_app sentinel dashboard training tests
 
 lint: install
 	$(VENV)/bin/ruff check .

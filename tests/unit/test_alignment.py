@@ -1,0 +1,56 @@
+"""The frontier: when a held hand-off may be scored, and what eviction must keep."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_app.alignment import MARKER, Frontier, decode_marker, encode_marker
+
+DAY = 86_400_000_000
+
+
+def test_a_message_waits_for_every_labels_and_transactions_partition() -> None:
+    f = Frontier(label_partitions=2, transaction_partitions=2, delay_us=7 * DAY)
+    t = 30 * DAY
+    assert not f.passes(t, read_ms=1_000)  # no marker yet: nothing is known
+    f.update({0: (t, None)}, {0: (t, None), 1: (t, None)})
+    assert not f.passes(t, read_ms=1_000)  # labels partition 1 unknown
+    f.update({1: (t - 1, None)}, {})
+    assert not f.passes(t, read_ms=1_000)  # labels partition 1 has not reached t
+    f.update({1: (t - 1, 2_000)}, {})  # ...but was caught up after the message was read
+    assert f.passes(t, read_ms=1_000)
+    assert not f.passes(t, read_ms=3_000)  # read after that look: could miss a new label
+
+
+def test_transactions_only_need_to_be_read_past_t_minus_the_delay() -> None:
+    f = Frontier(label_partitions=1, transaction_partitions=2, delay_us=7 * DAY)
+    f.update({0: (100 * DAY, None)}, {0: (23 * DAY, None), 1: (24 * DAY, None)})
+    assert f.passes(30 * DAY, read_ms=0)
+    assert not f.passes(31 * DAY, read_ms=0)  # partition 0 may still hold day-23.5 payments
+
+
+def test_marks_only_move_forward_and_caught_up_stays_true() -> None:
+    f = Frontier(label_partitions=1, transaction_partitions=1, delay_us=0)
+    f.update({0: (50, 900)}, {0: (50, None)})
+    f.update({0: (40, None)}, {0: (60, None)})  # an older owner's late marker
+    assert f.labels[0] == (50, 900) and f.transactions[0] == (60, None)
+
+
+def test_safe_time_is_the_slowest_busy_transactions_partition() -> None:
+    f = Frontier(label_partitions=1, transaction_partitions=2, delay_us=0)
+    assert f.safe_us() is None  # unknown: evict nothing
+    f.update({}, {0: (10, None), 1: (20, None)})
+    assert f.safe_us() == 10
+    f.update({}, {0: (12, 5)})  # partition 0 caught up: what comes later is new
+    assert f.safe_us() == 20
+    f.update({}, {0: (15, None)})  # busy again
+    assert f.safe_us() == 15
+
+
+def test_markers_round_trip_and_hostile_ones_are_refused() -> None:
+    marker = encode_marker({0: (5, None)}, {1: (7, 99)})
+    assert marker[:1] == MARKER
+    assert decode_marker(marker) == ({0: (5, None)}, {1: (7, 99)})
+    for bad in (MARKER + b"[]", MARKER + b'{"l": {"0": ["x", null]}}', MARKER + b"{"):
+        with pytest.raises(ValueError):
+            decode_marker(bad)
