@@ -144,6 +144,19 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     train.add_argument("--num-trees", type=_positive_int, default=None)
     train.add_argument("--metrics-out", default=None, help="write the metrics as JSON here")
     train.add_argument("--reason", default="sentinel train", help="recorded with the run")
+    train.add_argument("--attributes", default=None,
+                       help="numeric attribute columns of --input as model inputs: A,B,...")
+    train.add_argument("--categorical", default=None,
+                       help="categorical attribute columns (and merchant_category, channel)")
+    train.add_argument("--spec", default=None,
+                       help="a JSON/YAML file {attributes: [...], categorical: [...]}")
+    train.add_argument("--columns", default=None,
+                       help="rename the file's columns: event_time=Time,is_fraud=Class,...")
+    train.add_argument("--time-origin", default=None,
+                       help="read a numeric event_time as seconds from this ISO 8601 time")
+    train.add_argument("--split-fractions", default=None,
+                       help="train,validation,test shares of the rows in time order, no delay "
+                            "(e.g. 0.6,0.1,0.3) instead of the windows in days")
     train.set_defaults(handler=_handler("training.commands:train"))
 
     validate = sub.add_parser("validate", help="run the data gate (Great Expectations) alone")
