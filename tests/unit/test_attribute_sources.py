@@ -52,3 +52,14 @@ def test_produce_input_streams_a_users_file_with_attributes(tmp_path: Path) -> N
         "V1"]) is float  # type: ignore[index]
     with pytest.raises(ConfigurationError, match="not in the file"):
         stream_history(Settings(), argparse.Namespace(**vars(args), attributes="V9"))
+
+
+def test_the_shipped_example_is_what_its_documented_command_writes(tmp_path: Path) -> None:
+    from training.simulation.anonymised import main
+
+    out = tmp_path / "t.csv"
+    assert main(["--rows", "4000", "--out", str(out)]) == 0
+    shipped = Path(__file__).parents[2] / "examples" / "transactions.csv"
+    assert out.read_bytes() == shipped.read_bytes()
+    frame = pd.read_csv(shipped)
+    assert {"card_id", "terminal_id"}.isdisjoint(frame.columns)
