@@ -119,10 +119,17 @@ class AttributeSpec:
         missing values (NaN) and are appended to ``missing``."""
         attrs = attributes or {}
         out = []
+        nan = math.nan
         for a in self.attributes:
-            if missing is not None and a.name not in attrs:
-                missing.append(a.name)
-            out.append(encode_value(a, attrs.get(a.name)))
+            value = attrs.get(a.name)
+            if value is None:
+                if missing is not None and a.name not in attrs:
+                    missing.append(a.name)
+                out.append(nan)
+            elif a.kind == "num" and type(value) is float:  # the common case, inline
+                out.append(value)
+            else:
+                out.append(encode_value(a, value))
         return out
 
     def to_dict(self) -> dict[str, Any]:
