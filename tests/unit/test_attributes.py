@@ -165,3 +165,16 @@ def test_scoring_inputs_append_the_attributes() -> None:
     assert out[0, :3].tolist() == [2.0, 0.0, 1.5] and math.isnan(out[0, 3])
     assert out[0, 4] == 1.0 and math.isnan(out[1, 2])
     assert missing == ["new_device", "mcc", "risk", "new_device", "channel", "mcc"]
+
+
+def test_replay_feeds_a_model_its_attributes_like_the_worker() -> None:
+    from training.replay import model_inputs
+
+    model = FraudModel(**{**_model(SPEC).__dict__, "attributes": SPEC})
+    events = [{"risk": 1.5, "channel": "pos"}, None, {"mcc": 7995, "new_device": True}]
+    feats = pd.DataFrame({n: [0.1, 0.2, 0.3] for n in FEATURE_NAMES[:2]})
+    tx = pd.DataFrame({"attributes": events})
+    X = model_inputs(model, feats, tx)
+    online = np.asarray([SPEC.row(e) for e in events])
+    assert np.array_equal(X[:, 2:], online, equal_nan=True)
+    assert X[:, :2].tolist() == feats.to_numpy().tolist()
