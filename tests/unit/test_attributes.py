@@ -178,3 +178,15 @@ def test_replay_feeds_a_model_its_attributes_like_the_worker() -> None:
     online = np.asarray([SPEC.row(e) for e in events])
     assert np.array_equal(X[:, 2:], online, equal_nan=True)
     assert X[:, :2].tolist() == feats.to_numpy().tolist()
+
+
+def test_json_schema_accepts_attributes_and_bounds_them() -> None:
+    import jsonschema
+
+    from schemas.jsonschema_export import render
+
+    schema = json.loads(render("Transaction"))
+    jsonschema.validate({**BASE, "attributes": {"3ds": True, "risk": 0.2, "x": None}}, schema)
+    for bad in ({"bad name": 1}, {"a": [1]}, {"s": "x" * 300}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**BASE, "attributes": bad}, schema)
