@@ -28,6 +28,7 @@ BENCHES: dict[str, Callable[[str], list[str]]] = {
     "drift": lambda _: ["bench_drift.py"],
     "closed-loop": lambda _: ["bench_closed_loop.py", "--seed", "0"],
     "training": lambda _: ["bench_training.py"],
+    "attributes": lambda _: ["bench_attributes.py"],
 }
 
 

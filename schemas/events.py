@@ -7,11 +7,25 @@ ISO 8601 with a UTC offset on the wire; a time without an offset is read as UTC.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 SCHEMA_VERSION = 1
+
+MAX_ATTRIBUTES = 64
+"""At most this many entries in ``Transaction.attributes``."""
+MAX_ATTRIBUTE_TEXT = 256
+"""A string attribute value is at most this many characters."""
+
+AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
+AttributeValue = (
+    bool
+    | int
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_TEXT)]
+    | None
+)
 
 Decision = Literal["approve", "review", "decline"]
 
@@ -49,6 +63,12 @@ class Transaction(Event):
     event_time: datetime = Field(description="when the payment happened (event time)")
     merchant_category: str | None = Field(default=None, pattern=r"^\d{4}$", description="MCC")
     channel: Literal["pos", "ecom", "atm", "moto"] | None = None
+    attributes: dict[AttributeName, AttributeValue] | None = Field(
+        default=None, max_length=MAX_ATTRIBUTES,
+        description="optional model inputs by name: number, string, boolean or null "
+                    f"(at most {MAX_ATTRIBUTES}, names of 1-64 letters, digits, _ . -, strings "
+                    f"of at most {MAX_ATTRIBUTE_TEXT} characters); a model's feature spec says "
+                    "which it reads")
 
 
 class Verdict(Event):

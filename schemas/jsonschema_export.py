@@ -12,6 +12,11 @@ SCHEMA_DIR = Path(__file__).parent / "json"
 
 def render(name: str) -> str:
     schema = EVENT_TYPES[name].model_json_schema()
+    attributes = schema.get("properties", {}).get("attributes")
+    if attributes:  # names outside the pattern are invalid, as in the model
+        for option in attributes["anyOf"]:
+            if option.get("type") == "object":
+                option["additionalProperties"] = False
     schema["$id"] = f"https://sentinel.dev/schemas/{name}.v1.json"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 

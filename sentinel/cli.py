@@ -113,6 +113,8 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     simulate.add_argument("--drift", choices=["card_testing", "night_fraud", "amount_shift",
                                               "fraud_rate"], default=None)
     simulate.add_argument("--drift-day", type=int, default=None, help="first day of the drift")
+    simulate.add_argument("--with-attributes", action="store_true",
+                          help="add channel, merchant_category, new_device, country_mismatch")
     simulate.set_defaults(handler=_handler("training.commands:simulate"))
 
     produce = sub.add_parser("produce", help="stream simulated transactions (and labels) to Kafka")
@@ -129,6 +131,14 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                                              "fraud_rate"], default=None)
     produce.add_argument("--drift-day", type=int, default=None)
     produce.add_argument("--no-labels", action="store_true", help="do not publish labels")
+    produce.add_argument("--with-attributes", action="store_true",
+                         help="simulate with attributes and send them")
+    produce.add_argument("--attributes", default=None,
+                         help="columns sent as attributes (default with --input: all extra)")
+    produce.add_argument("--categorical", default=None, help="more columns sent as attributes")
+    produce.add_argument("--spec", default=None, help="the --spec file given to sentinel train")
+    produce.add_argument("--columns", default=None, help="as for sentinel train")
+    produce.add_argument("--time-origin", default=None, help="as for sentinel train")
     produce.set_defaults(handler=_handler("training.commands:produce"))
 
     train = sub.add_parser("train", help="train, gate and register a candidate model")
@@ -144,6 +154,21 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     train.add_argument("--num-trees", type=_positive_int, default=None)
     train.add_argument("--metrics-out", default=None, help="write the metrics as JSON here")
     train.add_argument("--reason", default="sentinel train", help="recorded with the run")
+    train.add_argument("--with-attributes", action="store_true",
+                       help="without --input: simulate with the simulator's attributes")
+    train.add_argument("--attributes", default=None,
+                       help="numeric attribute columns of --input as model inputs: A,B,...")
+    train.add_argument("--categorical", default=None,
+                       help="categorical attribute columns (and merchant_category, channel)")
+    train.add_argument("--spec", default=None,
+                       help="a JSON/YAML file {attributes: [...], categorical: [...]}")
+    train.add_argument("--columns", default=None,
+                       help="rename the file's columns: event_time=Time,is_fraud=Class,...")
+    train.add_argument("--time-origin", default=None,
+                       help="read a numeric event_time as seconds from this ISO 8601 time")
+    train.add_argument("--split-fractions", default=None,
+                       help="train,validation,test shares of the rows in time order, no delay "
+                            "(e.g. 0.6,0.1,0.3) instead of the windows in days")
     train.set_defaults(handler=_handler("training.commands:train"))
 
     validate = sub.add_parser("validate", help="run the data gate (Great Expectations) alone")

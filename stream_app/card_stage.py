@@ -32,6 +32,7 @@ from features import (
     card_stage,
     transaction_stage,
 )
+from features.attributes import attributes_of
 from features.clock import to_micros
 from schemas import LabelFeedback, Transaction, decode
 from stream_app.dead_letter import category, dead_letter
@@ -189,7 +190,7 @@ class CardStage:
             card = tuple(card_stage(entry.state, rec, config))
         handoff = Handoff(rec.transaction_id, rec.card_id, rec.terminal_id, rec.amount,
                           tx.event_time.isoformat(), rec.event_time_us, arrival_ms,
-                          [*transaction_stage(rec), *card], read_ms)
+                          [*transaction_stage(rec), *card], read_ms, attributes_of(tx))
         target = partition_for(rec.terminal_id.encode(), self.topics.terminal_partitions)
         self._handoffs.setdefault(target, []).append(handoff)
 

@@ -18,7 +18,9 @@ class Handoff:
 
     ``arrival_ms`` is the Kafka timestamp of the original transaction message: the start of the
     event-to-verdict latency. ``read_ms`` is the wall time at which a card stage first read it
-    (``stream_app.alignment`` compares it with the label frontier).
+    (``stream_app.alignment`` compares it with the label frontier). ``attrs`` holds the event's
+    ``attributes`` and its ``merchant_category``/``channel`` when it has any (``None``
+    otherwise): the scorer reads a model's attribute inputs from it (``features.attributes``).
     """
 
     transaction_id: str
@@ -30,6 +32,7 @@ class Handoff:
     arrival_ms: int
     head: list[float]
     read_ms: int = 0
+    attrs: dict[str, Any] | None = None
 
     def encode(self) -> bytes:
         """``b"M"`` + marshal of the fields: floats travel as binary, exact, and encoding costs
@@ -38,7 +41,8 @@ class Handoff:
 
     def fields(self) -> tuple[Any, ...]:
         return (self.transaction_id, self.card_id, self.terminal_id, self.amount,
-                self.event_time, self.event_time_us, self.arrival_ms, self.head, self.read_ms)
+                self.event_time, self.event_time_us, self.arrival_ms, self.head, self.read_ms,
+                self.attrs)
 
     @staticmethod
     def encode_batch(records: list[Handoff]) -> bytes:

@@ -21,6 +21,9 @@ class WorkerMetrics:
                                 ["decision", "model_version"], registry=r)
         self.dead_letters = Counter("sentinel_dead_letters", "inputs sent to the dead-letter topic",
                                     ["reason"], registry=r)
+        self.attribute_missing = Counter(
+            "sentinel_attribute_missing", "scored events without an attribute the champion "
+            "reads (scored as a missing value)", ["attribute"], registry=r)
         self.shadow_results = Counter("sentinel_shadow_results", "candidate results", ["agree"],
                                       registry=r)
         self.candidate_failures = Counter("sentinel_candidate_failures",

@@ -2,7 +2,8 @@
 
 Defaults for optional fields: ``terminal_id`` = ``"predict"`` (an unseen terminal: zero
 terminal features unless a real terminal id is given), ``event_time`` = now (UTC),
-``transaction_id`` = a random ``predict-<hex>``; ``id`` is the card id. Nothing is mutated.
+``transaction_id`` = a random ``predict-<hex>``; ``id`` is the card id; ``attributes`` as in the
+contract (a model with a feature spec reads them). Nothing is mutated.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from features import (
     terminal_stage,
     transaction_stage,
 )
+from features.attributes import attributes_of
 from schemas import SchemaValidationError, Transaction, validate
 from stream_app import scoring
 from stream_app.errors import PredictInputError
@@ -29,7 +31,7 @@ from stream_app.models import Slot
 from stream_app.state import KeyedState
 
 ALLOWED = {"id", "amount", "terminal_id", "event_time", "transaction_id", "currency",
-           "merchant_category", "channel"}
+           "merchant_category", "channel", "attributes"}
 
 
 def parse(body: Any) -> Transaction:
@@ -67,13 +69,16 @@ def features(tx: Transaction, card: KeyedState[CardState] | None,
 
 def answer(tx: Transaction, X: np.ndarray, champion: Slot, candidate: Slot | None,
            k: int, names: tuple[str, ...]) -> dict[str, Any]:
-    Xc = X[:, scoring.columns(tuple(champion.model.feature_names), names)]
+    events = [attributes_of(tx)]
+    Xc = scoring.inputs(scoring.spec_of(champion.model), X,
+                        scoring.columns(tuple(champion.model.feature_names), names), events)
     result = scoring.score(champion, Xc)
     codes = scoring.reasons(champion, Xc, result.decisions, k)
     shadow = None
     if candidate is not None:
         try:
-            Xk = X[:, scoring.columns(tuple(candidate.model.feature_names), names)]
+            Xk = scoring.inputs(scoring.spec_of(candidate.model), X, scoring.columns(
+                tuple(candidate.model.feature_names), names), events)
             shadow = float(candidate.model.score(Xk)[0])
         except Exception:  # the candidate never breaks an answer
             shadow = None

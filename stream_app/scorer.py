@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from features.attributes import FIELDS, AttributeTypeError
 from schemas import Transaction, encode
 from sentinel.settings import ScoringSettings
 from stream_app import scoring
@@ -66,7 +67,7 @@ class Scorer:
             return
         candidate = self.models.candidate
         shadow = None if candidate is None else self._shadow_pool.submit(
-            self._candidate_scores, candidate, X)
+            self._candidate_scores, candidate, X, records)
         ok, result, codes = self._champion(champion, X, records)
         if not ok.all():
             keep = np.flatnonzero(ok)
@@ -86,7 +87,10 @@ class Scorer:
         last: Exception | None = None
         for _ in range(self.settings.scoring_attempts):
             try:
-                result, codes = self._scores(champion, X)
+                missing: list[str] = []
+                result, codes = self._scores(champion, X, records, missing)
+                for name in missing:
+                    self.metrics.attribute_missing.labels(attribute=name).inc()
                 return np.ones(len(records), bool), result, codes
             except Exception as exc:
                 last = exc
@@ -96,8 +100,13 @@ class Scorer:
         parts: list[tuple[scoring.Scored, list[list[str]]]] = []
         for i, record in enumerate(records):
             try:
-                parts.append(self._scores(champion, X[i:i + 1]))
+                missing = []
+                parts.append(self._scores(champion, X[i:i + 1], [record], missing))
+                for name in missing:
+                    self.metrics.attribute_missing.labels(attribute=name).inc()
                 ok[i] = True
+            except AttributeTypeError as exc:
+                self._reject(record, exc, "attribute_type")
             except Exception as exc:
                 self._reject(record, exc)
         if not parts:
@@ -111,8 +120,15 @@ class Scorer:
         return ok, scoring.Scored(champion.version, champion.name, scores, decisions,
                                   seconds), codes
 
-    def _scores(self, champion: Slot, X: np.ndarray) -> tuple[scoring.Scored, list[list[str]]]:
-        Xc = X[:, self.columns(champion)]
+    def _inputs(self, slot: Slot, X: np.ndarray, records: list[Handoff],
+                missing: list[str] | None = None) -> np.ndarray:
+        """The model's input matrix: computed columns, then its feature spec's attributes."""
+        return scoring.inputs(scoring.spec_of(slot.model), X, self.columns(slot),
+                              [h.attrs for h in records], missing)
+
+    def _scores(self, champion: Slot, X: np.ndarray, records: list[Handoff],
+                missing: list[str] | None = None) -> tuple[scoring.Scored, list[list[str]]]:
+        Xc = self._inputs(champion, X, records, missing)
         result = scoring.score(champion, Xc)
         scoring.finite(result.scores)
         return result, scoring.reasons(champion, Xc, result.decisions,
@@ -120,9 +136,12 @@ class Scorer:
 
     def _reject(self, h: Handoff, exc: Exception, reason: str = "scoring_error") -> None:
         """Dead-letter one transaction that could not be scored (the original rebuilt)."""
+        attrs = dict(h.attrs or {})
+        fields = {f: attrs.pop(f) for f in FIELDS if f in attrs}
         tx = Transaction(transaction_id=h.transaction_id, card_id=h.card_id,
                          terminal_id=h.terminal_id, amount=h.amount,
-                         event_time=datetime.fromisoformat(h.event_time))
+                         event_time=datetime.fromisoformat(h.event_time),
+                         attributes=attrs or None, **fields)
         self.out.produce(self.topics.dead_letters, h.card_id.encode(), dead_letter(
             encode(tx), h.card_id.encode(), reason, exc, self.topics.transactions, -1, -1,
             self.settings.dead_letter_max_bytes))
@@ -151,8 +170,9 @@ class Scorer:
             m.event_to_verdict.observe(max(0.0, done - h.arrival_ms / 1000.0))
 
     # -- candidate -------------------------------------------------------------------------------
-    def _candidate_scores(self, candidate: Slot, X: np.ndarray) -> scoring.Scored:
-        result = scoring.score(candidate, X[:, self.columns(candidate)])
+    def _candidate_scores(self, candidate: Slot, X: np.ndarray,
+                          records: list[Handoff]) -> scoring.Scored:
+        result = scoring.score(candidate, self._inputs(candidate, X, records))
         scoring.finite(result.scores)
         return result
 

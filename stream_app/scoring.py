@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
+from features import attributes as attrs
 from stream_app.handoff import Handoff
 from stream_app.models import Slot
 
@@ -46,13 +49,40 @@ class Scored:
 
 
 def columns(model_names: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray:
-    """Indices of a model's inputs in the computed feature row (models may use a subset or
-    an older order); ``KeyError`` names a feature the worker does not compute."""
+    """Indices of a model's computed inputs in the computed feature row (models may use a
+    subset or an older order); attribute inputs (``attr.*``, the last ones, read from each
+    event through the model's feature spec: :func:`attribute_matrix`) are not in it.
+    ``KeyError`` names a feature the worker does not compute or an attribute kind it cannot
+    encode, so that the worker refuses the model."""
     index = {n: i for i, n in enumerate(names)}
-    missing = [n for n in model_names if n not in index]
+    unknown = [n for n in model_names if attrs.column_kind(n) is not None
+               and not attrs.encodable(n)]
+    if unknown:
+        raise KeyError(f"model needs attributes this worker cannot encode: {unknown}")
+    computed = [n for n in model_names if attrs.column_kind(n) is None]
+    missing = [n for n in computed if n not in index]
     if missing:
         raise KeyError(f"model needs features the worker does not compute: {missing}")
-    return np.asarray([index[n] for n in model_names], dtype=np.intp)
+    return np.asarray([index[n] for n in computed], dtype=np.intp)
+
+
+def spec_of(model: Any) -> attrs.AttributeSpec:
+    """A model's feature spec (an empty one for models without it)."""
+    spec = getattr(model, "attributes", None)
+    return spec if isinstance(spec, attrs.AttributeSpec) else attrs.AttributeSpec()
+
+
+def inputs(spec: attrs.AttributeSpec, X: np.ndarray, cols: np.ndarray,
+           events: Sequence[Mapping[str, Any] | None],
+           missing: list[str] | None = None) -> np.ndarray:
+    """The model's input matrix: its computed columns of ``X``, then its attribute columns
+    from each event's attributes (:func:`features.attributes.attributes_of`, a hand-off's
+    ``attrs``); absent names are appended to ``missing``."""
+    Xc = X[:, cols]
+    if not spec:
+        return Xc
+    A = np.asarray([spec.row(e, missing) for e in events], dtype=np.float64)
+    return np.hstack([Xc, A.reshape(len(events), len(spec.attributes))])
 
 
 def score(slot: Slot, X: np.ndarray) -> Scored:

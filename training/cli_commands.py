@@ -43,6 +43,51 @@ def _date(text: str) -> date:
         raise ConfigurationError(f"--train-start {text!r}: use YYYY-MM-DD") from exc
 
 
+def _names(text: str | None, flag: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in (text or "").split(",") if n.strip())
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"{flag} {text!r}: a name is repeated")
+    return names
+
+
+def attribute_names(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(numeric, categorical) attribute columns from --attributes/--categorical or --spec."""
+    numeric = _names(_arg(args, "attributes"), "--attributes")
+    categorical = _names(_arg(args, "categorical"), "--categorical")
+    spec_file = _arg(args, "spec")
+    if spec_file:
+        if numeric or categorical:
+            raise ConfigurationError("--spec replaces --attributes/--categorical: use one")
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(spec_file).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"--spec {spec_file}: {exc}".splitlines()[0]) from exc
+        if not isinstance(data, dict) or set(data) - {"attributes", "categorical"}:
+            raise ConfigurationError(f"--spec {spec_file}: expected a mapping with "
+                                     "'attributes' and/or 'categorical' lists of names")
+        numeric, categorical = (tuple(str(n) for n in data.get(k) or ())
+                                for k in ("attributes", "categorical"))
+    both = set(numeric) & set(categorical)
+    if both:
+        raise ConfigurationError(f"{sorted(both)} declared both numeric and categorical")
+    return numeric, categorical
+
+
+def _fractions(text: str | None) -> tuple[float, float, float] | None:
+    if not text:
+        return None
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) <= 0 or abs(sum(parts) - 1.0) > 1e-6:
+        raise ConfigurationError(f"--split-fractions {text!r}: three shares > 0 that sum to 1, "
+                                 "e.g. 0.6,0.1,0.3")
+    return parts  # type: ignore[return-value]
+
+
 def training_config(settings: Settings, args: argparse.Namespace) -> TrainingConfig:
     """A TrainingConfig from optional flags (--train-days, --delay-days, --test-days,
     --validation-days, --train-start, --num-trees, --alert-budget PCT, --decline-precision).
@@ -55,6 +100,7 @@ def training_config(settings: Settings, args: argparse.Namespace) -> TrainingCon
         test_days=_arg(args, "test_days", 7),
         validation_days=_arg(args, "validation_days", 7),
         train_start=_date(start) if isinstance(start, str) else start,
+        fractions=_fractions(_arg(args, "split_fractions")),
     )
     booster = BoosterParams(
         num_trees=_arg(args, "num_trees", BoosterParams.num_trees), seed=_arg(args, "seed", 0) + 42
@@ -66,14 +112,19 @@ def training_config(settings: Settings, args: argparse.Namespace) -> TrainingCon
         decline_precision=_arg(args, "decline_precision", ThresholdPolicy.decline_precision),
         alert_budget=None if budget_pct is None else budget_pct / 100.0,
     )
-    return TrainingConfig(split=split, booster=booster, policy=policy)
+    numeric, categorical = attribute_names(args)
+    return TrainingConfig(split=split, booster=booster, policy=policy, numeric=numeric,
+                          categorical=categorical)
 
 
 def _load(settings: Settings, args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
     if _arg(args, "input"):
+        from training import columns
         from training.dataset import read_transactions
 
-        return read_transactions(args.input), str(args.input)
+        mapping = columns.parse_mapping(_arg(args, "columns"))
+        origin = columns.parse_origin(_arg(args, "time_origin"))
+        return columns.shape(read_transactions(args.input), mapping, origin), str(args.input)
     from training.commands import load_history
 
     return load_history(settings, args), f"simulate(seed={_arg(args, 'seed', 0)})"
@@ -98,12 +149,13 @@ def _summary(outcome: TrainingOutcome) -> str:
 
 def train(settings: Settings, args: argparse.Namespace, publish: Publish | None = None) -> int:
     """``sentinel train``: gate the data, train, gate the model, log and register."""
+    config = training_config(settings, args)  # bad flags fail before the data is read
     frame, source = _load(settings, args)
     outcome = run_training(
         settings,
         frame,
         source=source,
-        config=training_config(settings, args),
+        config=config,
         publish=publish,
         promote=bool(_arg(args, "promote", False)),
         reason=_arg(args, "reason", "sentinel train"),

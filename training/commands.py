@@ -43,7 +43,8 @@ def simulation_config(settings: Settings, args: argparse.Namespace) -> Simulatio
 
 
 def load_history(settings: Settings, args: argparse.Namespace) -> pd.DataFrame:
-    """The --input file when given (validated columns), else a fresh simulation."""
+    """The --input file when given (validated columns), else a fresh simulation (with the
+    simulator's attributes under --with-attributes)."""
     if getattr(args, "input", None):
         from training.dataset import read_transactions
 
@@ -51,7 +52,46 @@ def load_history(settings: Settings, args: argparse.Namespace) -> pd.DataFrame:
         if not path.exists():
             raise ConfigurationError(f"--input {path}: no such file")
         return read_transactions(path)
-    return run_simulation(simulation_config(settings, args))
+    frame = run_simulation(simulation_config(settings, args))
+    if getattr(args, "with_attributes", False):
+        from training.simulation.attributes import add_attributes
+
+        frame = add_attributes(frame, args.seed)
+    return frame
+
+
+def stream_history(settings: Settings, args: argparse.Namespace,
+                   ) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """What ``sentinel produce`` streams: the history in Sentinel's shape (``--columns``,
+    ``--time-origin`` and absent ids as for ``sentinel train``, labels due ``label_delay_days``
+    after a payment when the file has no ``label_time``) and the columns sent as attributes:
+    the declared ones (``--attributes``/``--categorical``/``--spec``), else every column
+    beyond the documented ones."""
+    from training import columns
+    from training.cli_commands import attribute_names
+    from training.dataset import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, parse_times
+
+    frame = load_history(settings, args)
+    if getattr(args, "input", None):
+        frame = columns.shape(frame, columns.parse_mapping(getattr(args, "columns", None)),
+                              columns.parse_origin(getattr(args, "time_origin", None)))
+    frame = frame.copy()
+    for column in ("event_time", "label_time"):
+        if column in frame.columns:
+            frame[column] = parse_times(frame[column])
+    if "label_time" not in frame.columns and "is_fraud" in frame.columns:
+        frame["label_time"] = frame["event_time"] + pd.Timedelta(
+            days=settings.features.label_delay_days)
+    frame = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
+    numeric, categorical = attribute_names(args)
+    declared = (*numeric, *categorical)
+    if not declared and (getattr(args, "input", None) or getattr(args, "with_attributes", 0)):
+        known = {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "fraud_scenario"}
+        declared = tuple(c for c in frame.columns if c not in known)
+    absent = [c for c in declared if c not in frame.columns]
+    if absent:
+        raise ConfigurationError(f"attributes not in the file: {absent}")
+    return frame, declared
 
 
 def simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -61,6 +101,10 @@ def simulate(settings: Settings, args: argparse.Namespace) -> int:
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigurationError(f"--out {out}: use a .parquet or .csv file name")
     frame = run_simulation(simulation_config(settings, args))
+    if args.with_attributes:
+        from training.simulation.attributes import add_attributes
+
+        frame = add_attributes(frame, args.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     (write_parquet if out.suffix == ".parquet" else write_csv)(frame, out)
     print(f"wrote {len(frame)} transactions ({int(frame['is_fraud'].sum())} fraud) to {out}")
@@ -70,7 +114,7 @@ def simulate(settings: Settings, args: argparse.Namespace) -> int:
 def produce(settings: Settings, args: argparse.Namespace) -> int:
     from training.producer import produce_history
 
-    frame = load_history(settings, args)
+    frame, attributes = stream_history(settings, args)
     bootstrap = ensure_kafka(settings)
     conf = settings.librdkafka()
     create_topics(conf, catalog(settings.topics))
@@ -78,6 +122,7 @@ def produce(settings: Settings, args: argparse.Namespace) -> int:
         stats = produce_history(
             producer, frame, settings.topics.name("transactions"), settings.topics.name("labels"),
             rate=args.rate, count=args.count, with_labels=not args.no_labels,
+            attributes=attributes,
             on_progress=lambda s: logger.info("produced transactions=%s labels=%s rate=%.0f/s",
                                               s.transactions, s.labels, s.rate),
         )

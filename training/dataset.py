@@ -96,8 +96,11 @@ def parse_times(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
 
 
-def canonicalize(frame: pd.DataFrame) -> pd.DataFrame:
-    """The documented columns with fixed types and order, rows sorted by (event_time, id).
+def canonicalize(frame: pd.DataFrame, numeric: tuple[str, ...] = (),
+                 categorical: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The documented columns with fixed types and order, rows sorted by (event_time, id),
+    then the declared attributes: ``numeric`` ones as float64 (booleans 1/0, missing NaN),
+    ``categorical`` ones as objects (missing ``None``).
 
     Call after the data gate: this assumes the columns exist and hold valid values.
     """
@@ -116,6 +119,11 @@ def canonicalize(frame: pd.DataFrame) -> pd.DataFrame:
             out[column] = values.astype("float64")
         else:
             out[column] = values.astype("int8")
+    for column in numeric:
+        out[column] = pd.to_numeric(frame[column].astype("object").where(
+            frame[column].notna(), None), errors="coerce").astype("float64")
+    for column in categorical:
+        out[column] = frame[column].astype(object).where(frame[column].notna(), None)
     out = out.sort_values(["event_time", "transaction_id"], kind="stable")
     return out.reset_index(drop=True)
 
@@ -127,7 +135,7 @@ def digest(frame: pd.DataFrame) -> str:
         values = frame[column]
         sha.update(f"{column}:{values.dtype}\x1e".encode())
         if values.dtype == object:
-            sha.update("\x1f".join(values.tolist()).encode())
+            sha.update("\x1f".join(map(str, values.tolist())).encode())
         else:
             sha.update(np.ascontiguousarray(_numeric(values)).tobytes())
         sha.update(b"\x1d")
@@ -140,9 +148,11 @@ def _numeric(values: pd.Series) -> np.ndarray:
     return values.to_numpy()
 
 
-def make_dataset(frame: pd.DataFrame, source: str) -> Dataset:
-    """Canonicalize a validated frame and address it by content."""
-    canonical = canonicalize(frame)
+def make_dataset(frame: pd.DataFrame, source: str, numeric: tuple[str, ...] = (),
+                 categorical: tuple[str, ...] = ()) -> Dataset:
+    """Canonicalize a validated frame (with its declared attributes) and address it by
+    content."""
+    canonical = canonicalize(frame, numeric, categorical)
     dataset = Dataset(frame=canonical, digest=digest(canonical), source=source)
     logger.info(
         "dataset ready source=%s rows=%d fraud_rate=%.4f digest=%s",

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from features.attributes import AttributeSpec
+
 logger = logging.getLogger(__name__)
 
 _META = "fraud_model.json"
@@ -58,8 +60,13 @@ class FraudModel:
     booster: Any = None
     linear: LinearParams | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    attributes: AttributeSpec = field(default_factory=AttributeSpec)
+    """The feature spec: attribute inputs, the last ``len(attributes.columns)`` features."""
 
     def __post_init__(self) -> None:
+        tail = self.attributes.columns
+        if tail and self.feature_names[len(self.feature_names) - len(tail):] != tail:
+            raise ValueError(f"the feature spec's columns {list(tail)} must end feature_names")
         if self.kind == "lightgbm" and self.booster is None:
             raise ValueError("a lightgbm FraudModel needs a booster")
         if self.kind == "logistic" and self.linear is None:
@@ -117,7 +124,8 @@ class FraudModel:
     def with_thresholds(self, thresholds: Thresholds) -> FraudModel:
         """A copy with other thresholds (the model itself is unchanged)."""
         return FraudModel(
-            self.kind, self.feature_names, thresholds, self.booster, self.linear, self.metadata
+            self.kind, self.feature_names, thresholds, self.booster, self.linear, self.metadata,
+            self.attributes,
         )
 
     def save(self, directory: Path) -> Path:
@@ -129,6 +137,7 @@ class FraudModel:
             "thresholds": asdict(self.thresholds),
             "linear": asdict(self.linear) if self.linear else None,
             "metadata": self.metadata,
+            "attributes": self.attributes.to_dict(),
         }
         (directory / _META).write_text(json.dumps(meta, indent=1, default=str))
         if self.booster is not None:
@@ -156,4 +165,5 @@ class FraudModel:
             if linear
             else None,
             metadata=meta.get("metadata", {}),
+            attributes=AttributeSpec.from_dict(meta.get("attributes")),
         )

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from features.attributes import AttributeSpec, encode_frame, fit
 from sentinel.settings import Settings
 from training.dataset import Dataset, make_dataset
 from training.errors import ModelLoadRefusedError, TrainingError
@@ -67,6 +68,10 @@ class TrainingConfig:
     # happens to (the amount ratio) and miss the next ones.
     shift_onset: datetime | None = None
     shift_fraud_weight: float = 1.0
+    # Transaction attributes as model inputs (``--attributes``/``--categorical``): columns of
+    # the file, encoded by the feature spec learned on the train window (features.attributes)
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
 
     def as_params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -75,7 +80,9 @@ class TrainingConfig:
                 out[f"{section}.{key}"] = value
         out |= {"top_k": self.top_k, "min_improvement": self.min_improvement, "seed": self.seed,
                 "refit_on_newest": self.refit_on_newest,
-                "shift_onset": str(self.shift_onset), "shift_fraud_weight": self.shift_fraud_weight}
+                "shift_onset": str(self.shift_onset), "shift_fraud_weight": self.shift_fraud_weight,
+                "attributes.numeric": ",".join(self.numeric),
+                "attributes.categorical": ",".join(self.categorical)}
         return out
 
 
@@ -175,16 +182,33 @@ def featurize(
     return features[list(names)].to_numpy(dtype=np.float64), names
 
 
+def with_attributes(dataset: Dataset, X: np.ndarray, names: tuple[str, ...],
+                    config: TrainingConfig) -> tuple[np.ndarray, tuple[str, ...], AttributeSpec]:
+    """The computed features followed by the declared attributes, encoded by a spec learned
+    on the train window's rows (categories seen there; the rest are ``other``)."""
+    if not (config.numeric or config.categorical):
+        return X, names, AttributeSpec()
+    frame = dataset.frame
+    with _step("attributes"):
+        train = split(frame, config.split).train
+        spec = fit(frame.iloc[train], config.numeric, config.categorical)
+        A = encode_frame(spec, frame)
+    return np.hstack([X, A]), (*names, *spec.columns), spec
+
+
 def fit_and_evaluate(
     dataset: Dataset,
     X: np.ndarray,
     feature_names: tuple[str, ...],
     config: TrainingConfig,
     champion: FraudModel | None = None,
+    spec: AttributeSpec | None = None,
 ) -> Evaluation:
-    """Split, fit the booster and the baseline, pick thresholds, measure on the test window."""
+    """Split, fit the booster and the baseline, pick thresholds, measure on the test window.
+    With a feature spec (the last columns of ``X``), both models carry it."""
     frame = dataset.frame
     y = frame["is_fraud"].to_numpy()
+    spec = spec or AttributeSpec()
     with _step("split"):
         parts = split(frame, config.split)
     weight = shift_weights(frame, y, config, parts.windows.train[0])
@@ -192,30 +216,35 @@ def fit_and_evaluate(
         booster = fit_booster(X[parts.train], y[parts.train], feature_names, config.booster,
                               None if weight is None else weight[parts.train])
     with _step("fit_baseline"):
-        baseline = fit_logistic(X[parts.train], y[parts.train], feature_names, config.seed)
+        baseline = fit_logistic(_imputed(X[parts.train]), y[parts.train], feature_names,
+                                config.seed)
+    booster, baseline = replace(booster, attributes=spec), replace(baseline, attributes=spec)
     val = parts.validation
     booster = booster.with_thresholds(
         choose_thresholds(y[val], booster.score(X[val]), config.policy)
     )
     baseline = baseline.with_thresholds(
-        choose_thresholds(y[val], baseline.score(X[val]), config.policy)
+        choose_thresholds(y[val], baseline.score(_imputed(X[val])), config.policy)
     )
     test = parts.test
     cards = frame["card_id"].to_numpy()[test]
     days = days_since(frame["event_time"].iloc[test], parts.windows.test[0])
 
-    def measure(model: FraudModel, columns: list[int] | None = None) -> dict[str, float]:
-        rows = X[test] if columns is None else X[test][:, columns]
-        scores = model.score(rows)
+    def measure(model: FraudModel, columns: list[int] | None = None,
+                matrix: np.ndarray | None = None) -> dict[str, float]:
+        rows = (X if matrix is None else matrix)[test]
+        rows = rows if columns is None else rows[:, columns]
+        scores = model.score(_imputed(rows) if model.kind == "logistic" else rows)
         return evaluate(y[test], scores, cards, days, model.thresholds.review, config.top_k)
 
     with _step("evaluate"):
         metrics, baseline_metrics = measure(booster), measure(baseline)
         champion_metrics = None
         if champion is not None:
-            champion_metrics = _measure_champion(champion, X, feature_names, measure)
+            champion_metrics = _measure_champion(champion, X, feature_names, measure, frame)
     if config.refit_on_newest:
-        booster = _refit_on_newest(frame, X, y, parts, feature_names, config, weight)
+        booster = replace(_refit_on_newest(frame, X, y, parts, feature_names, config, weight),
+                          attributes=spec)
     logger.info(
         "test ap=%.4f auc=%.4f cp@%d=%.4f baseline_ap=%.4f champion_ap=%s",
         metrics["average_precision"],
@@ -272,13 +301,28 @@ def _refit_on_newest(
     )
 
 
+def _imputed(X: np.ndarray) -> np.ndarray:
+    """Missing attribute values as 0 for the logistic baseline (the booster routes NaN)."""
+    return np.nan_to_num(X, nan=0.0) if np.isnan(X).any() else X
+
+
 def _measure_champion(
     champion: FraudModel,
     X: np.ndarray,
     names: tuple[str, ...],
-    measure: Callable[[FraudModel, list[int] | None], dict[str, float]],
+    measure: Callable[..., dict[str, float]],
+    frame: pd.DataFrame | None = None,
 ) -> dict[str, float] | None:
-    """The champion on the same test rows, fed its own feature columns by name."""
+    """The champion on the same test rows, fed its own feature columns by name (its attribute
+    columns encoded by its own feature spec, whose categories may differ)."""
+    spec = champion.attributes
+    if spec and frame is not None:
+        computed = [n for n in champion.feature_names if n not in spec.columns]
+        if set(computed) - set(names):
+            logger.warning("champion needs features that are not computed: not compared")
+            return None
+        own = np.hstack([X[:, [names.index(n) for n in computed]], encode_frame(spec, frame)])
+        return measure(champion, None, own)
     if champion.feature_names == names:
         return measure(champion, None)
     missing = set(champion.feature_names) - set(names)
@@ -312,12 +356,14 @@ def run_training(
 
     config = config or TrainingConfig()
     report_dir = settings.data_dir.resolve() / "reports"
+    quality = replace(config.quality, numeric=config.numeric, categorical=config.categorical)
     with _step("data_gate"):
-        report = validate_transactions(frame, report_dir, config.quality)
+        report = validate_transactions(frame, report_dir, quality)
     with _step("dataset"):
-        dataset = make_dataset(frame, source)
+        dataset = make_dataset(frame, source, config.numeric, config.categorical)
     with _step("features"):
         X, names = featurize(dataset, settings, featurizer)
+    X, names, spec = with_attributes(dataset, X, names, config)
     registry = registry or ModelRegistry(settings, publish=publish)
     champion = None
     with _step("champion"):
@@ -327,7 +373,7 @@ def run_training(
                 champion = registry.load(ref)
             except ModelLoadRefusedError as exc:  # e.g. a pickled champion of an old release
                 logger.warning("champion not compared, its artifact is refused: %s", exc)
-    evaluation = fit_and_evaluate(dataset, X, names, config, champion)
+    evaluation = fit_and_evaluate(dataset, X, names, config, champion, spec)
     verdict = judge(
         evaluation.metrics["average_precision"],
         evaluation.baseline_metrics["average_precision"],

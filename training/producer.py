@@ -33,13 +33,25 @@ class ProduceStats:
         return self.transactions / self.seconds if self.seconds else 0.0
 
 
-def transaction_event(row: Any) -> Transaction:
-    """A Transaction from a simulator row (an ``itertuples`` named tuple)."""
+def transaction_event(row: Any, attributes: tuple[tuple[str, int], ...] = ()) -> Transaction:
+    """A Transaction from a simulator row (an ``itertuples`` named tuple); ``attributes``
+    are (name, position in the row) of the columns sent in ``Transaction.attributes``."""
     return Transaction(
         transaction_id=str(row.transaction_id), card_id=str(row.card_id),
         terminal_id=str(row.terminal_id), amount=float(row.amount),
         event_time=row.event_time.to_pydatetime(),
+        attributes={name: _plain(row[i]) for name, i in attributes} if attributes else None,
     )
+
+
+def _plain(value: Any) -> Any:
+    """A cell as JSON's value: numpy scalars as Python ones, NaN/NA/None as null."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+        return None if isinstance(value, float) and value != value else value
+    return value
 
 
 def label_event(row: Any) -> LabelFeedback:
@@ -61,9 +73,12 @@ def produce_history(
     rate: float | None = None,
     count: int | None = None,
     with_labels: bool = True,
+    attributes: tuple[str, ...] = (),
     on_progress: Callable[[ProduceStats], None] | None = None,
 ) -> ProduceStats:
-    """Send ``frame`` (simulator columns) to Kafka; stop after ``count`` transactions."""
+    """Send ``frame`` (simulator columns, plus the ``attributes`` columns as each event's
+    attributes) to Kafka; stop after ``count`` transactions."""
+    positions = tuple((name, list(frame.columns).index(name)) for name in attributes)
     stats = ProduceStats()
     limit = len(frame) if count is None else min(count, len(frame))
     frame = frame.iloc[:limit]  # labels only for transactions that are sent
@@ -79,7 +94,7 @@ def produce_history(
             producer.send(labels_topic, label.terminal_id, encode(label))
             stats.labels += 1
             continue
-        tx = transaction_event(row)
+        tx = transaction_event(row, positions)
         producer.send(transactions_topic, tx.card_id, encode(tx))
         stats.transactions += 1
         if rate and stats.transactions % 20 == 0:

@@ -36,6 +36,12 @@ class QualityConfig:
     min_fraud_rate: float = 1e-4
     max_fraud_rate: float = 0.2
     min_rows: int = 1
+    # declared attributes (``sentinel train --attributes/--categorical``): type, null share and
+    # (categoricals) the number of distinct values
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    max_null_share: float = 0.5
+    max_categories: int = 1000
 
 
 @dataclass(frozen=True)
@@ -100,10 +106,34 @@ def _suite(frame: pd.DataFrame, config: QualityConfig) -> Any:
             ]
     if "event_time" in frame.columns:
         items.append(e.ExpectColumnValuesToNotBeNull(column="event_time"))
+    items += _attribute_items(frame, config)
     suite = gx.ExpectationSuite(name="sentinel-transactions")
     for item in items:
         suite.add_expectation(item)
     return suite
+
+
+def _attribute_items(frame: pd.DataFrame, config: QualityConfig) -> list[Any]:
+    """Declared attributes exist, numeric ones are numbers (or booleans), at most
+    ``max_null_share`` of each is null, categorical ones have at most ``max_categories``."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    mostly = 1.0 - config.max_null_share
+    items: list[Any] = []
+    for column in (*config.numeric, *config.categorical):
+        items.append(e.ExpectColumnToExist(column=column))
+        if column in frame.columns:
+            items.append(e.ExpectColumnValuesToNotBeNull(column=column, mostly=mostly))
+    for column in config.numeric:
+        if column in frame.columns:
+            items.append(e.ExpectColumnValuesToBeInTypeList(
+                column=column, type_list=[*_NUMBER_TYPES, "bool", "boolean"]))
+    for column in config.categorical:
+        if column in frame.columns:
+            items.append(e.ExpectColumnUniqueValueCountToBeBetween(
+                column=column, min_value=1, max_value=config.max_categories))
+    return items
 
 
 def _describe(result: Any) -> str:

@@ -15,6 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from features.attributes import attributes_of, encode_frame
 from schemas import SchemaValidationError, decode
 from schemas.events import LabelFeedback, Transaction
 from sentinel.errors import ConfigurationError
@@ -38,14 +39,27 @@ class ReplayReport:
     recall_at_alert_rate: float
 
 
+def model_inputs(model: FraudModel, feats: pd.DataFrame, tx: pd.DataFrame) -> np.ndarray:
+    """The model's computed features, then its attributes (from the ``attributes`` column of
+    each event's :func:`features.attributes.attributes_of`) encoded by its feature spec."""
+    spec = model.attributes
+    computed = [n for n in model.feature_names if n not in spec.columns]
+    X = feats[computed].to_numpy(dtype=np.float64)
+    if not spec:
+        return X
+    events = tx["attributes"] if "attributes" in tx else pd.Series([None] * len(tx))
+    A = encode_frame(spec, pd.DataFrame([e or {} for e in events], index=range(len(tx))))
+    return np.hstack([X, A])
+
+
 def evaluate(model: FraudModel, version: str, tx: pd.DataFrame, labels: pd.DataFrame,
              since: datetime | None, until: datetime | None) -> ReplayReport:
     """Pure core: features over the stretch, scores, metrics on the labelled rows."""
     from features.offline import compute_features
 
     tx = tx.sort_values("event_time", kind="stable").reset_index(drop=True)
-    feats = compute_features(tx, labels, None)
-    scores = model.score(feats[list(model.feature_names)].to_numpy(dtype=np.float64))
+    feats = compute_features(tx.drop(columns=["attributes"], errors="ignore"), labels, None)
+    scores = model.score(model_inputs(model, feats, tx))
     window = np.ones(len(tx), dtype=bool)
     if since is not None:
         window &= (tx["event_time"] >= pd.Timestamp(since)).to_numpy()
@@ -94,7 +108,8 @@ def read_stretch(settings: Settings, idle_s: float = 3.0) -> tuple[pd.DataFrame,
                        skipped)
     tx = pd.DataFrame([{"transaction_id": x.transaction_id, "card_id": x.card_id,
                         "terminal_id": x.terminal_id, "amount": x.amount,
-                        "event_time": x.event_time} for x in rows[Transaction]])
+                        "event_time": x.event_time, "attributes": attributes_of(x)}
+                       for x in rows[Transaction]])
     labels = pd.DataFrame([{"transaction_id": x.transaction_id, "is_fraud": int(x.is_fraud),
                             "label_time": x.reported_at} for x in rows[LabelFeedback]],
                           columns=["transaction_id", "is_fraud", "label_time"])

@@ -46,8 +46,15 @@ class SplitConfig:
     known_lookback_days: float = 7
     train_start: date | None = None
     anchor: str = "auto"  # "auto" (book offset if it fits, else end), "book", "end", "latest"
+    # (train, validation, test) shares of the rows in time order, no delay: for histories too
+    # short for the windows in days (``sentinel train --split-fractions 0.6,0.1,0.3``)
+    fractions: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.fractions is not None:
+            f = self.fractions
+            if len(f) != 3 or min(f) <= 0 or abs(sum(f) - 1.0) > 1e-9:
+                raise SplitError(f"split fractions {f}: three shares > 0 that sum to 1")
         if self.anchor not in ("auto", "book", "end", "latest"):
             raise SplitError(f"unknown split anchor {self.anchor!r}")
         spans = (self.train_days, self.delay_days, self.test_days, self.validation_days,
@@ -159,14 +166,18 @@ def known_compromised_mask(frame: pd.DataFrame, windows: Windows) -> np.ndarray:
 def split(frame: pd.DataFrame, config: SplitConfig | None = None) -> Split:
     """Split a canonical frame; raise :class:`SplitError` if a part is empty or one-class."""
     config = config or SplitConfig()
-    windows = resolve_windows(frame["event_time"], config)
-    times = frame["event_time"]
-    compromised = known_compromised_mask(frame, windows)
-    parts = {
-        "train": np.flatnonzero(_between(times, windows.train)),
-        "validation": np.flatnonzero(_between(times, windows.validation)),
-        "test": np.flatnonzero(_between(times, windows.test) & ~compromised),
-    }
+    if config.fractions is not None:
+        windows, parts = _by_fractions(frame["event_time"], config.fractions)
+        compromised = np.zeros(len(frame), dtype=bool)
+    else:
+        windows = resolve_windows(frame["event_time"], config)
+        times = frame["event_time"]
+        compromised = known_compromised_mask(frame, windows)
+        parts = {
+            "train": np.flatnonzero(_between(times, windows.train)),
+            "validation": np.flatnonzero(_between(times, windows.validation)),
+            "test": np.flatnonzero(_between(times, windows.test) & ~compromised),
+        }
     labels = frame["is_fraud"].to_numpy()
     for name, rows in parts.items():
         if len(rows) == 0 or labels[rows].min() == labels[rows].max():
@@ -184,6 +195,25 @@ def split(frame: pd.DataFrame, config: SplitConfig | None = None) -> Split:
         int(compromised.sum()),
     )
     return Split(windows=windows, **parts)
+
+
+def _by_fractions(times: pd.Series, fractions: tuple[float, float, float],
+                  ) -> tuple[Windows, dict[str, np.ndarray]]:
+    """Rows in time order (the canonical frame is sorted): the first share trains, the next
+    validates, the rest tests; no delay between them."""
+    n = len(times)
+    a = int(n * fractions[0])
+    b = a + int(n * fractions[1])
+    stamp = times.to_numpy()
+    end = times.max() + pd.Timedelta(microseconds=1)
+
+    def at(i: int) -> pd.Timestamp:
+        return pd.Timestamp(stamp[i]) if i < n else end
+
+    windows = Windows(validation=(at(a), at(b)), train=(at(0), at(a)), test=(at(b), end),
+                      delay_days=0, known_lookback_days=0)
+    return windows, {"train": np.arange(0, a), "validation": np.arange(a, b),
+                     "test": np.arange(b, n)}
 
 
 def days_since(times: pd.Series, origin: pd.Timestamp) -> np.ndarray:

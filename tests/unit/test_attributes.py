@@ -1,0 +1,192 @@
+"""Transaction attributes: the contract bounds them, the feature spec encodes them the same way
+per event and over a frame, travels with the model, and a model the worker cannot feed is
+refused."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import FEATURE_NAMES
+from features.attributes import (
+    Attribute,
+    AttributeSpec,
+    AttributeTypeError,
+    attributes_of,
+    encode_frame,
+    fit,
+)
+from schemas import SchemaValidationError, Transaction, decode
+from stream_app import predict, scoring
+from training import artifact
+from training.learners import BoosterParams, fit_booster
+from training.model import FraudModel, Thresholds
+
+BASE = {"transaction_id": "t1", "card_id": "c1", "terminal_id": "m1", "amount": 10.0,
+        "event_time": "2024-03-01T10:00:00+00:00"}
+
+
+def _tx(**changes: Any) -> bytes:
+    return json.dumps({**BASE, **changes}).encode()
+
+
+def test_attributes_are_optional_and_typed() -> None:
+    assert decode(Transaction, _tx()).attributes is None  # old producers are unchanged
+    tx = decode(Transaction, _tx(attributes={"risk": 0.5, "n": 3, "device": "new",
+                                             "3ds": True, "gone": None}))
+    assert tx.attributes == {"risk": 0.5, "n": 3, "device": "new", "3ds": True, "gone": None}
+    assert type(tx.attributes["n"]) is int and type(tx.attributes["3ds"]) is bool
+
+
+@pytest.mark.parametrize(("attributes", "field"), [
+    ({"a": [1]}, "attributes.a"),
+    ({"a": {"b": 1}}, "attributes.a"),
+    ({"bad name": 1}, "attributes.bad name"),
+    ({"s": "x" * 300}, "attributes.s"),
+    ({f"a{i}": 1 for i in range(65)}, "attributes"),
+    ("not-an-object", "attributes"),
+])
+def test_bad_attributes_name_the_field(attributes: Any, field: str) -> None:
+    with pytest.raises(SchemaValidationError) as caught:
+        decode(Transaction, _tx(attributes=attributes))
+    assert any(f.startswith(field) for f, _ in caught.value.problems), caught.value.problems
+
+
+def test_predict_accepts_attributes() -> None:
+    tx = predict.parse({"id": 7, "amount": 5.0, "attributes": {"risk": 0.9}, "channel": "ecom"})
+    assert attributes_of(tx) == {"risk": 0.9, "channel": "ecom"}
+    with pytest.raises(Exception, match="attributes"):
+        predict.parse({"id": 7, "amount": 5.0, "attributes": {"risk": [1]}})
+
+
+SPEC = AttributeSpec((
+    Attribute("risk", "num"),
+    Attribute("new_device", "num"),
+    Attribute("channel", "cat", ("ecom", "pos")),
+    Attribute("mcc", "cat", ("5411", "7995")),
+))
+
+
+def test_encoding_unseen_and_missing() -> None:
+    missing: list[str] = []
+    row = SPEC.row({"risk": 2, "new_device": True, "channel": "atm", "mcc": 7995}, missing)
+    assert row == [2.0, 1.0, 2.0, 1.0]  # atm is unseen: "other" = len(categories)
+    assert missing == []
+    row = SPEC.row({"channel": "pos", "new_device": None}, missing)
+    assert math.isnan(row[0]) and math.isnan(row[1]) and row[2] == 1.0 and math.isnan(row[3])
+    assert missing == ["risk", "mcc"]  # null is a missing value but not an absent attribute
+    with pytest.raises(AttributeTypeError, match=r"attributes\.risk"):
+        SPEC.row({"risk": "high"})
+
+
+def test_fit_learns_categories_by_frequency() -> None:
+    frame = pd.DataFrame({"channel": ["pos", "ecom", "pos", None, "atm", "pos", "ecom"],
+                          "mcc": [5411.0, 5411.0, np.nan, 7995.0, 5411.0, 1.0, 2.0]})
+    spec = fit(frame, ["risk"], ["channel", "mcc"], max_categories=2)
+    assert spec.attributes[1] == Attribute("channel", "cat", ("pos", "ecom"))
+    assert spec.attributes[2].categories[0] == "5411"  # integer floats read as the integer
+    assert spec.columns == ("attr.num.risk", "attr.cat.channel", "attr.cat.mcc")
+
+
+def test_offline_and_online_encodings_are_equal() -> None:
+    rng = np.random.default_rng(3)
+    n = 500
+    frame = pd.DataFrame({
+        "risk": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
+        "new_device": rng.random(n) < 0.2,
+        "channel": rng.choice(["pos", "ecom", "atm", "moto", None], size=n),  # type: ignore[arg-type]
+        "mcc": rng.choice([5411, 7995, 4829, 5999], size=n),
+    })
+    spec = fit(frame.iloc[:250], ["risk", "new_device"], ["channel", "mcc"], max_categories=3)
+    offline = encode_frame(spec, frame)
+    for i, record in enumerate(frame.to_dict("records")):
+        event = json.loads(json.dumps({k: (None if isinstance(v, float) and math.isnan(v)
+                                           else (v.item() if hasattr(v, "item") else v))
+                                       for k, v in record.items()}))
+        tx = decode(Transaction, _tx(attributes={k: v for k, v in event.items()
+                                                 if k != "channel"},
+                                     channel=event["channel"]))
+        online = np.asarray(spec.row(attributes_of(tx)))
+        assert np.array_equal(online, offline[i], equal_nan=True), (i, record)
+
+
+def _model(spec: AttributeSpec) -> FraudModel:
+    rng = np.random.default_rng(0)
+    names = (*FEATURE_NAMES[:2], *spec.columns)
+    X = rng.normal(size=(300, len(names)))
+    y = (X[:, 0] + X[:, -1] > 1.0).astype(int)
+    return fit_booster(X, y, names, BoosterParams(num_trees=3, num_leaves=4,
+                                                  min_child_samples=5, seed=0)
+                       ).with_thresholds(Thresholds(0.3, 0.8))
+
+
+def test_spec_is_stored_inside_the_digested_model(tmp_path: Path) -> None:
+    from training.flavor import write_mlmodel
+
+    model = FraudModel(**{**_model(SPEC).__dict__, "attributes": SPEC})
+    saved = write_mlmodel(model.save(tmp_path / "m"), model)
+    sha = artifact.digest(saved)
+    loaded = artifact.load(saved, sha, "models:/m/1")
+    assert loaded.attributes == SPEC
+    meta = json.loads((saved / "fraud_model.json").read_text())
+    meta["attributes"]["attributes"][2]["categories"] = ["pos"]
+    (saved / "fraud_model.json").write_text(json.dumps(meta))
+    with pytest.raises(artifact.ModelLoadRefusedError, match="digest_mismatch"):
+        artifact.load(saved, sha, "models:/m/1")
+
+
+def test_spec_must_match_the_feature_names() -> None:
+    with pytest.raises(ValueError, match="must end feature_names"):
+        FraudModel(**{**_model(SPEC).__dict__, "attributes": AttributeSpec(SPEC.attributes[:2])})
+    with pytest.raises(ValueError, match="unknown kind"):
+        AttributeSpec.from_dict({"version": 1, "attributes": [{"name": "x", "kind": "embed"}]})
+
+
+def test_worker_refuses_a_model_it_cannot_feed() -> None:
+    names = FEATURE_NAMES
+    cols = scoring.columns((names[3], "attr.num.risk", "attr.cat.channel"), names)
+    assert cols.tolist() == [3]
+    with pytest.raises(KeyError, match="cannot encode"):
+        scoring.columns((names[0], "attr.embedding.device"), names)
+
+
+def test_scoring_inputs_append_the_attributes() -> None:
+    X = np.arange(6, dtype=np.float64).reshape(2, 3)
+    missing: list[str] = []
+    out = scoring.inputs(SPEC, X, np.asarray([2, 0]), [{"risk": 1.5, "channel": "pos"}, None],
+                         missing)
+    assert out.shape == (2, 6)
+    assert out[0, :3].tolist() == [2.0, 0.0, 1.5] and math.isnan(out[0, 3])
+    assert out[0, 4] == 1.0 and math.isnan(out[1, 2])
+    assert missing == ["new_device", "mcc", "risk", "new_device", "channel", "mcc"]
+
+
+def test_replay_feeds_a_model_its_attributes_like_the_worker() -> None:
+    from training.replay import model_inputs
+
+    model = FraudModel(**{**_model(SPEC).__dict__, "attributes": SPEC})
+    events = [{"risk": 1.5, "channel": "pos"}, None, {"mcc": 7995, "new_device": True}]
+    feats = pd.DataFrame({n: [0.1, 0.2, 0.3] for n in FEATURE_NAMES[:2]})
+    tx = pd.DataFrame({"attributes": events})
+    X = model_inputs(model, feats, tx)
+    online = np.asarray([SPEC.row(e) for e in events])
+    assert np.array_equal(X[:, 2:], online, equal_nan=True)
+    assert X[:, :2].tolist() == feats.to_numpy().tolist()
+
+
+def test_json_schema_accepts_attributes_and_bounds_them() -> None:
+    import jsonschema
+
+    from schemas.jsonschema_export import render
+
+    schema = json.loads(render("Transaction"))
+    jsonschema.validate({**BASE, "attributes": {"3ds": True, "risk": 0.2, "x": None}}, schema)
+    for bad in ({"bad name": 1}, {"a": [1]}, {"s": "x" * 300}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**BASE, "attributes": bad}, schema)
