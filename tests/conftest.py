@@ -1,8 +1,9 @@
 """Shared fixtures: one real Kafka broker per test session, unique topics per test.
 
 The broker is, in order of preference: the cluster named by SENTINEL_TEST_BOOTSTRAP; a
-testcontainers Kafka when a Docker engine answers; otherwise the embedded broker that
-``sentinel kafka start`` runs (Maven Central artifacts, Java 17), on free loopback ports.
+testcontainers Kafka when a Docker engine answers and already holds the apache/kafka image
+(nothing is pulled); otherwise the embedded broker that ``sentinel kafka start`` runs (Maven
+Central artifacts, Java 17), on free loopback ports.
 """
 
 from __future__ import annotations
@@ -28,10 +29,15 @@ from sentinel.settings import (
 from sentinel.topics import TopicSpec, catalog
 
 
+KAFKA_IMAGE = "apache/kafka:3.9.1"
+
+
 def _docker_engine() -> bool:
+    """An engine answers and already holds the Kafka image (no registry here: a pull fails)."""
     if shutil.which("docker") is None:
         return False
-    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+    return subprocess.run(["docker", "image", "inspect", KAFKA_IMAGE], capture_output=True,
+                          check=False).returncode == 0
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +49,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _docker_engine():  # pragma: no cover - no Docker engine on these machines
         from testcontainers.kafka import KafkaContainer
 
-        with KafkaContainer("apache/kafka:3.9.1").with_kraft() as container:
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
             yield container.get_bootstrap_server()
         return
     from sentinel.infra.broker import EmbeddedKafka

@@ -80,6 +80,8 @@ class LoggedRun:
 
     run_id: str
     model_uri: str
+    # MLflow 3's logged-model id: a tracking server refuses a ``models:/m-...`` source without it.
+    model_id: str | None = None
 
 
 def _is_missing(exc: MlflowException) -> bool:
@@ -222,7 +224,8 @@ class ModelRegistry:
                         pip_requirements=pip_requirements(),
                     )
         logger.info("run logged run_id=%s model_uri=%s", run.info.run_id, info.model_uri)
-        return LoggedRun(run_id=run.info.run_id, model_uri=info.model_uri)
+        return LoggedRun(run_id=run.info.run_id, model_uri=info.model_uri,
+                         model_id=info.model_id)
 
     def register(
         self,
@@ -245,6 +248,7 @@ class ModelRegistry:
                 run_id=logged.run_id,
                 tags=dict(tags or {}),
                 description=reason or None,
+                model_id=logged.model_id,
             )
         version = str(mv.version)
         logger.info("registered model=%s version=%s", self.name, version)
