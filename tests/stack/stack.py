@@ -36,6 +36,8 @@ class Stack:
     local_images: bool = True
     env: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    slices: dict[int, set[str]] = field(default_factory=dict)
+    compose_dir: Path = ROOT
 
     def __post_init__(self) -> None:
         self.env = {**self.engine.env, "COMPOSE_PROJECT_NAME": PROJECT,
@@ -50,7 +52,7 @@ class Stack:
 
     def compose(self, *args: str, timeout: float = 300.0,
                 check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = ["docker-compose", "--no-ansi", *self.files, *args]
+        cmd = ["docker-compose", "--ansi", "never", *self.files, *args]
         result = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True,
                                 timeout=timeout, check=False)
         if check and result.returncode != 0:
@@ -63,7 +65,7 @@ class Stack:
         return self.compose("exec", "-T", service, *cmd, timeout=timeout, check=check)
 
     def popen_exec(self, service: str, *cmd: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(["docker-compose", "--no-ansi", *self.files, "exec", "-T",
+        return subprocess.Popen(["docker-compose", "--ansi", "never", *self.files, "exec", "-T",
                                  service, *cmd], cwd=ROOT, env=self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -106,6 +108,16 @@ class Stack:
 
     def admin(self) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def end_offsets(self, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "stacktest-offsets"})
+        try:
+            meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                      timeout=timeout_s)[1]
+                    for p in meta.partitions}
+        finally:
+            consumer.close()
 
     def read_topic(self, topic: str, field_name: str = "transaction_id",
                    timeout_s: float = 30.0) -> list[str]:
