@@ -5,8 +5,9 @@
 #   scripts/stack-env.sh            create .env unless it already sets the password
 #   scripts/stack-env.sh --force    replace the password (an existing postgres-data volume
 #                                   keeps the old one: `docker-compose down -v` first)
+# SENTINEL_STACK_ENV_FILE names another file (the tests use it).
 set -euo pipefail
-ENV_FILE="$(cd "$(dirname "$0")/.." && pwd)/.env"
+ENV_FILE=${SENTINEL_STACK_ENV_FILE:-"$(cd "$(dirname "$0")/.." && pwd)/.env"}
 force=0
 case "${1:-}" in
   --force) force=1 ;;
