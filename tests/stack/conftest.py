@@ -5,6 +5,8 @@ every test here skips with one line that says why. Images: the local Debian stan
 (scripts/build-local-images.sh + docker-compose.local.yml) unless SENTINEL_STACK_IMAGES=official
 (a registry is reachable). Kept between runs as a cache: the sentinel-local/* base images and
 the sentinel:local image's layers; removed: every container, network and volume of the run.
+SENTINEL_STACK_KEEP=1 leaves the stack (project sentinel-stacktest) and the engine running, to
+look at a failure; remove them by hand afterwards.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def engine() -> Iterator[DockerEngine]:
     try:
         yield engine
     finally:
-        engine.release()
+        if os.environ.get("SENTINEL_STACK_KEEP") != "1":
+            engine.release()
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +69,8 @@ def _teardown(stack: Stack) -> None:
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps({"timings_s": stack.timings, "notes": stack.engine.notes},
                                  indent=2))
+    if os.environ.get("SENTINEL_STACK_KEEP") == "1":  # to look at a failure; down -v by hand
+        return
     stack.compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=300, check=False)
     if stack.engine.started_pid is not None:  # our own engine: its dangling layers too
         stack.engine.docker("image", "prune", "-f", check=False)

@@ -122,6 +122,11 @@ class Stack:
     def read_topic(self, topic: str, field_name: str = "transaction_id",
                    timeout_s: float = 30.0) -> list[str]:
         """``field_name`` of every JSON message now in ``topic`` (all partitions, from 0)."""
+        return [value for _, value in self.read_partitions(topic, field_name, timeout_s)]
+
+    def read_partitions(self, topic: str, field_name: str = "transaction_id",
+                        timeout_s: float = 30.0) -> list[tuple[int, str]]:
+        """(partition, ``field_name``) of every JSON message now in ``topic``."""
         consumer = Consumer({"bootstrap.servers": self.bootstrap,
                              "group.id": f"stacktest-{uuid.uuid4().hex[:8]}",
                              "enable.auto.commit": False, "auto.offset.reset": "earliest"})
@@ -132,13 +137,13 @@ class Stack:
                     for tp in parts}
             consumer.assign([TopicPartition(topic, p, 0) for p in ends])
             remaining = {p for p, end in ends.items() if end > 0}
-            values: list[str] = []
+            values: list[tuple[int, str]] = []
             deadline = time.monotonic() + timeout_s
             while remaining and time.monotonic() < deadline:
                 for msg in consumer.consume(1000, timeout=1.0):
                     if msg.error():
                         continue
-                    values.append(str(json.loads(msg.value())[field_name]))
+                    values.append((msg.partition(), str(json.loads(msg.value())[field_name])))
                     if msg.offset() + 1 >= ends[msg.partition()]:
                         remaining.discard(msg.partition())
             return values

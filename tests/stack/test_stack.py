@@ -224,9 +224,27 @@ def _stream(stack: Stack, index: int, fault: Any = None, timeout_s: float = 240)
     ids -= before
     assert len(ids) == SLICE, len(ids)
     stack.slices[index] = ids
-    eventually(lambda: ids <= set(stack.read_topic(VERDICTS)), timeout_s,
-               f"a verdict for each of the {SLICE} transactions of slice {index}", 3.0)
+    try:
+        eventually(lambda: ids <= set(stack.read_topic(VERDICTS)), timeout_s,
+                   f"a verdict for each of the {SLICE} transactions of slice {index}", 3.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_diagnosis(stack, ids)}") from None
     return ids
+
+
+def _diagnosis(stack: Stack, ids: set[str]) -> str:
+    """Which partitions hold the transactions without a verdict, who owns them, worker logs."""
+    scored = set(stack.read_topic(VERDICTS))
+    missing: dict[int, int] = {}
+    for partition, tx in stack.read_partitions(TRANSACTIONS):
+        if tx in ids and tx not in scored:
+            missing[partition] = missing.get(partition, 0) + 1
+    try:
+        owners: Any = _scorer_assignment(stack)
+    except AssertionError as exc:
+        owners = str(exc)
+    logs = "\n".join(stack.logs(w, tail=25) for w in WORKERS)
+    return f"missing by partition {missing}; scorer group {owners}\n{logs}"
 
 
 def _slice_ids(stack: Stack, index: int) -> set[str]:

@@ -135,6 +135,10 @@ def test_only_the_needed_ports_are_published_on_loopback(compose: dict[str, Any]
     assert "HOST://localhost:" in listeners
 
 
+def test_postgres_starts_as_its_own_user(compose: dict[str, Any]) -> None:
+    assert compose["services"]["postgres"]["user"] == "postgres"
+
+
 def test_sentinel_services_run_under_an_init(compose: dict[str, Any]) -> None:
     for name in SENTINEL:
         assert compose["services"][name].get("init") is True, name
