@@ -27,14 +27,16 @@ RUN apt-get update \
  && chown sentinel:sentinel /data /mlartifacts \
  && python -m venv /opt/venv
 WORKDIR /src
-# Dependencies first, from pyproject + constraints only, with empty packages: this layer is
-# rebuilt when pyproject.toml or constraints.txt change, not on every source edit.
+# Dependencies first, from pyproject + constraints only, with empty packages (and an empty
+# README, which pyproject names): this layer is rebuilt when pyproject.toml or constraints.txt
+# change, not on every source or README edit.
 # psycopg2: the compose MLflow server keeps its registry in PostgreSQL.
-COPY pyproject.toml constraints.txt README.m[d] ./
-RUN mkdir sentinel schemas features stream_app training \
+COPY pyproject.toml constraints.txt ./
+RUN mkdir sentinel schemas features stream_app training && touch README.md \
  && pip install -q -c constraints.txt ".[dashboard]" psycopg2-binary \
  && pip uninstall -q -y sentinel-fraud \
  && rm -rf sentinel schemas features stream_app training build *.egg-info
+COPY README.m[d] ./
 COPY sentinel ./sentinel
 COPY schemas ./schemas
 COPY features ./features

@@ -75,9 +75,13 @@ def test_quick_start_train_promote_predict(stack: Stack) -> None:
     # By version: the retrainer promotes a first candidate by itself when there is no champion
     # (within its promotion interval), so a bare `sentinel promote` may find none left.
     started = time.monotonic()
-    out = stack.exec("worker-1", "sentinel", "promote", "--version", version, timeout=300)
+    out = stack.exec("worker-1", "sentinel", "promote", "--version", version, timeout=300,
+                     check=False)
     stack.timings["promote_s"] = time.monotonic() - started
-    assert f"version {version} is @champion" in out.stdout, out.stdout + out.stderr[-2000:]
+    said = out.stdout + out.stderr
+    promoted = out.returncode == 0 and f"version {version} is @champion" in out.stdout
+    already = out.returncode != 0 and f"version {version} of {MODEL} is already @champion" in said
+    assert promoted or already, said[-2000:]
     assert _registry(stack)["aliases"].get("champion") == version
     started = time.monotonic()
     stack.wait_healthy(*WORKERS, timeout_s=180)  # the healthcheck is /ready
