@@ -28,7 +28,6 @@ from sentinel.settings import (
 )
 from sentinel.topics import TopicSpec, catalog
 
-
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 
 
