@@ -1,45 +1,55 @@
-# syntax=docker/dockerfile:1
 # Sentinel's one image: the worker by default; the retrainer, the MLflow server, the topic
 # set-up and the dashboard in docker-compose.yml run it with another command.
+#
+# Classic builder compatible (docker-compose v1, no BuildKit). Dependencies come pinned from
+# constraints.txt, as in the venv (`pip install -c constraints.txt .`).
+# PYTHON_IMAGE: python:3.11-slim from a registry, or the local stand-in built from Debian's
+# python3.11 by scripts/build-local-images.sh (docker-compose.local.yml sets it).
+ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- builder: every dependency as a wheel (compilers stay here) ---------------------------
-FROM python:3.11-slim AS builder
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# One stage: every dependency ships as a wheel, so no compiler is installed and a builder stage
+# would only add a copy of the 1 GB venv (minutes under the classic builder).
+FROM ${PYTHON_IMAGE}
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    GIT_PYTHON_REFRESH=quiet \
+    PATH=/opt/venv/bin:$PATH \
+    SENTINEL_DATA_DIR=/data \
+    SENTINEL_WORKER__WEB_HOST=0.0.0.0 \
+    SENTINEL_WORKER__WEB_PORT=6066
+# libgomp1: LightGBM's OpenMP runtime. curl: healthchecks and the quick start's /predict call.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get install -y --no-install-recommends libgomp1 curl \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+ && groupadd --system --gid 10001 sentinel \
+ && useradd --system --uid 10001 --gid sentinel --home-dir /home/sentinel --create-home sentinel \
+ && mkdir -p /data /mlartifacts \
+ && chown sentinel:sentinel /data /mlartifacts \
+ && python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.m[d] ./
+# Dependencies first, from pyproject + constraints only, with empty packages (and an empty
+# README, which pyproject names): this layer is rebuilt when pyproject.toml or constraints.txt
+# change, not on every source or README edit.
+# psycopg2: the compose MLflow server keeps its registry in PostgreSQL.
+COPY pyproject.toml constraints.txt ./
+RUN mkdir sentinel schemas features stream_app training dashboard && touch README.md \
+ && pip install -q -c constraints.txt ".[dashboard]" psycopg2-binary \
+ && pip uninstall -q -y sentinel-fraud \
+ && rm -rf sentinel schemas features stream_app training dashboard build *.egg-info
+COPY README.m[d] ./
 COPY sentinel ./sentinel
 COPY schemas ./schemas
 COPY features ./features
 COPY stream_app ./stream_app
 COPY training ./training
-# psycopg2: the compose MLflow server keeps its registry in PostgreSQL.
-RUN pip wheel --wheel-dir /wheels ".[dashboard]" "psycopg2-binary>=2.9"
-
-# ---- runtime: wheels only, non-root ----------------------------------------------------------
-FROM python:3.11-slim AS runtime
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PATH=/opt/venv/bin:$PATH \
-    SENTINEL_DATA_DIR=/data \
-    SENTINEL_WORKER__WEB_HOST=0.0.0.0 \
-    SENTINEL_WORKER__WEB_PORT=6066
-# libgomp1: LightGBM's OpenMP runtime.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 sentinel \
- && useradd --system --uid 10001 --gid sentinel --home-dir /home/sentinel --create-home sentinel \
- && mkdir -p /data /mlartifacts \
- && chown sentinel:sentinel /data /mlartifacts
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    python -m venv /opt/venv \
- && pip install --no-index --find-links=/wheels sentinel-fraud[dashboard] psycopg2-binary
+COPY dashboard ./dashboard
+RUN pip install -q -c constraints.txt --no-deps . \
+ && pip check \
+ && cd / && rm -rf /src
 WORKDIR /home/sentinel
 USER sentinel
 EXPOSE 6066 6067 8501
-HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('SENTINEL_WORKER__WEB_PORT', '6066'), timeout=4)"]
+# Readiness, not liveness: /ready answers 200 only once the worker can score.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+  CMD curl -fsS -o /dev/null "http://127.0.0.1:${SENTINEL_WORKER__WEB_PORT}/ready" || exit 1
 CMD ["sentinel", "worker"]

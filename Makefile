@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install system-deps broker-artifacts lint typecheck bench clean stop
+.PHONY: demo test stack-test install system-deps broker-artifacts lint typecheck bench clean stop
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,15 @@ broker-artifacts: install
 demo: install broker-artifacts
 	$(VENV)/bin/sentinel demo
 
+# tests/stack is in `tests`: the compose stack, started for real, when a Docker engine can be
+# used (it starts a private dockerd as root); otherwise those tests skip and say why.
 test: install system-deps broker-artifacts
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules schemas features stream_app sentinel dashboard training tests
+
+# The compose stack alone: images (local Debian stand-ins unless SENTINEL_STACK_IMAGES=official),
+# docker-compose up, the quick start, two workers, faults, then everything removed.
+stack-test: install system-deps broker-artifacts
+	$(PY) -m pytest -q -p no:cacheprovider -rs tests/stack
 
 lint: install
 	$(VENV)/bin/ruff check .

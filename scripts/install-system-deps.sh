@@ -3,7 +3,9 @@
 #
 #   prometheus      /usr/bin/prometheus and promtool: rule tests and the scrape integration test
 #   chromium        headless browser for the dashboard test (screenshot + DOM)
-#   docker-compose  `docker-compose config` validates docker-compose.yml (no engine needed)
+#   docker-compose  `docker-compose config` validates docker-compose.yml; the stack test runs it
+#   docker.io       the Docker engine the stack test starts (tests/stack; make stack-test)
+#   debootstrap     the Debian base image of scripts/build-local-images.sh (no registry needed)
 #
 # Packages already installed are skipped. Without apt (not Debian, or not root) this prints a
 # note and exits 0: the tests that need a missing tool skip with a reason that names it.
@@ -11,7 +13,7 @@
 # on free ports, so that service is stopped and disabled here.
 set -u
 
-PACKAGES=(prometheus chromium docker-compose)
+PACKAGES=(prometheus chromium docker-compose docker.io debootstrap)
 
 note() { printf 'install-system-deps: %s\n' "$*" >&2; }
 
@@ -72,7 +74,7 @@ if dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'install ok ins
     fi
 fi
 
-for tool in prometheus promtool chromium docker-compose; do
+for tool in prometheus promtool chromium docker-compose dockerd debootstrap; do
     if command -v "$tool" >/dev/null 2>&1; then
         note "ok: $tool -> $(command -v "$tool")"
     else

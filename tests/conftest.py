@@ -28,11 +28,15 @@ from sentinel.settings import (
 )
 from sentinel.topics import TopicSpec, catalog
 
+KAFKA_IMAGE = "apache/kafka:3.9.1"
+
 
 def _docker_engine() -> bool:
+    """An engine answers and already holds the Kafka image (no registry here: a pull fails)."""
     if shutil.which("docker") is None:
         return False
-    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+    return subprocess.run(["docker", "image", "inspect", KAFKA_IMAGE], capture_output=True,
+                          check=False).returncode == 0
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +48,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("SENTINEL_TEST_DOCKER") == "1" and _docker_engine():  # pragma: no cover
         from testcontainers.kafka import KafkaContainer
 
-        with KafkaContainer("apache/kafka:3.9.1").with_kraft() as container:
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
             yield container.get_bootstrap_server()
         return
     from sentinel.infra.broker import EmbeddedKafka

@@ -90,6 +90,9 @@ class LoggedRun:
     run_id: str
     model_uri: str
     artifact_sha256: str | None = None
+    # MLflow 3's logged-model id: a tracking server refuses a ``models:/m-...`` source without it
+    # (our own format registers the run's artifact folder, which needs none)
+    model_id: str | None = None
 
 
 def _is_missing(exc: MlflowException) -> bool:
@@ -284,6 +287,7 @@ class ModelRegistry:
                 run_id=logged.run_id,
                 tags={**dict(tags or {}), DIGEST_TAG: sha256},
                 description=reason or None,
+                model_id=logged.model_id,
             )
         version = str(mv.version)
         logger.info("registered model=%s version=%s", self.name, version)
