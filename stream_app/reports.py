@@ -8,19 +8,21 @@ alone, or of a card's time range, is resolved against the payments the worker kn
 ``reported_at`` is not labelled (a report cannot be about the future, and the features ignore
 a label known no later than its payment anyway).
 
-The HTTP route (owned by ``stream_app.http_api``) calls :func:`parse_report` on the body
-(:class:`ReportError` is its one-line 400), then :func:`labels_for` with the payments it can
-look up, and produces each label to the labels topic keyed by terminal.
+The HTTP route (owned by ``stream_app.http_api``) calls :func:`intake` with the parsed JSON
+body, a ``send`` that produces one label to the labels topic keyed by terminal, and a
+``known`` lookup of a card's recent payments; it answers 202 with the labelled ids, or 422
+with the one-line reason (:func:`parse_report` does the same from raw bytes).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from schemas import FraudReport, LabelFeedback, SchemaValidationError, decode
+from schemas import FraudReport, LabelFeedback, SchemaValidationError, decode, validate
 from stream_app.errors import WorkerError
 
 MAX_BODY_BYTES = 64 * 1024
@@ -83,3 +85,27 @@ def labels_for(report: FraudReport, known: Iterable[KnownPayment] = ()) -> list[
                       reported_at=report.reported_at, source="report")
         for p in hits if p.event_time < report.reported_at
     ]
+
+
+def intake(payload: Any, send: Callable[[LabelFeedback], None],
+           known: Callable[[str], Iterable[KnownPayment]] = lambda card: ()) -> tuple[int, Any]:
+    """``POST /reports``: validate the parsed body, turn the report into labels, send each.
+
+    Returns (status, JSON body): 202 ``{"report_id", "labels", "transaction_ids"}``, or 422
+    ``{"error": one line}`` when the body is invalid or names nothing known.
+    """
+    try:
+        try:
+            report = validate(FraudReport, payload if isinstance(payload, dict) else {})
+        except SchemaValidationError as exc:
+            raise ReportError(" ".join(str(exc).split())) from None
+        if not isinstance(payload, dict):
+            raise ReportError("report body must be a JSON object")
+        lookup = () if report.complete else known(report.card_id)
+        labels = labels_for(report, lookup)
+    except ReportError as exc:
+        return 422, {"error": str(exc)}
+    for label in labels:
+        send(label)
+    return 202, {"report_id": report.report_id, "labels": len(labels),
+                 "transaction_ids": [x.transaction_id for x in labels]}

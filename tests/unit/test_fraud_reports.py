@@ -11,7 +11,7 @@ import pytest
 from schemas import FraudReport, LabelFeedback, SchemaValidationError, decode, encode
 from stream_app.card_stage import CardStage
 from stream_app.metrics import WorkerMetrics
-from stream_app.reports import KnownPayment, ReportError, labels_for, parse_report
+from stream_app.reports import KnownPayment, ReportError, intake, labels_for, parse_report
 from stream_app.topology import Topics
 
 T0 = datetime(2018, 8, 1, 12, tzinfo=UTC)
@@ -157,3 +157,29 @@ def test_plain_labels_still_pass_through_unchanged() -> None:
     raw = encode(label)
     stage.label(_Msg(raw))
     assert out.sent[0][2] == raw
+
+
+def test_the_http_intake_sends_each_label_and_answers_with_the_ids() -> None:
+    sent: list[LabelFeedback] = []
+    body = {"report_id": "r7", "card_id": "c1", "start": T0.isoformat(),
+            "end": (T0 + 2 * HOUR).isoformat(), "reported_at": (T0 + 5 * HOUR).isoformat()}
+    lookups: list[str] = []
+
+    def known(card: str) -> list[KnownPayment]:
+        lookups.append(card)
+        return KNOWN
+
+    status, answer = intake(body, sent.append, known)
+    assert (status, answer) == (202, {"report_id": "r7", "labels": 2,
+                                      "transaction_ids": ["tx1", "tx2"]})
+    assert [x.transaction_id for x in sent] == ["tx1", "tx2"] and lookups == ["c1"]
+
+
+def test_the_http_intake_refuses_bad_or_unknown_reports_in_one_line_and_sends_nothing() -> None:
+    sent: list[LabelFeedback] = []
+    unknown = {"report_id": "r", "card_id": "c1", "transaction_id": "tx7",
+               "reported_at": T0.isoformat()}
+    for body in ({"report_id": "r"}, [1, 2], unknown):
+        status, answer = intake(body, sent.append, lambda card: KNOWN)
+        assert status == 422 and "\n" not in answer["error"]
+    assert sent == []
