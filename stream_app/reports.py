@@ -88,11 +88,12 @@ def labels_for(report: FraudReport, known: Iterable[KnownPayment] = ()) -> list[
 
 
 def intake(payload: Any, send: Callable[[LabelFeedback], None],
-           known: Callable[[str], Iterable[KnownPayment]] = lambda card: ()) -> tuple[int, Any]:
+           known: Callable[[str], Iterable[KnownPayment]] | None = None) -> tuple[int, Any]:
     """``POST /reports``: validate the parsed body, turn the report into labels, send each.
 
     Returns (status, JSON body): 202 ``{"report_id", "labels", "transaction_ids"}``, or 422
-    ``{"error": one line}`` when the body is invalid or names nothing known.
+    ``{"error": one line}`` when the body is invalid or names nothing known. Without a
+    ``known`` lookup only complete reports (id, terminal and time) are accepted.
     """
     try:
         try:
@@ -101,7 +102,10 @@ def intake(payload: Any, send: Callable[[LabelFeedback], None],
             raise ReportError(" ".join(str(exc).split())) from None
         if not isinstance(payload, dict):
             raise ReportError("report body must be a JSON object")
-        lookup = () if report.complete else known(report.card_id)
+        if not report.complete and known is None:
+            raise ReportError("this worker cannot look up a card's payments: report a "
+                              "transaction_id with its terminal_id and transaction_time")
+        lookup = () if report.complete or known is None else known(report.card_id)
         labels = labels_for(report, lookup)
     except ReportError as exc:
         return 422, {"error": str(exc)}

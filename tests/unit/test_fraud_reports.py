@@ -3,6 +3,7 @@ acceptance of complete reports on the labels topic."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -183,3 +184,11 @@ def test_the_http_intake_refuses_bad_or_unknown_reports_in_one_line_and_sends_no
         status, answer = intake(body, sent.append, lambda card: KNOWN)
         assert status == 422 and "\n" not in answer["error"]
     assert sent == []
+
+
+def test_without_a_lookup_only_complete_reports_are_accepted() -> None:
+    sent: list[LabelFeedback] = []
+    complete = encode(_report(transaction_id="tx9", terminal_id="m9", transaction_time=T0))
+    assert intake(json.loads(complete), sent.append)[0] == 202 and len(sent) == 1
+    status, answer = intake(json.loads(encode(_report(start=T0, end=T0 + HOUR))), sent.append)
+    assert status == 422 and "cannot look up" in answer["error"] and len(sent) == 1
