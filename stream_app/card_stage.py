@@ -16,7 +16,7 @@ partition count, co-partitioned by the range assignor) and the external ``labels
   external labels partition, the newest ``reported_at`` it forwarded (``stream_app.alignment``).
   A fraud report that names its payment fully (``FraudReport`` with transaction id, terminal
   and time) is accepted there too and forwarded as its label; other reports are dead-lettered
-  (``report_unresolved``): they go to ``POST /reports``, which resolves them.
+  (``report_unresolved``): resolving them needs the card's payment ids (``stream_app.reports``).
 - Bad input is dead-lettered with its reason; it never stops the stage.
 """
 
