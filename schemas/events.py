@@ -9,7 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -116,7 +123,50 @@ class LabelFeedback(Event):
     is_fraud: bool
     transaction_time: datetime
     reported_at: datetime = Field(description="event time at which the label became known")
-    source: Literal["chargeback", "investigation", "simulator"] = "chargeback"
+    source: Literal["chargeback", "report", "investigation", "simulator"] = Field(
+        default="chargeback",
+        description="chargeback (formal dispute, or no dispute by the deadline: genuine), "
+                    "report (a card-holder's fraud report), investigation, simulator")
+
+
+class FraudReport(Event):
+    """A fraud report (a card-holder disputes payments), on the labels topic or ``POST /reports``.
+
+    Either one payment (``transaction_id``; with its ``terminal_id`` and ``transaction_time``
+    it becomes a label without any lookup) or every payment of ``card_id`` in
+    ``[start, end)``. Each reported payment becomes a fraud label with ``source="report"``
+    known at ``reported_at``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    report_id: str = Field(min_length=1, max_length=64)
+    card_id: str = Field(min_length=1, max_length=64)
+    transaction_id: str | None = Field(default=None, min_length=1, max_length=64)
+    terminal_id: str | None = Field(default=None, min_length=1, max_length=64)
+    transaction_time: datetime | None = None
+    start: datetime | None = Field(default=None, description="first reported time (inclusive)")
+    end: datetime | None = Field(default=None, description="end of the range (exclusive)")
+    reported_at: datetime = Field(description="event time at which the report was made")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FraudReport:
+        by_id = self.transaction_id is not None
+        by_range = self.start is not None or self.end is not None
+        if by_id == by_range:
+            raise ValueError("give either transaction_id or start and end (a card's time range)")
+        if by_range and (self.start is None or self.end is None or self.start >= self.end):
+            raise ValueError("a range report needs start < end")
+        if not by_id and (self.terminal_id is not None or self.transaction_time is not None):
+            raise ValueError("terminal_id and transaction_time belong to a transaction_id report")
+        if (self.terminal_id is None) != (self.transaction_time is None):
+            raise ValueError("give terminal_id and transaction_time together")
+        return self
+
+    @property
+    def complete(self) -> bool:
+        """True when the report names a payment fully (no lookup needed)."""
+        return self.terminal_id is not None
 
 
 class DriftAlert(Event):
@@ -172,6 +222,7 @@ class DeadLetter(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
-        Transaction, Verdict, ShadowResult, LabelFeedback, DriftAlert, ModelEvent, DeadLetter
+        Transaction, Verdict, ShadowResult, LabelFeedback, FraudReport, DriftAlert, ModelEvent,
+        DeadLetter,
     )
 }

@@ -102,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _arrival_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator's label arrival model (training.simulation.arrival)."""
+    parser.add_argument("--arrival", choices=["fixed", "reports", "reports-fast"], default=None,
+                        help="label arrival: fixed (every label after the label delay, the "
+                             "default), reports (fraud reports within 14 days), reports-fast")
+    parser.add_argument("--report-bands", default=None,
+                        help="with --arrival reports: fraud delay bands LO-HI:SHARE in days, "
+                             "e.g. 0-1:0.3,1-3:0.3,3-14:0.4")
+    parser.add_argument("--genuine-delay-days", type=_positive_float, default=None,
+                        help="with --arrival: days until a genuine payment's label (default 7)")
+
+
 def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Subcommands whose handlers live in the domain packages."""
     simulate = sub.add_parser("simulate", help="write a simulated transaction history to a file")
@@ -115,6 +127,7 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     simulate.add_argument("--drift-day", type=int, default=None, help="first day of the drift")
     simulate.add_argument("--with-attributes", action="store_true",
                           help="add channel, merchant_category, new_device, country_mismatch")
+    _arrival_arguments(simulate)
     simulate.set_defaults(handler=_handler("training.commands:simulate"))
 
     produce = sub.add_parser("produce", help="stream simulated transactions (and labels) to Kafka")
@@ -130,6 +143,7 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     produce.add_argument("--drift", choices=["card_testing", "night_fraud", "amount_shift",
                                              "fraud_rate"], default=None)
     produce.add_argument("--drift-day", type=int, default=None)
+    _arrival_arguments(produce)
     produce.add_argument("--no-labels", action="store_true", help="do not publish labels")
     produce.add_argument("--with-attributes", action="store_true",
                          help="simulate with attributes and send them")
@@ -147,6 +161,7 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     train.add_argument("--terminals", type=_positive_int, default=10000)
     train.add_argument("--days", type=_positive_int, default=183)
     train.add_argument("--seed", type=int, default=0)
+    _arrival_arguments(train)
     train.add_argument("--alert-budget", type=_positive_float, default=None,
                        help="flag at most this %% of transactions")
     train.add_argument("--promote", action="store_true", help="promote the new version at once")

@@ -180,9 +180,23 @@ class MlflowSettings(_Section):
 
 
 class FeatureSettings(_Section):
-    """Feature definitions shared by training and serving."""
+    """Feature definitions shared by training and serving.
+
+    ``label_delay_days`` (D) shifts the terminal windows back: the book's protocol, where every
+    label arrives D days late. With per-label arrival times (fraud reports within hours, labels
+    carrying their own ``reported_at``) set it to 0: windows ``(t - w, t)``, each label counted
+    from its own arrival time, no global shift. ``split_gap_days`` is the training split's gap
+    between the train and test windows (None: D); with D = 0 set it to the time after which a
+    train label is final (the genuine labels' delay, 7 for the simulator's report arrival).
+    """
 
     label_delay_days: int = Field(default=7, ge=0)
+    split_gap_days: float | None = Field(default=None, ge=0)
+
+    @property
+    def gap_days(self) -> float:
+        """The split's gap: ``split_gap_days``, else the label delay."""
+        return self.label_delay_days if self.split_gap_days is None else self.split_gap_days
 
 
 class ScoringSettings(_Section):

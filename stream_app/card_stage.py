@@ -14,6 +14,9 @@ partition count, co-partitioned by the range assignor) and the external ``labels
   terminal stage's frontier (``stream_app.alignment``).
 - Labels are validated and re-keyed by terminal to ``<app>-labels``; the stage tracks, per
   external labels partition, the newest ``reported_at`` it forwarded (``stream_app.alignment``).
+  A fraud report that names its payment fully (``FraudReport`` with transaction id, terminal
+  and time) is accepted there too and forwarded as its label; other reports are dead-lettered
+  (``report_unresolved``): resolving them needs the card's payment ids (``stream_app.reports``).
 - Bad input is dead-lettered with its reason; it never stops the stage.
 """
 
@@ -34,11 +37,12 @@ from features import (
 )
 from features.attributes import attributes_of
 from features.clock import to_micros
-from schemas import LabelFeedback, Transaction, decode
+from schemas import FraudReport, LabelFeedback, Transaction, decode, encode
 from stream_app.dead_letter import category, dead_letter
 from stream_app.handoff import Handoff
 from stream_app.metrics import WorkerMetrics
 from stream_app.partitioning import partition_for
+from stream_app.reports import labels_for
 from stream_app.store import StateStore
 from stream_app.topology import Topics
 
@@ -132,21 +136,34 @@ class CardStage:
         self.out.done(self.topics.cards, _partition(msg), _offset(msg) + 1)
 
     def label(self, msg: Input) -> None:
-        """A message of the external labels topic: validated, re-keyed by terminal."""
+        """A message of the external labels topic: validated, re-keyed by terminal. A complete
+        fraud report (``FraudReport`` naming the payment's terminal and time) becomes its label
+        here (``stream_app.reports``)."""
         value = msg.value()
         try:
-            label = self._valid(decode(LabelFeedback, value), "reported_at")
+            labels, reported_at = self._labels_of(value)
         except Exception as exc:
             self.reject(msg, exc)
             return
-        assert value is not None  # noqa: S101 - decode refused None
-        target = partition_for(label.terminal_id.encode(), self.topics.terminal_partitions)
-        self.out.produce(self.topics.labels_internal, label.terminal_id.encode(), value, target)
+        for label, raw in labels:
+            target = partition_for(label.terminal_id.encode(), self.topics.terminal_partitions)
+            self.out.produce(self.topics.labels_internal, label.terminal_id.encode(), raw, target)
         q = _partition(msg)
-        reported = to_micros(label.reported_at)
+        reported = to_micros(reported_at)
         if reported > self.reported.get(q, -1):
             self.reported[q] = reported
         self.out.done(self.topics.labels, q, _offset(msg) + 1)
+
+    def _labels_of(self, value: bytes | None) -> tuple[list[tuple[LabelFeedback, bytes]], datetime]:
+        if value is not None and b'"report_id"' in value:
+            report = self._valid(decode(FraudReport, value), "reported_at")
+            if not report.complete:
+                raise _Rejected("report_unresolved", "a report on the labels topic needs "
+                                "transaction_id, terminal_id and transaction_time")
+            return [(x, encode(x)) for x in labels_for(report)], report.reported_at
+        label = self._valid(decode(LabelFeedback, value), "reported_at")
+        assert value is not None  # noqa: S101 - decode refused None
+        return [(label, value)], label.reported_at
 
     # -- outputs ---------------------------------------------------------------------------------
     def flush_handoffs(self) -> None:

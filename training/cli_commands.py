@@ -96,7 +96,7 @@ def training_config(settings: Settings, args: argparse.Namespace) -> TrainingCon
     start = _arg(args, "train_start")
     split = SplitConfig(
         train_days=_arg(args, "train_days", 7),
-        delay_days=_arg(args, "delay_days", settings.features.label_delay_days),
+        delay_days=_arg(args, "delay_days", settings.features.gap_days),
         test_days=_arg(args, "test_days", 7),
         validation_days=_arg(args, "validation_days", 7),
         train_start=_date(start) if isinstance(start, str) else start,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,7 @@ from sentinel.infra.kafka_io import EventProducer
 from sentinel.infra.runtime import ensure_kafka
 from sentinel.settings import Settings
 from sentinel.topics import catalog
+from training.simulation.arrival import PRESETS, LabelArrival, parse_bands
 from training.simulation.config import DriftScenario, SimulationConfig
 from training.simulation.errors import SimulationError
 from training.simulation.simulator import simulate as run_simulation
@@ -37,9 +39,27 @@ def simulation_config(settings: Settings, args: argparse.Namespace) -> Simulatio
         return SimulationConfig(
             n_customers=args.customers, n_terminals=args.terminals, n_days=args.days,
             seed=args.seed, label_delay_days=settings.features.label_delay_days, drift=drift,
+            arrival=label_arrival(args),
         )
     except SimulationError as exc:
         raise ConfigurationError(str(exc)) from exc
+
+
+def label_arrival(args: argparse.Namespace) -> LabelArrival | None:
+    """The --arrival/--report-bands/--genuine-delay-days model (None: the book's fixed delay
+    of ``features.label_delay_days``)."""
+    name = getattr(args, "arrival", None)
+    bands = getattr(args, "report_bands", None)
+    genuine = getattr(args, "genuine_delay_days", None)
+    if name is None:
+        if bands is not None or genuine is not None:
+            raise ConfigurationError("--report-bands/--genuine-delay-days need --arrival")
+        return None
+    if bands is not None and name == "fixed":
+        raise ConfigurationError("--report-bands needs --arrival reports or reports-fast")
+    preset = PRESETS[name]
+    return replace(preset, bands=parse_bands(bands) if bands is not None else preset.bands,
+                   genuine_delay_days=preset.genuine_delay_days if genuine is None else genuine)
 
 
 def load_history(settings: Settings, args: argparse.Namespace) -> pd.DataFrame:

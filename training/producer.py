@@ -55,12 +55,14 @@ def _plain(value: Any) -> Any:
 
 
 def label_event(row: Any) -> LabelFeedback:
-    """A LabelFeedback from a :func:`training.stream_order.label_frame` row."""
+    """A LabelFeedback from a :func:`training.stream_order.label_frame` row; ``source`` is
+    the row's ``label_source`` (``chargeback``/``report``) when given, else ``simulator``."""
     return LabelFeedback(
         transaction_id=str(row.transaction_id), card_id=str(row.card_id),
         terminal_id=str(row.terminal_id), is_fraud=bool(row.is_fraud),
         transaction_time=row.transaction_time.to_pydatetime(),
-        reported_at=row.label_time.to_pydatetime(), source="simulator",
+        reported_at=row.label_time.to_pydatetime(),
+        source=getattr(row, "label_source", "simulator"),
     )
 
 

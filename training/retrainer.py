@@ -230,7 +230,7 @@ class Retrainer:
         else:
             split = SplitConfig(
                 train_days=d.retrain_train_days,
-                delay_days=self.settings.features.label_delay_days,
+                delay_days=self.settings.features.gap_days,
                 test_days=d.retrain_test_days, validation_days=d.retrain_test_days,
                 anchor="end")
         return TrainingConfig(split=split, refit_on_newest=d.retrain_refit_on_newest,

@@ -29,11 +29,14 @@ LABEL_COLUMNS = (
 
 
 def label_frame(transactions: pd.DataFrame, *, frauds_only: bool = False) -> pd.DataFrame:
-    """The label arrivals implied by a simulated frame: one per transaction (or per fraud)."""
-    frame = transactions[list(transactions.columns.intersection(LABEL_COLUMNS))].copy()
+    """The label arrivals implied by a simulated frame: one per transaction (or per fraud),
+    with the simulator's ``label_source`` when the frame has it."""
+    frame = transactions[list(transactions.columns.intersection([*LABEL_COLUMNS, "label_source"]))
+                         ].copy()
     frame["transaction_time"] = transactions["event_time"]
     frame["is_fraud"] = transactions["is_fraud"].astype(bool)
-    frame = frame[list(LABEL_COLUMNS)]
+    extra = ["label_source"] if "label_source" in transactions else []
+    frame = frame[[*LABEL_COLUMNS, *extra]]
     return frame[frame["is_fraud"]] if frauds_only else frame
 
 

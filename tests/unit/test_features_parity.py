@@ -144,3 +144,41 @@ def test_zero_label_delay_agrees(frame: pd.DataFrame) -> None:
     rows: dict[str, list[float]] = {}
     _replay(OnlineFeatureStore(config), list(feature_events(sample)), rows)
     np.testing.assert_allclose(_in_frame_order(sample, rows), offline, atol=1e-9, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def reported() -> pd.DataFrame:
+    """The first 20 000 payments with labels from the fraud-report arrival."""
+    from dataclasses import replace
+
+    from training.simulation.arrival import REPORTS
+
+    return simulate(replace(SIM, arrival=REPORTS)).head(20_000)
+
+
+ARRIVAL = FeatureConfig(label_delay_days=0)  # each label from its own arrival time
+
+
+def test_report_arrival_times_agree_without_a_global_delay(reported: pd.DataFrame) -> None:
+    """Mixed arrival times (hours to weeks for frauds, 7 days for genuine payments), no
+    global shift: both forms count each fraud from its own ``label_time``."""
+    offline = compute_features(reported, config=ARRIVAL)[list(ARRIVAL.names)].to_numpy()
+    rows: dict[str, list[float]] = {}
+    _replay(OnlineFeatureStore(ARRIVAL), list(feature_events(reported)), rows)
+    np.testing.assert_allclose(_in_frame_order(reported, rows), offline, atol=1e-9, rtol=0)
+    shifted = compute_features(reported, config=CONFIG)[list(CONFIG.names)].to_numpy()
+    assert not np.allclose(shifted, offline)  # the mode matters
+
+
+def test_labels_read_before_their_transactions_agree(reported: pd.DataFrame) -> None:
+    """A backlog: every third label is read before its transaction (it waits as pending);
+    the features equal the offline ones, which only look at label times."""
+    events = list(feature_events(reported))
+    early = [e for i, e in enumerate(events) if isinstance(e, LabelRecord) and i % 3 == 0]
+    moved = {id(e) for e in early}
+    assert sum(e.is_fraud for e in early) > 10
+    order = early + [e for e in events if id(e) not in moved]
+    offline = compute_features(reported, config=ARRIVAL)[list(ARRIVAL.names)].to_numpy()
+    rows: dict[str, list[float]] = {}
+    _replay(OnlineFeatureStore(ARRIVAL), order, rows)
+    np.testing.assert_allclose(_in_frame_order(reported, rows), offline, atol=1e-9, rtol=0)

@@ -92,6 +92,23 @@ def test_retrain_split_ends_at_the_newest_data_with_the_label_delay_as_gap(tmp_p
     assert retrainer.retrains["registered"] == 1
 
 
+def test_retrain_with_per_label_times_uses_the_split_gap_not_the_zero_delay(tmp_path) -> None:
+    from sentinel.settings import FeatureSettings, Settings
+    from training.labelstore import LabelStore
+    from training.retrainer import Retrainer
+
+    settings = Settings(data_dir=tmp_path,
+                        features=FeatureSettings(label_delay_days=0, split_gap_days=2),
+                        drift=DriftSettings(retrain_train_days=5, retrain_test_days=1,
+                                            retrain_min_labels=0))
+    calls = []
+    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), _NoRegistry(),
+                          calls.append,
+                          train=lambda *a, **k: calls.append(k["config"]) or _Outcome())
+    retrainer.on_alert(_alert(T0, blocks=0.0))
+    assert calls[0].split.delay_days == 2
+
+
 class _Outcome:
     status = "registered"
     model = None

@@ -37,3 +37,11 @@ def test_defaults_without_flags() -> None:
 def test_bad_flags(name: str, value: object) -> None:
     with pytest.raises(ConfigurationError):
         training_config(Settings(), argparse.Namespace(**{name: value}))
+
+
+def test_per_label_mode_keeps_the_split_gap_it_is_given() -> None:
+    """D = 0 (each label from its own arrival time) does not collapse the split's gap."""
+    settings = Settings(features=FeatureSettings(label_delay_days=0, split_gap_days=7))
+    assert training_config(settings, argparse.Namespace()).split.delay_days == 7
+    assert training_config(settings, argparse.Namespace(delay_days=3)).split.delay_days == 3
+    assert Settings(features=FeatureSettings(label_delay_days=5)).features.gap_days == 5

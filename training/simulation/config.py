@@ -7,6 +7,7 @@ from datetime import date
 from enum import IntEnum
 from typing import Literal
 
+from training.simulation.arrival import LabelArrival
 from training.simulation.errors import SimulationError
 
 DriftKind = Literal["card_testing", "night_fraud", "amount_shift", "fraud_rate"]
@@ -66,6 +67,8 @@ class SimulationConfig:
     seed: int = 0
     label_delay_days: float = 7  # fractional days allowed: 0.125 = labels 3 hours late
     drift: DriftScenario | None = None
+    # None: every label at label_delay_days (the book); else its own arrival model
+    arrival: LabelArrival | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_customers", "n_terminals", "n_days"):

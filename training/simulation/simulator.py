@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from training.simulation.arrival import LabelArrival
 from training.simulation.config import SimulationConfig
 from training.simulation.drift import card_testing, night_fraud
 from training.simulation.fraud import (
@@ -32,6 +33,7 @@ COLUMNS = (
     "is_fraud",
     "fraud_scenario",
     "label_time",
+    "label_source",
 )
 
 
@@ -40,7 +42,9 @@ def simulate(config: SimulationConfig | None = None) -> pd.DataFrame:
 
     Returns one row per transaction sorted by ``event_time`` with columns :data:`COLUMNS`;
     ``label_time = event_time + label_delay_days`` is when the label becomes known (a float:
-    ``0.125`` is a fraud confirmed three hours after the payment).
+    ``0.125`` is a fraud confirmed three hours after the payment), or each row's own delay under
+    ``config.arrival`` (:mod:`training.simulation.arrival`); ``label_source`` is the label's
+    ``source`` (``chargeback`` or ``report``).
     """
     config = config or SimulationConfig()
     _, ledger = simulate_ledger(config)
@@ -113,8 +117,22 @@ def to_frame(ledger: Ledger, config: SimulationConfig) -> pd.DataFrame:
             "fraud_scenario": scenario.astype(np.int64),
         }
     )
-    frame["label_time"] = frame["event_time"] + pd.Timedelta(days=config.label_delay_days)
+    if config.arrival is None:
+        frame["label_time"] = frame["event_time"] + pd.Timedelta(days=config.label_delay_days)
+        arrival = LabelArrival()
+    else:
+        arrival = config.arrival
+        delays = arrival.delays_days(frame["is_fraud"].to_numpy(), _arrival_rng(config))
+        micros = np.rint(delays * DAY_S * 1e6).astype(np.int64)
+        frame["label_time"] = frame["event_time"] + pd.to_timedelta(micros, unit="us")
+    frame["label_source"] = arrival.sources(frame["is_fraud"].to_numpy())
     return frame
+
+
+def _arrival_rng(config: SimulationConfig) -> np.random.Generator:
+    """The label arrival's own stream (the fifth child of the seed): drawing arrival times
+    leaves every other stream, hence the transactions, unchanged."""
+    return np.random.default_rng(np.random.SeedSequence(config.seed).spawn(5)[4])
 
 
 def day_index(frame: pd.DataFrame, config: SimulationConfig) -> np.ndarray:
