@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from typing import Any
 
 from features import FeatureConfig
+from schemas import LabelFeedback
 from sentinel.http_guard import REJECTED, HttpGuard, require_bind_allowed
+from sentinel.infra.kafka_io import EventProducer
 from sentinel.redact import redact_text
 from sentinel.settings import Settings
-from stream_app import gc_policy, predict, scoring, topology
+from stream_app import gc_policy, predict, reports, scoring, topology
 from stream_app.engine import Engine
 from stream_app.errors import PredictInputError
 from stream_app.http_api import Api, Json, Routes
@@ -50,8 +53,10 @@ class Worker:
         require_bind_allowed(w.web_host, settings)
         self.metrics.registry.register(LOAD_REFUSED)
         self.metrics.registry.register(REJECTED)
+        self._reports: EventProducer | None = None
+        self._reports_lock = threading.Lock()
         self.api = Api(w.web_host, w.web_port, Routes(self.predict, self.health, self.ready,
-                                                      self.render_metrics),
+                                                      self.render_metrics, self.reports),
                        HttpGuard.from_settings(settings))
 
     def run(self) -> int:
@@ -125,6 +130,21 @@ class Worker:
         body = {"status": "stalled" if stalled else "alive", "ready": self.is_ready,
                 "partitions_assigned": self.engine.joined, **models}
         return (503 if stalled else 200), body
+
+    def reports(self, body: Any) -> Json:
+        """``POST /reports``: a fraud report becomes labels on the labels topic at once (202);
+        a report the worker cannot resolve answers 422 with the reason."""
+        with self._reports_lock:
+            if self._reports is None:
+                self._reports = EventProducer(self.settings.librdkafka())
+            producer, topic = self._reports, self.topics.labels
+
+            def send(label: LabelFeedback) -> None:
+                producer.send(topic, label.terminal_id, label)
+
+            status, answer = reports.intake(body, send)
+            producer.flush()  # durable before the 202
+        return status, answer
 
     def predict(self, body: Any) -> Json:
         try:

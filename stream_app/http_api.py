@@ -1,6 +1,7 @@
 """The worker's HTTP API on the standard library's threading server, off the stream's loop.
 
-``POST /predict``, ``GET /health``, ``GET /ready``, ``GET /metrics``. Each request runs in its
+``POST /predict``, ``POST /reports`` (fraud reports become labels), ``GET /health``,
+``GET /ready``, ``GET /metrics``. Each request runs in its
 own thread and passes :class:`~sentinel.http_guard.HttpGuard` first: a bearer token when tokens
 are configured (the probes and ``/metrics`` stay open), a body above the limit answers 413
 unread, and ``/predict`` takes one of the guard's slots or answers 429 at once, so a flood of
@@ -28,8 +29,12 @@ class Routes:
     """What the API serves; the worker provides these callables."""
 
     def __init__(self, predict: Callable[[Any], Json], health: Callable[[], Json],
-                 ready: Callable[[], Json], metrics: Callable[[], bytes]) -> None:
+                 ready: Callable[[], Json], metrics: Callable[[], bytes],
+                 reports: Callable[[Any], Json] | None = None) -> None:
         self.predict, self.health, self.ready, self.metrics = predict, health, ready, metrics
+        self.posts: dict[str, Callable[[Any], Json]] = {"/predict": predict}
+        if reports is not None:
+            self.posts["/reports"] = reports
 
 
 class Api:
@@ -58,7 +63,8 @@ class Api:
 
             def do_POST(self) -> None:
                 path = self.path.split("?")[0]
-                if path != "/predict":
+                handler = routes.posts.get(path)
+                if handler is None:
                     self._json(404, {"error": f"no such path {path!r}"})
                     return
                 denied = guard.check("POST", self.path, self.headers)
@@ -75,7 +81,7 @@ class Api:
                     except ValueError:
                         self._json(422, {"errors": [{"field": "<body>", "reason": "not JSON"}]})
                         return
-                    self._json(*routes.predict(body))
+                    self._json(*handler(body))
 
             def _refuse(self, rejection: Rejection) -> None:
                 self._send(rejection.status, rejection.body(), "application/json", True,

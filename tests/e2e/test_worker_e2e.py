@@ -168,11 +168,16 @@ def test_killed_worker_recovers_state_and_misses_nothing(worker_settings, tmp_pa
 
 def test_predict_needs_a_token_and_a_flood_gets_429_while_the_stream_flows(
         worker_settings, tmp_path: Path) -> None:
-    """With tokens configured, /predict answers 401 without one and 200 with either; the
-    probes stay open; a flood beyond the slots gets 429 at once; every transaction produced
-    meanwhile still gets its verdict."""
+    """With tokens configured, /predict and /reports answer 401 without one and work with
+    either (a complete fraud report becomes a label on the labels topic); the probes stay
+    open; a flood beyond the slots gets 429 at once; every transaction produced meanwhile
+    still gets its verdict."""
+    import json
     import threading
     import urllib.request
+    from datetime import timedelta
+
+    from schemas import LabelFeedback
 
     settings, _ = worker_settings(champion="1", candidate=None)
     tokens = ["first-token-0123456789", "second-token-0123456789"]
@@ -181,6 +186,18 @@ def test_predict_needs_a_token_and_a_flood_gets_429_while_the_stream_flows(
     port = int(env["SENTINEL_WORKER__WEB_PORT"])
     proc = start_worker(env, tmp_path / "worker.log")
     verdicts = Collector(settings, "verdicts", Verdict, proc)
+
+    def post(port: int, path: str, body: dict, token: str | None) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers,
+                                     data=json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+                return int(resp.status), json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), json.loads(exc.read())
 
     def predict(token: str | None) -> int:
         headers = {"Content-Type": "application/json"}
@@ -201,6 +218,17 @@ def test_predict_needs_a_token_and_a_flood_gets_429_while_the_stream_flows(
         assert predict(tokens[0]) == 200 and predict(tokens[1]) == 200
         assert http(port, "/health")[0] == 200 and http(port, "/metrics")[0] == 200
         txs = transactions(2000, seed=5)
+        report = {"report_id": "r-1", "card_id": txs[0].card_id,
+                  "transaction_id": txs[0].transaction_id, "terminal_id": txs[0].terminal_id,
+                  "transaction_time": txs[0].event_time.isoformat(),
+                  "reported_at": (txs[0].event_time + timedelta(hours=5)).isoformat()}
+        assert post(port, "/reports", report, None)[0] == 401
+        status, answer = post(port, "/reports", report, tokens[1])
+        assert status == 202 and answer["transaction_ids"] == [txs[0].transaction_id], answer
+        labels = Collector(settings, "labels", LabelFeedback, proc)
+        reported = labels.until(lambda got: len(got) >= 1)
+        labels.consumer.close()
+        assert reported[0].source == "report" and reported[0].is_fraud
         statuses: list[int] = []
         lock = threading.Lock()
 
@@ -220,7 +248,7 @@ def test_predict_needs_a_token_and_a_flood_gets_429_while_the_stream_flows(
         verdicts.until(lambda v: ids <= {x.transaction_id for x in v})
         assert set(statuses) <= {200, 429} and 429 in statuses and 200 in statuses
         _, metrics = http(port, "/metrics")
-        assert 'sentinel_http_rejected_total{status="401"} 2.0' in metrics
+        assert 'sentinel_http_rejected_total{status="401"} 3.0' in metrics
     finally:
         stop_worker(proc, signal.SIGKILL)
         verdicts.consumer.close()
