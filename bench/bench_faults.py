@@ -12,8 +12,9 @@ choose, poison in the middle of the transactions and the labels (the producer of
 ``tests/e2e/test_stream_parity.py``). Half of the feed is a backlog produced before the first
 worker starts; the rest is produced live, at ``--rate`` events/s, while the fault happens:
 
-- ``kill9``: SIGKILL of the worker ``--kills`` times, each a seeded random 0.5-6 s after its
-  (re)start, so kills land during restore, catch-up and live processing; restarted each time;
+- ``kill9``: SIGKILL of the worker ``--kills`` times, restarted each time: three in four a
+  seeded random 0-5 s after it answers ``/ready`` (catch-up and live processing), one in four
+  0.5-4 s after its start (start-up, group join, restore);
 - ``broker``: the embedded broker stopped for ``--broker-down`` s mid-stream and started again
   on the same ports and data directory;
 - ``join_leave``: a second worker joins mid-stream, stays ``--join-s`` s, and leaves (SIGTERM);
@@ -67,7 +68,7 @@ from sentinel.settings import (  # noqa: E402
 )
 from sentinel.topics import catalog  # noqa: E402
 from tests.e2e.test_stream_parity import _Feed, _poison, _Reader  # noqa: E402
-from tests.e2e.worker_support import register, start_worker, worker_env  # noqa: E402
+from tests.e2e.worker_support import http, register, start_worker, worker_env  # noqa: E402
 from training.producer import label_event, transaction_event  # noqa: E402
 from training.registry import ModelRegistry  # noqa: E402
 from training.simulation import SimulationConfig, simulate  # noqa: E402
@@ -104,17 +105,26 @@ class Fleet:
     def __init__(self, settings: Settings, app_id: str, tmp: Path, extra: dict[str, str]) -> None:
         self.settings, self.app_id, self.tmp, self.extra = settings, app_id, tmp, extra
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, int] = {}
         self.exits: list[tuple[str, int]] = []
         self.starts = 0
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
-        env = worker_env(self.settings, free_port(), self.app_id)
+        port = free_port()
+        self.ports[name] = port
+        env = worker_env(self.settings, port, self.app_id)
         env.update({"SENTINEL_SCORING__VERDICT_FEATURES": "true",
                     "SENTINEL_LOG_LEVEL": "INFO", **self.extra})
         proc = start_worker(env, self.tmp / f"{self.app_id}-{name}.log")
         self.procs[name] = proc
         self.starts += 1
         return proc
+
+    def ready(self, name: str) -> bool:
+        try:
+            return http(self.ports[name], "/ready")[0] == 200
+        except OSError:
+            return False
 
     def supervise(self) -> None:
         for name, proc in list(self.procs.items()):
@@ -251,9 +261,16 @@ def run(name: str, args: argparse.Namespace, data: Data, broker: EmbeddedKafka,
     live.start()
     try:
         if name == "kill9":
-            kills = 0
+            kills, at_start = 0, 0
             while kills < args.kills:
-                wait = rng.uniform(0.5, 6.0)
+                if kills % 4 == 3:  # during start-up: restore, group join
+                    wait = rng.uniform(0.5, 4.0)
+                    at_start += 1
+                else:  # while processing: a random time after /ready
+                    deadline = time.monotonic() + 180
+                    while not fleet.ready("a") and time.monotonic() < deadline:
+                        verdicts.poll(0.3)
+                    wait = rng.uniform(0.0, 5.0)
                 verdicts.poll(wait)
                 fleet.supervise()
                 fleet.procs["a"].send_signal(signal.SIGKILL)
@@ -263,6 +280,7 @@ def run(name: str, args: argparse.Namespace, data: Data, broker: EmbeddedKafka,
                 logger.info("  kill %d after %.1fs: %d verdicts so far", kills, wait,
                             len(verdicts.count))
             notes["kills"] = kills
+            notes["kills_during_start_up"] = at_start
         elif name == "broker":
             verdicts.until(int(len(data.ids) * args.fault_at), 300)
             fleet.supervise()
