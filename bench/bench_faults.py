@@ -191,6 +191,9 @@ class Verdicts:
         self.count: collections.Counter[str] = collections.Counter()
         self.rows: dict[str, list[float]] = {}
         self.last_new = time.monotonic()
+        # the reader commits no offsets, so after a broker restart its group may start over
+        # from the earliest offset: a message read twice is not a second verdict
+        self.next_offset: dict[int, int] = {}
 
     def until(self, count: int, timeout_s: float) -> None:
         """Poll until ``count`` distinct transactions have a verdict (or the timeout)."""
@@ -204,6 +207,10 @@ class Verdicts:
             for msg in self.reader.consumer.consume(10_000, 0.2):
                 if msg.error() is not None:
                     continue
+                part, offset = msg.partition(), msg.offset()
+                if offset < self.next_offset.get(part, 0):
+                    continue
+                self.next_offset[part] = offset + 1
                 v = json.loads(msg.value())
                 tid = v["transaction_id"]
                 if tid not in self.count:
