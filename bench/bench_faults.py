@@ -205,13 +205,13 @@ class Verdicts:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for msg in self.reader.consumer.consume(10_000, 0.2):
-                if msg.error() is not None:
+                part, offset, value = msg.partition(), msg.offset(), msg.value()
+                if msg.error() is not None or part is None or offset is None or value is None:
                     continue
-                part, offset = msg.partition(), msg.offset()
                 if offset < self.next_offset.get(part, 0):
                     continue
                 self.next_offset[part] = offset + 1
-                v = json.loads(msg.value())
+                v = json.loads(value)
                 tid = v["transaction_id"]
                 if tid not in self.count:
                     self.last_new = time.monotonic()
