@@ -10,11 +10,14 @@ What it does, on fresh topics (a unique prefix) and a temporary MLflow store:
 
 1. simulates a history (the project's simulator), trains a LightGBM champion and candidate on
    its offline features (``--trees`` trees each) and registers them;
-2. **sustained**: pre-produces ``--n`` transactions, starts one ``sentinel worker`` process
-   (both models, features, drift on), and times first verdict to last verdict (verdict message
-   timestamps; start-up excluded);
+2. **sustained**, once per ``--guarantees`` entry (``exactly_once,at_least_once``), each on
+   fresh topics: pre-produces ``--n`` transactions, starts one ``sentinel worker`` process (both
+   models, features and drift on) and times from its ``/ready`` to the last verdict's produce
+   time (imports and model loading excluded; verdicts read with ``read_committed``);
 3. **latency**: with that worker still running, produces ``--rate`` tx/s for ``--seconds`` s
-   and reports p50/p99 of verdict message time minus transaction produce time;
+   and reports p50/p99 of the wall time at which a ``read_committed`` consumer received each
+   verdict minus the transaction's produce time, and the worker's CPU per transaction paced
+   against at saturation;
 4. **baselines** on the same pre-produced topic (new consumer groups, same process as this
    script): (a) seed-style, the model called once per event and one produce per event;
    (b) a plain confluent-kafka loop with the worker's batching: consume ``--batch``,
