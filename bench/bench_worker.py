@@ -10,11 +10,14 @@ What it does, on fresh topics (a unique prefix) and a temporary MLflow store:
 
 1. simulates a history (the project's simulator), trains a LightGBM champion and candidate on
    its offline features (``--trees`` trees each) and registers them;
-2. **sustained**: pre-produces ``--n`` transactions, starts one ``sentinel worker`` process
-   (both models, features, drift on), and times first verdict to last verdict (verdict message
-   timestamps; start-up excluded);
+2. **sustained**, once per ``--guarantees`` entry (``exactly_once,at_least_once``), each on
+   fresh topics: pre-produces ``--n`` transactions, starts one ``sentinel worker`` process (both
+   models, features and drift on) and times from its ``/ready`` to the last verdict's produce
+   time (imports and model loading excluded; verdicts read with ``read_committed``);
 3. **latency**: with that worker still running, produces ``--rate`` tx/s for ``--seconds`` s
-   and reports p50/p99 of verdict message time minus transaction produce time;
+   and reports p50/p99 of the wall time at which a ``read_committed`` consumer received each
+   verdict minus the transaction's produce time, and the worker's CPU per transaction paced
+   against at saturation;
 4. **baselines** on the same pre-produced topic (new consumer groups, same process as this
    script): (a) seed-style, the model called once per event and one produce per event;
    (b) a plain confluent-kafka loop with the worker's batching: consume ``--batch``,
@@ -239,86 +242,42 @@ def baseline(conf: dict[str, Any], src: str, out: str, champion: Slot, n: int, b
     return done / elapsed, cpu / done * 1e6
 
 
-# -- main ----------------------------------------------------------------------------------------
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--rate", type=int, default=2000)
-    ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--window", type=float, default=0.005)
-    ap.add_argument("--trees", type=int, default=100)
-    ap.add_argument("--seed-n", type=int, default=5000, help="events for the seed-style baseline")
-    ap.add_argument("--partitions", type=int, default=3)
-    ap.add_argument("--skip-baselines", action="store_true")
-    ap.add_argument("--keep-worker", action="store_true", help="leave the worker running")
-    ap.add_argument("--warmup", type=float, default=2.0,
-                    help="seconds of pacing before the latency is measured")
-    ap.add_argument("--dump", help="save each paced transaction's (seconds, latency ms) to .npz")
-    ap.add_argument("--worker-env", action="append", metavar="KEY=VALUE",
-                    help="an environment variable for the worker (repeatable), e.g. "
-                         "SENTINEL_SCORING__MODEL_POLL_INTERVAL_S=60")
-    ap.add_argument("--flood", type=int, default=0, metavar="THREADS",
-                    help="flood POST /predict from this many threads while pacing (issue 18)")
-    ap.add_argument("--flood-token", default=None, help="bearer token the flood sends")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-    tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
-    prefix = f"b{uuid.uuid4().hex[:8]}."
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    # the security options (SASL, TLS) come from SENTINEL_KAFKA__* like any deployment's
-    kafka = Settings().kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
-    settings = Settings(data_dir=tmp, kafka=kafka,
-                        topics=TopicSettings(prefix=prefix, partitions=args.partitions),
-                        mlflow=MlflowSettings(model_name="bench-worker", tracking_uri=uri,
-                                              registry_uri=uri))
-    conf = settings.librdkafka()
-    paced_n = int(args.rate * (args.warmup + args.seconds))
-    frame = history(args.n + paced_n)
-    t0 = time.perf_counter()
-    champion = train(frame.iloc[:args.n], args.trees, seed=1)
-    candidate = train(frame.iloc[:args.n], args.trees, seed=2)
-    logger.info("trained two models (%d trees) in %.1fs", args.trees, time.perf_counter() - t0)
-    registry = ModelRegistry(settings)
-    for role, model in (("champion", champion), ("candidate", candidate)):
-        version = registry.register(registry.log_run(model, params={}, metrics={}, tags={}),
-                                    reason="bench").version
-        registry.client.set_registered_model_alias("bench-worker", role, version)
-    records = encoded(frame)
-    pre, paced = records[:args.n], records[args.n:]
-    specs = catalog(settings.topics)
-    extra = [TopicSpec(n, f"{prefix}{n}", "k", "bytes", args.partitions, {}, "bench")
-             for n in ("base-a", "base-b")]
-    create_topics(conf, [*specs, *extra])
+def run_worker(settings: Settings, conf: dict[str, Any], args: argparse.Namespace, tmp: Path,
+               pre: list[tuple[bytes, bytes]], paced: list[tuple[bytes, bytes]],
+               extra_env: list[str]) -> dict[str, Any]:
+    """One worker process on ``settings``' topics (``pre`` already produced): the sustained
+    rate over the backlog, then the paced latency as a read_committed consumer sees it."""
+    results: dict[str, Any] = {}
     tx_topic, verdicts = settings.topics.name("transactions"), settings.topics.name("verdicts")
-    t0 = time.perf_counter()
-    produce_all(conf, tx_topic, pre)
-    logger.info("pre-produced %d transactions in %.1fs", args.n, time.perf_counter() - t0)
-    results: dict[str, Any] = {"n": args.n, "batch": args.batch, "window_s": args.window,
-                               "trees": args.trees, "partitions": args.partitions}
-
     port = free_port()
-    log = (tmp / "worker.log").open("ab")
+    log = (tmp / f"worker-{settings.topics.prefix}log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "sentinel.cli", "worker"],
                             env=worker_env(settings, port, args.batch, args.window,
-                                           args.worker_env), cwd=ROOT,
+                                           extra_env), cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    logger.info("worker pid=%d log=%s", proc.pid, tmp / "worker.log")
+    logger.info("worker pid=%d log=%s", proc.pid, log.name)
     try:
-        vc = consumer(conf, [verdicts])
-        t0 = time.perf_counter()
-        seen, cpu = collect(vc, args.n, 900, proc)
+        # what a downstream reader sees: only committed checkpoints (issue 16)
+        vc = consumer(conf, [verdicts], **{"isolation.level": "read_committed"})
+        # from /ready (group joined, state restored; imports and model loading excluded) to
+        # the last verdict's produce time: the consume, re-key hop, alignment wait and scoring
+        deadline = time.monotonic() + 300
+        while not ready(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the worker never became ready (log {log.name})")
+            time.sleep(0.05)
+        ready_ms, cpu_ready = time.time() * 1000.0, cpu_seconds(proc.pid)
+        seen, _ = collect(vc, args.n, 900, proc)
+        cpu = cpu_seconds(proc.pid) - cpu_ready
         if len(seen) < args.n:
-            raise SystemExit(f"only {len(seen)} of {args.n} verdicts (log {tmp}/worker.log)")
-        stamps = np.array(sorted(seen.values()))
-        span = (stamps[-1] - stamps[0]) / 1000.0
+            raise SystemExit(f"only {len(seen)} of {args.n} verdicts (log {log.name})")
+        last_ms = max(seen.values())
+        span = (last_ms - ready_ms) / 1000.0
         results["worker_tx_s"] = round(args.n / span, 1)
         results["worker_cpu_us_per_tx"] = round(cpu / args.n * 1e6, 1)
-        logger.info("worker: %d verdicts, first->last %.2fs = %.0f tx/s (wall incl. start-up "
-                    "%.1fs)", args.n, span, args.n / span, time.perf_counter() - t0)
+        results["verdict_burst_s"] = round((last_ms - min(seen.values())) / 1000.0, 2)
+        logger.info("worker: %d verdicts, ready->last %.2fs = %.0f tx/s, %.0f us CPU/tx",
+                    args.n, span, args.n / span, cpu / args.n * 1e6)
 
         # paced latency
         produced: dict[str, float] = {}
@@ -360,7 +319,8 @@ def main() -> None:
                     continue
                 tid = m.key().decode()
                 if tid in produced and tid not in got:
-                    got[tid] = m.timestamp()[1]
+                    # received by a read_committed consumer: the checkpoint's commit included
+                    got[tid] = int(time.time() * 1000)
         if flood is not None:
             results["flood_threads"] = args.flood
             results["flood_answers"] = flood.stop()
@@ -401,22 +361,106 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    return results
+
+
+# -- main ----------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--rate", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--window", type=float, default=0.005)
+    ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--seed-n", type=int, default=5000, help="events for the seed-style baseline")
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--guarantees", default="exactly_once,at_least_once",
+                    help="processing guarantees to run, one worker each, comma-separated")
+    ap.add_argument("--keep-worker", action="store_true", help="leave the worker running")
+    ap.add_argument("--warmup", type=float, default=2.0,
+                    help="seconds of pacing before the latency is measured")
+    ap.add_argument("--dump", help="save each paced transaction's (seconds, latency ms) to .npz")
+    ap.add_argument("--worker-env", action="append", metavar="KEY=VALUE",
+                    help="an environment variable for the worker (repeatable), e.g. "
+                         "SENTINEL_SCORING__MODEL_POLL_INTERVAL_S=60")
+    ap.add_argument("--flood", type=int, default=0, metavar="THREADS",
+                    help="flood POST /predict from this many threads while pacing (issue 18)")
+    ap.add_argument("--flood-token", default=None, help="bearer token the flood sends")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    prefix = f"b{uuid.uuid4().hex[:8]}."
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    # the security options (SASL, TLS) come from SENTINEL_KAFKA__* like any deployment's
+    kafka = Settings().kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
+    settings = Settings(data_dir=tmp, kafka=kafka,
+                        topics=TopicSettings(prefix=prefix, partitions=args.partitions),
+                        mlflow=MlflowSettings(model_name="bench-worker", tracking_uri=uri,
+                                              registry_uri=uri))
+    conf = settings.librdkafka()
+    paced_n = int(args.rate * (args.warmup + args.seconds))
+    frame = history(args.n + paced_n)
+    t0 = time.perf_counter()
+    champion = train(frame.iloc[:args.n], args.trees, seed=1)
+    candidate = train(frame.iloc[:args.n], args.trees, seed=2)
+    logger.info("trained two models (%d trees) in %.1fs", args.trees, time.perf_counter() - t0)
+    registry = ModelRegistry(settings)
+    for role, model in (("champion", champion), ("candidate", candidate)):
+        version = registry.register(registry.log_run(model, params={}, metrics={}, tags={}),
+                                    reason="bench").version
+        registry.client.set_registered_model_alias("bench-worker", role, version)
+    records = encoded(frame)
+    pre, paced = records[:args.n], records[args.n:]
+    results: dict[str, Any] = {"n": args.n, "batch": args.batch, "window_s": args.window,
+                               "trees": args.trees, "partitions": args.partitions,
+                               "load_before": os.getloadavg()[0]}
+    for guarantee in args.guarantees.split(","):
+        # each guarantee on fresh topics (its own prefix), the same data and models
+        gs = settings.model_copy(update={"topics": TopicSettings(
+            prefix=f"b{uuid.uuid4().hex[:8]}.", partitions=args.partitions)})
+        specs = catalog(gs.topics)
+        create_topics(conf, specs)
+        t0 = time.perf_counter()
+        produce_all(conf, gs.topics.name("transactions"), pre)
+        logger.info("[%s] pre-produced %d transactions in %.1fs", guarantee, args.n,
+                    time.perf_counter() - t0)
+        extra_env = [f"SENTINEL_WORKER__PROCESSING_GUARANTEE={guarantee}",
+                     *(args.worker_env or [])]
+        results[guarantee] = run_worker(gs, conf, args, tmp, pre, paced, extra_env)
+        results[guarantee]["load_after"] = os.getloadavg()[0]
+        logger.info("[%s] %s", guarantee, json.dumps(results[guarantee]))
+        delete_topics(conf, [sp.name for sp in specs])
+    specs = catalog(settings.topics)
+    extra = [TopicSpec(n, f"{prefix}{n}", "k", "bytes", args.partitions, {}, "bench")
+             for n in ("base-a", "base-b")]
+    tx_topic = settings.topics.name("transactions")
     if not args.skip_baselines:
+        create_topics(conf, [*specs, *extra])
+        produce_all(conf, tx_topic, pre)
         slot = Slot("bench-worker", "1", champion)
         plain, plain_cpu = baseline(conf, tx_topic, f"{prefix}base-b", slot, args.n,
                                     args.batch, args.window, per_event=False)
         seed, seed_cpu = baseline(conf, tx_topic, f"{prefix}base-a", slot,
                                   args.seed_n, 1, args.window, per_event=True)
-        w_cpu = results["worker_cpu_us_per_tx"]
         results.update({"plain_tx_s": round(plain, 1), "seed_tx_s": round(seed, 1),
                         "plain_cpu_us_per_tx": round(plain_cpu, 1),
-                        "seed_cpu_us_per_tx": round(seed_cpu, 1),
-                        "worker_vs_plain": round(results["worker_tx_s"] / plain, 2),
-                        "worker_vs_seed": round(results["worker_tx_s"] / seed, 1),
-                        "worker_vs_plain_cpu": round(plain_cpu / w_cpu, 2),
-                        "worker_vs_seed_cpu": round(seed_cpu / w_cpu, 2)})
+                        "seed_cpu_us_per_tx": round(seed_cpu, 1)})
+        for guarantee in args.guarantees.split(","):
+            r = results[guarantee]
+            r.update({"worker_vs_plain": round(r["worker_tx_s"] / plain, 2),
+                      "worker_vs_seed": round(r["worker_tx_s"] / seed, 1),
+                      "worker_vs_plain_cpu": round(plain_cpu / r["worker_cpu_us_per_tx"], 2)})
+            if "paced_worker_cpu_us_per_tx" in r:
+                r["paced_vs_saturated_cpu"] = round(
+                    r["paced_worker_cpu_us_per_tx"] / r["worker_cpu_us_per_tx"], 2)
         logger.info("plain confluent loop %.0f tx/s, seed-style %.0f tx/s", plain, seed)
-    delete_topics(conf, [s.name for s in [*specs, *extra]])
+        delete_topics(conf, [s.name for s in [*specs, *extra]])
+    results["load_after"] = os.getloadavg()[0]
     print(json.dumps(results))
 
 

@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHES: dict[str, Callable[[str], list[str]]] = {
     "worker": lambda bootstrap: ["bench_worker.py", "--bootstrap", bootstrap, "--n", "100000",
                                  "--seconds", "15", "--batch", "1000", "--window", "0.005"],
+    "restore": lambda bootstrap: ["bench_restore.py", "--bootstrap", bootstrap,
+                                  "--n", "1000000"],
+    "faults": lambda _: ["bench_faults.py", "--kills", "20"],  # its own broker (restarts it)
     "drift": lambda _: ["bench_drift.py"],
     "closed-loop": lambda _: ["bench_closed_loop.py", "--seed", "0"],
     "training": lambda _: ["bench_training.py"],

@@ -4,6 +4,7 @@ reaches the worker (the benchmarks themselves are measurements, not tests)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,64 @@ def test_unseen_compromises_are_those_no_arrived_label_of_their_terminal_reveals
     assert unseen.tolist() == [True, True, False, True, True]
     other = features_bench._unseen_compromises(frame, np.array([2, 2, 1, 2, 0]))
     assert other.tolist() == [True, True, False, True, False]
+
+
+class _Msg:
+    def __init__(self, partition: int, offset: int, tid: str, row: list[float]) -> None:
+        self._p, self._o = partition, offset
+        self._v = json.dumps({"transaction_id": tid, "features": row}).encode()
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def value(self) -> bytes:
+        return self._v
+
+
+def test_fault_bench_counts_a_reread_message_once_and_a_second_verdict_twice() -> None:
+    faults = _load("bench_faults")
+    batches = [[_Msg(0, 0, "t1", [1.0]), _Msg(0, 1, "t2", [2.0])],
+               [_Msg(0, 0, "t1", [1.0]), _Msg(0, 1, "t2", [2.0]),  # re-read from earliest
+                _Msg(0, 2, "t1", [1.0])]]  # a real second verdict
+
+    class Consumer:
+        def consume(self, n: int, timeout: float) -> list[_Msg]:
+            return batches.pop(0) if batches else []
+
+    v = faults.Verdicts.__new__(faults.Verdicts)
+    v.reader = type("R", (), {"consumer": Consumer()})()
+    v.count, v.rows, v.next_offset, v.last_new = faults.collections.Counter(), {}, {}, 0.0
+    v.poll(0.5)
+    assert dict(v.count) == {"t1": 2, "t2": 1}
+
+
+def test_fault_bench_check_fails_on_a_missing_verdict_a_duplicate_and_a_differing_row() -> None:
+    import collections
+
+    import pandas as pd
+
+    faults = _load("bench_faults")
+    data = type("D", (), {})()
+    data.names = ["a", "b"]
+    data.ids = {"t1", "t2", "t3"}
+    data.offline = pd.DataFrame([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], columns=data.names,
+                                index=["t1", "t2", "t3"])
+    v = type("V", (), {})()
+    v.count = collections.Counter({"t1": 1, "t2": 1, "t3": 1})
+    v.rows = {"t1": [1.0, 2.0], "t2": [3.0, 4.0], "t3": [5.0, 6.0]}
+    assert faults.verdict_check(data, v)["passed"]
+    v.rows["t2"] = [3.0, 4.5]
+    out = faults.verdict_check(data, v)
+    assert not out["passed"] and out["feature_rows_differ"] == 1
+    assert out["first_difference"]["transaction_id"] == "t2"
+    v.rows["t2"] = [3.0, 4.0]
+    v.count["t1"] = 2
+    del v.count["t3"]
+    out = faults.verdict_check(data, v)
+    assert (out["missing"], out["duplicates"], out["passed"]) == (1, 1, False)
