@@ -309,6 +309,11 @@ class WorkerSettings(_Section):
     stall_timeout_s: float = Field(default=60.0, gt=0)
     # hand-off messages held per partition (waiting for labels or a champion) before pausing it
     max_held_messages: int = Field(default=200, ge=1)
+    # labels (and payments of other partitions) that reach the broker up to this long after a
+    # payment still count for it: a producer's batches for two partitions land in either
+    # order (stream_app/alignment.py; Kafka Streams' max.task.idle.ms). Adds to the latency of
+    # a payment that no newer label or payment has already passed.
+    alignment_grace_ms: int = Field(default=100, ge=0)
     # full garbage collection (one pause of ~0.1-0.2 s) that frees cyclic garbage frozen since
     # the last one (stream_app.gc_policy)
     gc_settle_interval_s: float = Field(default=900.0, gt=0)

@@ -18,8 +18,10 @@ transaction. For each external labels partition ``q`` it owns, the marker says:
 
 A hand-off message whose newest event time is ``t`` and whose transactions were first read at
 wall time ``r`` may be scored when, for every external labels partition ``q``, the latest marker
-says ``reported >= t`` (every label due by ``t`` is already applied) or ``caught_up_ms >= r``
-(every label produced before the transactions was forwarded).
+says ``reported >= t`` (every label due by ``t`` is already applied) or ``caught_up_ms >= r +
+grace_ms`` (every label that reached the broker up to ``grace_ms`` after the transactions was
+forwarded: a producer's batches for two partitions can land in either order, so a label sent
+just before a payment may arrive just after it; the grace is Kafka Streams' max.task.idle.ms).
 
 Transactions need the same care: terminal windows end ``D`` (the label delay) before ``t``, so
 every transaction older than ``t - D`` must reach the terminal stage before the one at ``t`` is
@@ -29,7 +31,7 @@ per external transactions partition ``p``, the newest event time read from it an
 after ``r``. Both rules assume each partition is roughly in event-time order, as producers send.
 Nothing here reads a clock.
 
->>> f = Frontier(label_partitions=2, transaction_partitions=1, delay_us=100)
+>>> f = Frontier(label_partitions=2, transaction_partitions=1, delay_us=100, grace_ms=0)
 >>> f.update({0: (500, None), 1: (100, 900)}, {0: (350, None)})
 >>> f.passes(max_event_us=400, read_ms=800)
 True
@@ -57,6 +59,7 @@ class Frontier:
     label_partitions: int
     transaction_partitions: int
     delay_us: int
+    grace_ms: int = 0
     labels: Marks = field(default_factory=dict)
     transactions: Marks = field(default_factory=dict)
     idle: dict[int, bool] = field(default_factory=dict)  # the latest mark said: caught up
@@ -69,9 +72,10 @@ class Frontier:
         self.idle.update({p: caught_up is not None for p, (_, caught_up) in transactions.items()})
 
     def passes(self, max_event_us: int, read_ms: int) -> bool:
-        return (_passed(self.labels, self.label_partitions, max_event_us, read_ms)
+        after = read_ms + self.grace_ms
+        return (_passed(self.labels, self.label_partitions, max_event_us, after)
                 and _passed(self.transactions, self.transaction_partitions,
-                            max_event_us - self.delay_us, read_ms))
+                            max_event_us - self.delay_us, after))
 
 
     def safe_us(self) -> int | None:

@@ -27,6 +27,7 @@ from sentinel.errors import SentinelKafkaError
 logger = logging.getLogger(__name__)
 
 TIMEOUT_S = 30.0
+ABORT_ATTEMPTS = 10
 
 
 class CheckpointAborted(SentinelKafkaError):
@@ -118,10 +119,17 @@ class Checkpoint:
         """Drop the checkpoint: abort its transaction (outputs are never seen by read_committed
         consumers) and forget its offsets."""
         if self.exactly_once and self._open:
-            try:
-                self._producer.abort_transaction(TIMEOUT_S)
-            except KafkaException as exc:
-                raise SentinelKafkaError(f"aborting the transaction failed: {exc}") from exc
+            for attempt in range(ABORT_ATTEMPTS):  # a broker restart times out the first tries
+                try:
+                    self._producer.abort_transaction(TIMEOUT_S)
+                    break
+                except KafkaException as exc:
+                    err = _error(exc)
+                    if err is None or not err.retriable() or attempt == ABORT_ATTEMPTS - 1:
+                        raise SentinelKafkaError(
+                            f"aborting the transaction failed: {exc}") from exc
+                    logger.warning("abort retried attempt=%d error=%s", attempt + 1, err.str())
+                    time.sleep(1.0)
             self._open = False
         self._reset()
 

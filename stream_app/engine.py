@@ -89,7 +89,7 @@ class Engine:
                                     s.max_event_time_skew_s, s.dead_letter_max_bytes, remember,
                                     local=self._local_card_partition)
         self.terminal_stage = TerminalStage(topics, self.terminals, self.checkpoint, metrics,
-                                            config, self.card_stage)
+                                            config, self.card_stage, w.alignment_grace_ms)
         self.scorer = Scorer(topics, self.checkpoint, models, metrics, config.names, s, drift)
         self.assigned: set[tuple[str, int]] = set()
         self.to_restore: set[tuple[str, int]] = set()
@@ -291,18 +291,22 @@ class Engine:
         if not candidates:
             return {}
         looked = int(time.time() * 1000)
-        futures = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in candidates},
-                                          isolation_level=IsolationLevel.READ_COMMITTED,
-                                          request_timeout=5)
         out = {}
-        for tp, future in futures.items():
-            end = future.result().offset
-            position = positions.get((tp.topic, tp.partition), -1)
-            if position < 0:  # nothing consumed since assignment: where the group stands
-                committed = self.consumer.committed([tp], timeout=5)[0].offset
-                position = committed if committed >= 0 else self._low(tp)
-            if position >= end:
-                out[(tp.topic, tp.partition)] = looked
+        try:
+            futures = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in candidates},
+                                              isolation_level=IsolationLevel.READ_COMMITTED,
+                                              request_timeout=5)
+            for tp, future in futures.items():
+                end = future.result().offset
+                position = positions.get((tp.topic, tp.partition), -1)
+                if position < 0:  # nothing consumed since assignment: where the group stands
+                    committed = self.consumer.committed([tp], timeout=5)[0].offset
+                    position = committed if committed >= 0 else self._low(tp)
+                if position >= end:
+                    out[(tp.topic, tp.partition)] = looked
+        except Exception as exc:  # a broker restart, a leader change: no news this time
+            logger.warning("end-of-partition look failed, frontier unchanged error=%s", exc)
+            return {}
         return out
 
     def _low(self, tp: TopicPartition) -> int:

@@ -48,20 +48,23 @@ class TerminalStage:
     """Stage 2's state logic; :class:`~stream_app.scorer.Scorer` scores what it releases."""
 
     def __init__(self, topics: Topics, store: StateStore[TerminalState], out: Output,
-                 metrics: WorkerMetrics, config: FeatureConfig, rejects: CardStage) -> None:
+                 metrics: WorkerMetrics, config: FeatureConfig, rejects: CardStage,
+                 grace_ms: int = 0) -> None:
         self.topics = topics
         self.store = store
         self.out = out
         self.metrics = metrics
         self.config = config
         self.rejects = rejects  # one dead-letter path for both stages
+        self.grace_ms = grace_ms
         self.held: dict[int, deque[Held]] = {}
         self.frontiers: dict[int, Frontier] = {}
 
     def assign(self, partition: int) -> None:
         self.held[partition] = deque()
         self.frontiers[partition] = Frontier(self.topics.label_partitions,
-                                             self.topics.card_partitions, self.config.delay_us)
+                                             self.topics.card_partitions, self.config.delay_us,
+                                             self.grace_ms)
 
     def revoke(self, partition: int) -> None:
         self.held.pop(partition, None)

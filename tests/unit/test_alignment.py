@@ -54,3 +54,13 @@ def test_markers_round_trip_and_hostile_ones_are_refused() -> None:
     for bad in (MARKER + b"[]", MARKER + b'{"l": {"0": ["x", null]}}', MARKER + b"{"):
         with pytest.raises(ValueError):
             decode_marker(bad)
+
+
+def test_caught_up_counts_only_a_grace_after_the_message_was_read() -> None:
+    """A label sent just before a payment may land just after it (two partitions' batches):
+    a look at the end counts only if it came at least ``grace_ms`` after the read."""
+    f = Frontier(label_partitions=1, transaction_partitions=1, delay_us=0, grace_ms=100)
+    f.update({0: (0, 1_050)}, {0: (0, 1_050)})
+    assert not f.passes(10, read_ms=1_000)
+    f.update({0: (0, 1_100)}, {0: (0, 1_100)})
+    assert f.passes(10, read_ms=1_000)
