@@ -99,6 +99,7 @@ class Engine:
         self.last_progress = time.monotonic()
         self.last_marker = 0.0
         self.lagging = False
+        self.start_positions: dict[tuple[str, int], int] = {}
 
     @property
     def instance_id(self) -> str:
@@ -300,8 +301,7 @@ class Engine:
                 end = future.result().offset
                 position = positions.get((tp.topic, tp.partition), -1)
                 if position < 0:  # nothing consumed since assignment: where the group stands
-                    committed = self.consumer.committed([tp], timeout=5)[0].offset
-                    position = committed if committed >= 0 else self._low(tp)
+                    position = self._start_position(tp)
                 if position >= end:
                     out[(tp.topic, tp.partition)] = looked
         except Exception as exc:  # a broker restart, a leader change: no news this time
@@ -309,9 +309,18 @@ class Engine:
             return {}
         return out
 
-    def _low(self, tp: TopicPartition) -> int:
-        low, _ = self.consumer.get_watermark_offsets(tp, timeout=5)
-        return int(low)
+    def _start_position(self, tp: TopicPartition) -> int:
+        """Where consumption of a partition starts (its committed offset, else its beginning),
+        looked up once per assignment: an idle partition would cost a round trip per
+        checkpoint otherwise."""
+        key = (tp.topic, tp.partition)
+        start = self.start_positions.get(key)
+        if start is None:
+            committed = self.consumer.committed([tp], timeout=5)[0].offset
+            if committed < 0:
+                committed, _ = self.consumer.get_watermark_offsets(tp, timeout=5)
+            start = self.start_positions[key] = int(committed)
+        return start
 
     def _observe_lag(self) -> None:
         lagging = False
@@ -334,6 +343,7 @@ class Engine:
         self.checkpoint.abort()
         self.card_stage.reported.clear()
         self.card_stage.read_event.clear()
+        self.start_positions.clear()
         for topic, partition in list(self.assigned):
             self._drop(topic, partition)
             self._track(topic, partition)
@@ -345,6 +355,7 @@ class Engine:
 
     # -- rebalances ------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.start_positions.clear()
         for tp in partitions:
             self.assigned.add((tp.topic, tp.partition))
             self._track(tp.topic, tp.partition)
