@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,18 @@ class Routes:
         self.posts: dict[str, Callable[[Any], Json]] = {"/predict": predict}
         if reports is not None:
             self.posts["/reports"] = reports
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is routine, not a traceback in the log."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            logger.debug("http client %s went away: %s", client_address, exc)
+            return
+        logger.exception("http request from %s failed", client_address)
 
 
 class Api:
@@ -103,7 +116,7 @@ class Api:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = _Server((host, port), Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="http",
                                         daemon=True)
