@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 # planted secrets (issue 18): never in the demo's output, its logs or the stores it writes
-SECRETS = ("PlantedDemoSasl-S3cret", "PlantedDemoToken-0123456789")
+SECRETS = ("PlantedDemoDashboard-S3cret", "PlantedDemoToken-0123456789")
 
 
 def test_demo_scores_every_transaction_and_closes_the_loop(
@@ -26,7 +26,8 @@ def test_demo_scores_every_transaction_and_closes_the_loop(
         "SENTINEL_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "SENTINEL_DATA_DIR": str(tmp_path / "data"),
         "SENTINEL_WORKER__WEB_PORT": str(free_port()),
-        "SENTINEL_KAFKA__SASL_PASSWORD": SECRETS[0],  # unused on PLAINTEXT, still a secret
+        # (a SASL password on a PLAINTEXT cluster is refused as a setting: plant another secret)
+        "SENTINEL_DASHBOARD__PASSWORD": SECRETS[0],
         "SENTINEL_HTTP__TOKENS": SECRETS[1],
     })
     result = subprocess.run(
