@@ -101,7 +101,7 @@ def loop_settings(settings: Settings, bootstrap: str) -> Settings:
             "retrainer_port": 0, "retrain_min_labels": 1500,
             "retrain_cooldown_s": 30 * 86_400,  # one shift, one retrain
             "retrain_test_days": 1, "promotion_interval_s": 2.0, "promotion_min_labels": 300,
-            "promotion_min_frauds": 10, "promotion_bootstrap_rounds": 100}),
+            "promotion_min_frauds": 10, "promotion_min_live": 100}),
     })
 
 

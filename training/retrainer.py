@@ -14,9 +14,10 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 from schemas.events import DriftAlert, ModelEvent
 from sentinel.errors import SentinelError
@@ -24,7 +25,14 @@ from sentinel.settings import Settings
 from training.backfill import backfill_shadow, cutoff_of
 from training.guardrails import Decision, Guardrails
 from training.labelstore import LabelStore
-from training.promotion import Verdict, decide_promotion, decide_rollback
+from training.promotion import (
+    PromotionRules,
+    Verdict,
+    decide_live_rollback,
+    decide_promotion,
+    decide_rollback,
+)
+from training.segments import ShiftSegments
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,9 @@ class Retrainer:
         self.shift_onset: datetime | None = None
         self._judged_champion: str | None = None
         self.last_event_time: datetime | None = None
+        from features.spec import FeatureConfig
+
+        self.segments = ShiftSegments(store, FeatureConfig.from_settings(settings.features))
 
     def on_alert(self, alert: DriftAlert) -> Decision:
         """Judge an alert; retrain if the guardrails allow."""
@@ -64,6 +75,7 @@ class Retrainer:
         blocks = alert.current.get("blocks", 0.0)
         onset = now - timedelta(seconds=blocks * self.settings.drift.block_seconds)
         self.shift_onset = min(self.shift_onset, onset) if self.shift_onset else onset
+        self.segments.on_alert(alert.signal)
         decision = self.guardrails.decide(alert.signal, now, self.store.labels_since(onset),
                                           self.store.frauds_since(onset))
         logger.info("drift alert signal=%s detector=%s decision=%s", alert.signal,
@@ -131,7 +143,10 @@ class Retrainer:
                 delay_days=self.settings.features.label_delay_days,
                 test_days=d.retrain_test_days, validation_days=d.retrain_test_days,
                 anchor="end")
+        from training.selection import ThresholdPolicy
+
         return TrainingConfig(split=split, refit_on_newest=d.retrain_refit_on_newest,
+                              policy=ThresholdPolicy(alert_budget=d.alert_budget),
                               shift_onset=shift_onset,
                               shift_fraud_weight=d.retrain_shift_fraud_weight)
 
@@ -190,17 +205,16 @@ class Retrainer:
             self._promote(candidate.version, None, Verdict("promote", "no champion yet"))
             return None
         joined = self.store.shadow_joined(candidate.version)
-        joined = joined[joined["champion_version"] == champion.version]
-        d = self.settings.drift
+        joined = joined[(joined["champion_version"] == champion.version)
+                        & joined["candidate_flagged"].notna()]
+        joined = joined.sort_values(["label_time", "transaction_id"], kind="stable")
         verdict = decide_promotion(
             joined["is_fraud"].to_numpy(), joined["champion_score"].to_numpy(),
             joined["candidate_score"].to_numpy(), joined["champion_flagged"].to_numpy(),
-            min_labels=d.promotion_min_labels, min_frauds=d.promotion_min_frauds,
-            rounds=d.promotion_bootstrap_rounds, confidence=d.promotion_confidence, seed=d.seed,
-            candidate_flagged=joined["candidate_flagged"].to_numpy())
-        if verdict.evidence is not None:
-            backfilled = int((joined["source"] == "backfill").sum())
-            verdict = replace(verdict, evidence=replace(verdict.evidence, backfilled=backfilled))
+            joined["candidate_flagged"].to_numpy(),
+            rules=PromotionRules.from_settings(self.settings.drift),
+            shift=lambda: self.segments.of(joined["transaction_id"], joined["event_time"]) == 1,
+            live=(joined["source"] != "backfill").to_numpy())
         logger.info("promotion check candidate=%s action=%s reason=%s", candidate.version,
                     verdict.action, verdict.reason)
         if verdict.action == "promote":
@@ -221,11 +235,14 @@ class Retrainer:
 
     def check_rollback(self) -> Verdict | None:
         champion = self.registry.resolve("champion")
-        if champion is None or champion.version == self._judged_champion:
+        if champion is None:
             return None
         previous = champion.tags.get("sentinel.previous_champion")
         if not previous:
             return None
+        guard = self._check_live_guards(champion, previous)
+        if guard.action == "rollback" or champion.version == self._judged_champion:
+            return guard
         new = self.store.verdicts_joined(champion.version)
         old = self.store.verdicts_joined(previous)
         # the predecessor's AP on the promotion's shadow window (same payments, same world)
@@ -240,13 +257,34 @@ class Retrainer:
                                   min_labels=self.settings.drift.rollback_min_labels,
                                   tolerance=self.settings.drift.rollback_ap_tolerance)
         if verdict.action == "rollback":
-            self.registry.rollback(reason=verdict.reason)
-            self.promotions["rolled_back"] += 1
-            self._emit("rolled_back", previous, champion.version, verdict.reason,
-                       {k: float(v) for k, v in verdict.extra.items()})
+            self._rollback(champion.version, previous, verdict)
         if verdict.action != "wait":
             self._judged_champion = champion.version
         return verdict
+
+    def _check_live_guards(self, champion: Any, previous: str) -> Verdict:
+        """The promotion's guards on the champion's own live verdicts, every tick (always-valid
+        tests: :func:`training.promotion.decide_live_rollback`); rolls back on a proved breach."""
+        new = self.store.verdicts_joined(champion.version)
+        new = new.sort_values(["label_time", "transaction_id"], kind="stable")
+        fraud = new["is_fraud"].to_numpy() == 1
+        segment = np.full(len(new), np.nan)
+        segment[fraud] = self.segments.of(new["transaction_id"][fraud],
+                                          new["event_time"][fraud], min_batch=25)
+        known_tag = champion.tags.get("sentinel.promotion.known_recall_champion")
+        keep = ~(fraud & np.isnan(segment))  # frauds not segmented yet wait for a batch
+        verdict = decide_live_rollback(
+            new["is_fraud"].to_numpy()[keep], new["flagged"].to_numpy()[keep],
+            segment[keep] == 1, known_baseline=float(known_tag) if known_tag else float("nan"),
+            rules=PromotionRules.from_settings(self.settings.drift))
+        if verdict.action == "rollback":
+            self._rollback(champion.version, previous, verdict)
+        return verdict
+
+    def _rollback(self, version: str, previous: str, verdict: Verdict) -> None:
+        self.registry.rollback(reason=verdict.reason)
+        self.promotions["rolled_back"] += 1
+        self._emit("rolled_back", previous, version, verdict.reason, dict(verdict.extra))
 
     def _emit(self, action: str, version: str, previous: str | None, reason: str,
               evidence: dict[str, float | str]) -> None:
