@@ -325,7 +325,7 @@ def run(sc: Scenario, aa: bool = False) -> dict:
                 feature_hash="-", event_time=r.event_time, scored_at=r.event_time,
                 latency_ms=0.0) for r, sc, dc in zip(rows.itertuples(index=False), s, d,
                                                      strict=True))
-            if cand_ref is not None:
+            if cand_ref is not None and (not aa or now > trained_at):  # A/A: out of sample
                 cand = model(cand_ref.version)
                 cs = cand.score(X[part])
                 cd = cand.decide(cs)
