@@ -213,7 +213,8 @@ class Retrainer:
             joined["candidate_score"].to_numpy(), joined["champion_flagged"].to_numpy(),
             joined["candidate_flagged"].to_numpy(),
             rules=PromotionRules.from_settings(self.settings.drift),
-            shift=lambda: self.segments.of(joined["transaction_id"], joined["event_time"]) == 1,
+            # frauds not segmented yet (fewer than 25 new) sit out the known-pattern guard
+            shift=lambda: self.segments.of_frauds(joined, min_batch=25) != 0,
             live=(joined["source"] != "backfill").to_numpy())
         logger.info("promotion check candidate=%s action=%s reason=%s", candidate.version,
                     verdict.action, verdict.reason)
@@ -268,9 +269,7 @@ class Retrainer:
         new = self.store.verdicts_joined(champion.version)
         new = new.sort_values(["label_time", "transaction_id"], kind="stable")
         fraud = new["is_fraud"].to_numpy() == 1
-        segment = np.full(len(new), np.nan)
-        segment[fraud] = self.segments.of(new["transaction_id"][fraud],
-                                          new["event_time"][fraud], min_batch=25)
+        segment = self.segments.of_frauds(new, min_batch=25)
         known_tag = champion.tags.get("sentinel.promotion.known_recall_champion")
         keep = ~(fraud & np.isnan(segment))  # frauds not segmented yet wait for a batch
         verdict = decide_live_rollback(

@@ -87,3 +87,12 @@ class ShiftSegments:
             logger.info("segmented %d payments for signal=%s: %d in the shift", len(wanted),
                         self.signal, sum(found.values()))
         return np.array([float(self._cache[i]) if i in self._cache else np.nan for i in ids])
+
+    def of_frauds(self, frame: pd.DataFrame, min_batch: int = 1) -> np.ndarray:
+        """:meth:`of` for the frauds of ``frame`` (``transaction_id``, ``event_time``,
+        ``is_fraud``); genuine payments are 0.0 (only frauds have a pattern)."""
+        fraud = frame["is_fraud"].to_numpy() == 1
+        out = np.zeros(len(frame))
+        out[fraud] = self.of(frame["transaction_id"][fraud], frame["event_time"][fraud],
+                             min_batch)
+        return out

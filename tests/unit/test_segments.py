@@ -59,3 +59,14 @@ def test_segments_wait_for_a_batch_and_are_cached(tmp_path) -> None:
 def test_a_signature_needs_its_inputs_among_the_features() -> None:
     assert signature("card_testing_bursts", FeatureConfig()) is not None
     assert signature("amount", FeatureConfig()) is None
+
+
+def test_only_frauds_are_segmented(tmp_path) -> None:
+    store = LabelStore(tmp_path / "s.sqlite")
+    store.add_transactions(_history())
+    segments = ShiftSegments(store, FeatureConfig())
+    segments.on_alert("card_testing_bursts")
+    frame = pd.DataFrame({"transaction_id": ["burst-2", "burst-3", "c2-last"],
+                          "event_time": [T0 + timedelta(days=30)] * 3, "is_fraud": [1, 0, 1]})
+    assert segments.of_frauds(frame).tolist() == [1.0, 0.0, 0.0]
+    store.close()
