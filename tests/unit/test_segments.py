@@ -29,7 +29,9 @@ def _history() -> list[Transaction]:
     return out
 
 
-def test_card_testing_bursts_mark_the_burst_from_its_third_payment(tmp_path) -> None:
+def test_card_testing_bursts_mark_the_whole_burst(tmp_path) -> None:
+    """The signature fires from the burst's third payment; the two before it, within the
+    hour on the same card, belong to the burst too."""
     store = LabelStore(tmp_path / "s.sqlite")
     store.add_transactions(_history())
     segments = ShiftSegments(store, FeatureConfig())
@@ -39,7 +41,7 @@ def test_card_testing_bursts_mark_the_burst_from_its_third_payment(tmp_path) -> 
     segments.on_alert("score")  # a score shift has no per-payment signature
     assert segments.signal is None
     segments.on_alert("card_testing_bursts")
-    assert segments.of(ids, times).tolist() == [0.0, 0.0, 1.0, 1.0, 0.0]
+    assert segments.of(ids, times).tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
     store.close()
 
 
