@@ -9,7 +9,8 @@ serving feature code over the stored history; every other fraud is a *known patt
 alert without a per-payment signature (a score or amount shift) has no segment: every fraud
 is then compared as a known pattern.
 
-A burst's first payments, before the signature fires, are in the segment too (``LEAD``).
+A burst's other payments (its first two, before the signature fires, and those whose amount
+does not fire it) are in the segment too: the card's payments within ``AROUND`` of a hit.
 Features are computed for the cards of the payments asked about, over their history, once
 per payment (cached): a payment's card features never change once it is stored.
 """
@@ -29,9 +30,10 @@ from training.labelstore import LabelStore
 
 logger = logging.getLogger(__name__)
 
-LEAD = {"card_testing_bursts": timedelta(hours=1)}
-"""How long before a signature hit the same card's payments belong to the same event (the
-signature counts the card's payments within the hour)."""
+AROUND = {"card_testing_bursts": timedelta(hours=1)}
+"""How close to a signature hit the same card's payments belong to the same event (the
+signature counts the card's payments within the hour, and a burst's payments whose amount is
+not under a tenth of the card's average do not fire it themselves)."""
 
 
 def signature(signal: str | None, config: FeatureConfig) -> RateSignal | None:
@@ -55,21 +57,21 @@ def mark(transactions: pd.DataFrame, labels: pd.DataFrame, ids: list[str],
     feats = compute_features(sub, labels[labels["transaction_id"].isin(sub["transaction_id"])],
                              config)
     hit = rate.indicator(*(feats[c].to_numpy(np.float64) for c in rate.inputs)) > 0
-    hit |= _leading_up_to(sub, hit, LEAD.get(rate.name, timedelta(0)))
+    hit |= _around(sub, hit, AROUND.get(rate.name, timedelta(0)))
     keep = sub["transaction_id"].isin(ids).to_numpy()
     return dict(zip(sub["transaction_id"].to_numpy()[keep].tolist(), hit[keep].tolist(),
                     strict=True))
 
 
-def _leading_up_to(tx: pd.DataFrame, hit: np.ndarray, window: timedelta) -> np.ndarray:
-    """The card's payments within ``window`` before a hit: a burst's first payments belong
-    to it although the signature only fires from its third on."""
+def _around(tx: pd.DataFrame, hit: np.ndarray, window: timedelta) -> np.ndarray:
+    """The card's payments within ``window`` of a hit: a burst's first payments belong to it
+    although the signature only fires from its third on, and so do its larger ones."""
     hits = tx.loc[hit, ["card_id", "event_time"]].rename(columns={"event_time": "hit_time"})
     if hits.empty:
         return np.zeros(len(tx), bool)
     rows = tx[["card_id", "event_time"]].reset_index().merge(hits, on="card_id")
     lag = rows["hit_time"] - rows["event_time"]
-    near = rows.loc[(lag >= pd.Timedelta(0)) & (lag <= window), "index"].unique()
+    near = rows.loc[lag.abs() <= window, "index"].unique()
     out = np.zeros(len(tx), bool)
     out[near] = True
     return out

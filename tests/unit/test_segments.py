@@ -24,24 +24,28 @@ def _history() -> list[Transaction]:
     burst = T0 + timedelta(days=30, hours=3)
     out += [Transaction(transaction_id=f"burst-{k}", card_id="c1", terminal_id="t9", amount=1.0,
                         event_time=burst + timedelta(minutes=10 * k)) for k in range(4)]
+    out.append(Transaction(transaction_id="burst-big", card_id="c1", terminal_id="t9",
+                           amount=9.0, event_time=burst + timedelta(minutes=45)))
     out.append(Transaction(transaction_id="c2-last", card_id="c2", terminal_id="t1",
                            amount=45.0, event_time=burst))
     return out
 
 
 def test_card_testing_bursts_mark_the_whole_burst(tmp_path) -> None:
-    """The signature fires from the burst's third payment; the two before it, within the
-    hour on the same card, belong to the burst too."""
+    """The signature fires from the burst's third payment at under a tenth of the card's
+    average; the two before it and a larger one after it, within the hour on the same card,
+    belong to the burst too."""
     store = LabelStore(tmp_path / "s.sqlite")
     store.add_transactions(_history())
     segments = ShiftSegments(store, FeatureConfig())
-    ids = pd.Series(["burst-0", "burst-1", "burst-2", "burst-3", "c2-last"])
-    times = pd.Series([T0 + timedelta(days=30)] * 5)
-    assert segments.of(ids, times).tolist() == [0.0] * 5  # no alert: no segment
+    ids = pd.Series(["burst-0", "burst-1", "burst-2", "burst-3", "burst-big", "c2-last",
+                     "c1-29"])
+    times = pd.Series([T0 + timedelta(days=30)] * 7)
+    assert segments.of(ids, times).tolist() == [0.0] * 7  # no alert: no segment
     segments.on_alert("score")  # a score shift has no per-payment signature
     assert segments.signal is None
     segments.on_alert("card_testing_bursts")
-    assert segments.of(ids, times).tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
+    assert segments.of(ids, times).tolist() == [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
     store.close()
 
 
