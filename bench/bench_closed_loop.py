@@ -1,6 +1,11 @@
 """Closed loop on a new fraud pattern, in process: drift alert -> retrain -> shadow -> promotion.
 
-Run: .venv/bin/python bench/bench_closed_loop.py [--preset fast|slow] [--seed N] [...]
+Run: .venv/bin/python bench/bench_closed_loop.py [--preset fast|slow] [--seeds 100-109] [--aa]
+
+``--seeds A-B`` (or ``--seed N``) runs each seed and prints one summary table. ``--aa`` runs
+A/A instead: the candidate is the champion retrained on the same data with another booster
+seed, registered with it and shadowed from then on (no retrain on the drift alert); every
+promotion is a false promotion.
 
 No broker and no worker process: the worker's per-event work (features, champion and
 candidate scores, DriftMonitor) is done here with the same code in event-time hourly steps
@@ -71,6 +76,8 @@ class Scenario:
     shift_fraud_weight: float = 20.0
     promotion_min_labels: int = 500
     promotion_min_frauds: int = 20
+    promotion_min_live: int = 1000  # the worker's own shadow results (backfill only starts it)
+    alert_budget: float = 0.01  # flagged share of genuine payments (promotion guard, rollback)
     backfill: bool = True  # shadow evidence from the payments after the candidate's data
     rollback_min_labels: int = 2000
 
@@ -85,9 +92,27 @@ PRESETS = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> Scenario:
+def seed_range(text: str) -> list[int]:
+    """``100-109`` -> 100..109; ``7`` -> [7]; ``1,5,9`` -> [1, 5, 9]."""
+    try:
+        if "-" in text:
+            first, last = (int(v) for v in text.split("-", 1))
+            if last < first:
+                raise ValueError
+            return list(range(first, last + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a seed range: {text!r} (e.g. 100-109)") from None
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Scenario, list[int], bool]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="fast")
+    parser.add_argument("--seeds", type=seed_range, default=None,
+                        help="a range of seeds, e.g. 100-109 (overrides --seed)")
+    parser.add_argument("--aa", action="store_true",
+                        help="A/A runs: the candidate is the champion retrained with another "
+                             "booster seed; a promotion is a false promotion")
     for name, value in Scenario().__dict__.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
@@ -96,8 +121,10 @@ def parse_args(argv: list[str] | None = None) -> Scenario:
             parser.add_argument(flag, type=type(value), default=None)
     args = parser.parse_args(argv)
     base = PRESETS[args.preset]
-    chosen = {k: v for k, v in vars(args).items() if k != "preset" and v is not None}
-    return Scenario(**{**base.__dict__, **chosen})
+    chosen = {k: v for k, v in vars(args).items()
+              if k not in ("preset", "seeds", "aa") and v is not None}
+    sc = Scenario(**{**base.__dict__, **chosen})
+    return sc, args.seeds or [sc.seed], args.aa
 
 
 def _settings(root: Path, sc: Scenario) -> Settings:
@@ -114,7 +141,8 @@ def _settings(root: Path, sc: Scenario) -> Settings:
                             retrain_shift_fraud_weight=sc.shift_fraud_weight,
                             promotion_min_labels=sc.promotion_min_labels,
                             promotion_min_frauds=sc.promotion_min_frauds,
-                            promotion_bootstrap_rounds=200, promotion_backfill=sc.backfill,
+                            promotion_min_live=sc.promotion_min_live,
+                            alert_budget=sc.alert_budget, promotion_backfill=sc.backfill,
                             rollback_min_labels=sc.rollback_min_labels, seed=sc.seed))
 
 
@@ -146,13 +174,64 @@ def _recall(flagged: np.ndarray, mask: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    sc = parse_args(argv)
+    sc, seeds, aa = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("mlflow", "training", "alembic", "stream_app", "features"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for chatty in ("training.retrainer", "training.backfill"):  # retrain, promotion, backfill
         logging.getLogger(chatty).setLevel(logging.INFO)
-    logger.info("scenario %s", sc)
+    rows = []
+    for seed in seeds:
+        started = time.perf_counter()
+        row = run(replace(sc, seed=seed), aa)
+        row["wall_min"] = (time.perf_counter() - started) / 60
+        rows.append(row)
+        logger.info("run done %s", row)
+    print(summary(rows, aa))
+
+
+def _h(value: float | None) -> str:
+    return "never" if value is None else f"{value:.0f} h"
+
+
+def summary(rows: list[dict], aa: bool) -> str:
+    """One markdown table, a row per seed, and the targets' counts."""
+    head = ("| seed | detection | candidate | promoted | evidence: payments / frauds / live / "
+            "backfilled | new-pattern recall ratio | known recall before -> after (ratio) | "
+            "genuine flagged before -> after | rolled back | wall |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        ev = r["evidence"]
+        evidence = (f"{ev['n']:,.0f} / {ev['frauds']:.0f} / {ev['live']:,.0f} / "
+                    f"{ev['backfilled']:,.0f}") if ev else "-"
+        known = (f"{r['known_before']:.3f} -> {r['known_after']:.3f} "
+                 f"({r['known_after'] / r['known_before']:.2f})") if r["promoted"] is not None \
+            else f"{r['known_before']:.3f} -> -"
+        ratio = f"{r['ratio']:.2f}" if r["promoted"] is not None else "-"
+        genuine = (f"{r['genuine_before']:.2%} -> {r['genuine_after']:.2%}"
+                   if r["promoted"] is not None else f"{r['genuine_before']:.2%} -> -")
+        lines.append(f"| {r['seed']} | {_h(r['detected'])} | {_h(r['candidate'])} | "
+                     f"{_h(r['promoted'])} | {evidence} | {ratio} | {known} | {genuine} | "
+                     f"{_h(r['rolled_back']) if r['rolled_back'] is not None else 'no'} | "
+                     f"{r['wall_min']:.1f} min |")
+    n = len(rows)
+    promoted = [r for r in rows if r["promoted"] is not None]
+    if aa:
+        lines.append(f"\nA/A: false promotions {len(promoted)} of {n} (target <= 1 in 20)")
+        return "\n".join(lines)
+    in_day = sum(r["promoted"] <= 24 for r in promoted)
+    ratio_ok = sum(r["ratio"] >= 0.8 for r in promoted)
+    known_ok = sum(r["known_after"] >= 0.95 * r["known_before"] for r in promoted)
+    lines.append(f"\npromoted within 24 h: {in_day} of {n}; new-pattern recall ratio >= 0.8: "
+                 f"{ratio_ok} of {n}; known-pattern recall after >= 0.95x before: {known_ok} "
+                 f"of {n}; rolled back: {sum(r['rolled_back'] is not None for r in rows)}")
+    return "\n".join(lines)
+
+
+def run(sc: Scenario, aa: bool = False) -> dict:
+    """One seed: the loop, hour by hour; returns the summary row (times in hours after the
+    onset)."""
+    logger.info("scenario %s aa=%s", sc, aa)
     DAYS, ONSET_DAY, MONITOR_FROM_DAY = sc.days, sc.onset_day, sc.monitor_from_day
     root = Path(tempfile.mkdtemp(prefix="bench-loop-"))
     settings = _settings(root, sc)
@@ -183,6 +262,16 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("initial champion status=%s version=%s train_s=%.0f", outcome.status,
                 outcome.model.version if outcome.model else None,
                 time.perf_counter() - started)
+    if aa:  # the same data, another booster seed: as good as the champion by construction
+        config = _champion_config(retrainer, sc)
+        config = replace(config, seed=config.seed + 1, min_improvement=-1.0,  # no gate pick
+                         booster=replace(config.booster, seed=config.booster.seed + 1))
+        twin = train_and_register(settings, pre.drop(columns=["is_fraud", "label_time"]),
+                                  pre[pre["label_time"] <= trained_at][
+                                      ["transaction_id", "is_fraud", "label_time"]],
+                                  reason="aa", config=config, registry=registry)
+        logger.info("A/A candidate status=%s version=%s", twin.status,
+                    twin.model.version if twin.model else None)
     models = {}
 
     def model(version: str):
@@ -236,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
                 feature_hash="-", event_time=r.event_time, scored_at=r.event_time,
                 latency_ms=0.0) for r, sc, dc in zip(rows.itertuples(index=False), s, d,
                                                      strict=True))
-            if cand_ref is not None:
+            if cand_ref is not None and (not aa or now > trained_at):  # A/A: out of sample
                 cand = model(cand_ref.version)
                 cs = cand.score(X[part])
                 cd = cand.decide(cs)
@@ -253,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
             watch = slice(max(lo_t, monitor_from), hi)  # the book's fraud ramp is over
             batch = (X[watch], s[watch.start - lo_t:], d[watch.start - lo_t:],
                      list(times.iloc[watch])) if watch.stop > watch.start else None
-            for alert in monitor.observe_batch(*batch) if batch else []:
+            for alert in monitor.observe_batch(*batch) if batch and not aa else []:
                 logger.info("alert signal=%s detector=%s at=%s", alert.signal, alert.detector,
                             alert.event_time)
                 if alert.event_time < onset:
@@ -274,7 +363,8 @@ def main(argv: list[str] | None = None) -> None:
         retrainer.tick(now.to_pydatetime())
         # the first registration since the alert (a follow-up registers within tick, and its
         # candidate can be promoted in the same tick)
-        if candidate_at is None and alert_at is not None and retrainer.retrains["registered"]:
+        if candidate_at is None and (aa or (alert_at is not None and retrainer.retrains[
+                "registered"])):
             candidate_at = now
             logger.info("candidate registered at=%s", now)
         champion_now = registry.resolve("champion").version
@@ -335,19 +425,18 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("alert rate on genuine payments: champion week before onset=%.4f, "
                 "after promotion=%.4f", _recall(champion_flag, legit & week_before),
                 _recall(champion_flag, legit & after_promo))
-    print("\n| measure | result |\n|---|---|")
-    print(f"| detection delay | {first_alert_events} events, {hours_since_onset(alert_at)} h |")
-    print(f"| false alarms before onset (days {MONITOR_FROM_DAY}-{ONSET_DAY}, "
-          f"{onset_index - monitor_from:,} events) | {alerts_before_onset} |")
-    print(f"| candidate registered | {hours_since_onset(candidate_at)} h |")
-    print(f"| promoted | {hours_since_onset(promoted_at)} h |")
-    if evidence:
-        print(f"| promotion evidence | {evidence['n']:.0f} labelled payments, "
-              f"{evidence['frauds']:.0f} frauds, {evidence['backfilled']:.0f} of them "
-              f"backfilled |")
-    print(f"| recall known before / new after / ratio | {known_before:.3f} / {new_after:.3f} "
-          f"(n={int((ct & after_promo).sum())}) / {new_after / known_before:.2f} |")
-    print(f"| known after promotion | {known_after:.3f} |")
+
+    def hours(moment: object) -> float | None:
+        return None if moment is None else (pd.Timestamp(moment) - onset) / pd.Timedelta(hours=1)
+
+    return {"seed": sc.seed, "detected": hours(alert_at), "candidate": hours(candidate_at),
+            "promoted": hours(promoted_at), "rolled_back": hours(rolled_back_at),
+            "evidence": evidence, "known_before": known_before, "known_after": known_after,
+            "ratio": new_after / known_before, "new_after": new_after,
+            "genuine_before": _recall(champion_flag, legit & week_before),
+            "genuine_after": _recall(champion_flag, legit & after_promo),
+            "alerts_before_onset": alerts_before_onset}
+
 
 if __name__ == "__main__":
     main()

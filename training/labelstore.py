@@ -150,7 +150,8 @@ class LabelStore:
 
     def shadow_joined(self, candidate_version: str) -> pd.DataFrame:
         """Shadow results of a candidate joined with the labels that have matured."""
-        sql = ("SELECT s.*, l.is_fraud FROM shadow s JOIN labels l USING (transaction_id) "
+        sql = ("SELECT s.*, l.is_fraud, l.label_time FROM shadow s JOIN labels l "
+               "USING (transaction_id) "
                "WHERE s.candidate_version = ?")
         return pd.read_sql_query(sql, self._db, params=(candidate_version,))
 
@@ -169,6 +170,7 @@ class LabelStore:
 
     def verdicts_joined(self, model_version: str) -> pd.DataFrame:
         """A model's live verdicts joined with matured labels."""
-        sql = ("SELECT v.*, l.is_fraud FROM verdicts v JOIN labels l USING (transaction_id) "
+        sql = ("SELECT v.*, l.is_fraud, l.label_time FROM verdicts v JOIN labels l "
+               "USING (transaction_id) "
                "WHERE v.model_version = ?")
         return pd.read_sql_query(sql, self._db, params=(model_version,))

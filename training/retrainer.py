@@ -23,9 +23,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 from schemas.events import DriftAlert, ModelEvent
 from sentinel.errors import SentinelError
@@ -35,8 +36,15 @@ from training.errors import RegistryUnavailableError
 from training.guardrails import Decision, Guardrails
 from training.labelstore import LabelStore
 from training.lifecycle import LifecycleStore
-from training.promotion import Verdict, decide_promotion, decide_rollback
+from training.promotion import (
+    PromotionRules,
+    Verdict,
+    decide_live_rollback,
+    decide_promotion,
+    decide_rollback,
+)
 from training.registry_jobs import CANDIDATE, CHAMPION, JOB_TAG, PREVIOUS_CHAMPION_TAG, RegistryJobs
+from training.segments import ShiftSegments
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +112,9 @@ class Retrainer:
         self.shift_onset: datetime | None = None
         self._judged_champion: str | None = None
         self.last_event_time: datetime | None = None
+        from features.spec import FeatureConfig
+
+        self.segments = ShiftSegments(store, FeatureConfig.from_settings(settings.features))
         self.registry_up = True
         self.registry_error = ""
         self.registry_failures = 0
@@ -155,6 +166,7 @@ class Retrainer:
         onset = alert_onset(alert, self.settings.drift.block_seconds)
         with self.durably():
             self.shift_onset = min(self.shift_onset, onset) if self.shift_onset else onset
+            self.segments.on_alert(alert.signal)
             decision = self.guardrails.decide(alert.signal, now, self.store.labels_since(onset),
                                               self.store.frauds_since(onset))
             if decision.retrain:
@@ -233,7 +245,10 @@ class Retrainer:
                 delay_days=self.settings.features.gap_days,
                 test_days=d.retrain_test_days, validation_days=d.retrain_test_days,
                 anchor="end")
+        from training.selection import ThresholdPolicy
+
         return TrainingConfig(split=split, refit_on_newest=d.retrain_refit_on_newest,
+                              policy=ThresholdPolicy(alert_budget=d.alert_budget),
                               shift_onset=shift_onset,
                               shift_fraud_weight=d.retrain_shift_fraud_weight)
 
@@ -323,17 +338,17 @@ class Retrainer:
             self._schedule_promotion(candidate.version, None, verdict)
             return verdict
         joined = self.store.shadow_joined(candidate.version)
-        joined = joined[joined["champion_version"] == champion.version]
-        d = self.settings.drift
+        joined = joined[(joined["champion_version"] == champion.version)
+                        & joined["candidate_flagged"].notna()]
+        joined = joined.sort_values(["label_time", "transaction_id"], kind="stable")
         verdict = decide_promotion(
             joined["is_fraud"].to_numpy(), joined["champion_score"].to_numpy(),
             joined["candidate_score"].to_numpy(), joined["champion_flagged"].to_numpy(),
-            min_labels=d.promotion_min_labels, min_frauds=d.promotion_min_frauds,
-            rounds=d.promotion_bootstrap_rounds, confidence=d.promotion_confidence, seed=d.seed,
-            candidate_flagged=joined["candidate_flagged"].to_numpy())
-        if verdict.evidence is not None:
-            backfilled = int((joined["source"] == "backfill").sum())
-            verdict = replace(verdict, evidence=replace(verdict.evidence, backfilled=backfilled))
+            joined["candidate_flagged"].to_numpy(),
+            rules=PromotionRules.from_settings(self.settings.drift),
+            # frauds not segmented yet (fewer than 25 new) sit out the known-pattern guard
+            shift=lambda: self.segments.of_frauds(joined, min_batch=25) != 0,
+            live=(joined["source"] != "backfill").to_numpy())
         logger.info("promotion check candidate=%s action=%s reason=%s", candidate.version,
                     verdict.action, verdict.reason)
         if verdict.action == "promote":
@@ -354,11 +369,14 @@ class Retrainer:
 
     def check_rollback(self) -> Verdict | None:
         champion = self.registry.resolve(CHAMPION)
-        if champion is None or champion.version == self._judged_champion:
+        if champion is None:
             return None
         previous = champion.tags.get(PREVIOUS_CHAMPION_TAG)
         if not previous:
             return None
+        guard = self._check_live_guards(champion, previous)
+        if guard.action == "rollback" or champion.version == self._judged_champion:
+            return guard
         new = self.store.verdicts_joined(champion.version)
         old = self.store.verdicts_joined(previous)
         # the predecessor's AP on the promotion's shadow window (same payments, same world)
@@ -374,16 +392,39 @@ class Retrainer:
                                   tolerance=self.settings.drift.rollback_ap_tolerance)
         if verdict.action == "wait":
             return verdict
+        self._judge(champion.version, previous, verdict)
+        return verdict
+
+    def _judge(self, version: str, previous: str, verdict: Verdict) -> None:
+        """Record a judgement of the champion; a rollback becomes a durable job."""
         with self.durably():
-            self._judged_champion = champion.version
+            self._judged_champion = version
             if verdict.action == "rollback":
                 self.state.add_job("rollback", {
-                    "from": champion.version, "to": previous, "reason": verdict.reason,
-                    "evidence": {k: float(v) for k, v in verdict.extra.items()}})
-            self.state.record("rollback_check", champion.version,
+                    "from": version, "to": previous, "reason": verdict.reason,
+                    "evidence": {k: v if isinstance(v, str) else float(v)
+                                 for k, v in verdict.extra.items()}})
+            self.state.record("rollback_check", version,
                               {"action": verdict.action, "reason": verdict.reason})
         self.run_jobs()
+
+    def _check_live_guards(self, champion: Any, previous: str) -> Verdict:
+        """The promotion's guards on the champion's own live verdicts, every tick (always-valid
+        tests: :func:`training.promotion.decide_live_rollback`); rolls back on a proved breach."""
+        new = self.store.verdicts_joined(champion.version)
+        new = new.sort_values(["label_time", "transaction_id"], kind="stable")
+        fraud = new["is_fraud"].to_numpy() == 1
+        segment = self.segments.of_frauds(new, min_batch=25)
+        known_tag = champion.tags.get("sentinel.promotion.known_recall_champion")
+        keep = ~(fraud & np.isnan(segment))  # frauds not segmented yet wait for a batch
+        verdict = decide_live_rollback(
+            new["is_fraud"].to_numpy()[keep], new["flagged"].to_numpy()[keep],
+            segment[keep] == 1, known_baseline=float(known_tag) if known_tag else float("nan"),
+            rules=PromotionRules.from_settings(self.settings.drift))
+        if verdict.action == "rollback":
+            self._judge(champion.version, previous, verdict)
         return verdict
+
 
     # -- events -----------------------------------------------------------------------------
 

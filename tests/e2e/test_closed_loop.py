@@ -64,7 +64,7 @@ def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Pat
                                retrain_cooldown_s=30 * 86_400,  # one shift, one retrain
                                retrain_test_days=1, promotion_interval_s=2.0,
                                promotion_min_labels=300, promotion_min_frauds=10,
-                               promotion_bootstrap_rounds=100)})
+                               promotion_min_live=100)})
     frame = simulate(SimulationConfig(n_customers=300, n_terminals=600, n_days=DAYS, seed=1,
                                       label_delay_days=1,
                                       drift=DriftScenario("card_testing", ONSET_DAY, 10.0)))

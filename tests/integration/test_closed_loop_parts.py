@@ -54,7 +54,7 @@ def _labelled(store: LabelStore, n: int, seed: int, prefix: str) -> tuple[list[s
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", mlflow=MlflowSettings(model_name="fraud-loop"),
                     drift=DriftSettings(promotion_min_labels=500, promotion_min_frauds=10,
-                                        promotion_bootstrap_rounds=100, rollback_min_labels=500,
+                                        promotion_min_live=0, rollback_min_labels=500,
                                         promote_first_candidate=True))
 
 
@@ -90,10 +90,12 @@ def test_tick_promotes_a_better_candidate_then_rolls_back_a_regression(
     promoted = [e for e in events if e.action == "promoted" and e.version == second]
     assert promoted and promoted[0].previous_version == first
     assert promoted[0].evidence["ap_candidate"] > promoted[0].evidence["ap_champion"]
-    assert float(champion.tags["sentinel.promotion.ap_gain_low"]) > 0
+    assert float(champion.tags["sentinel.promotion.gain_low"]) > 0
+    assert champion.tags["sentinel.promotion.known_rule"] == "pass"
     assert retrainer.promotions["promoted"] == 2
 
-    # the new champion regresses live: worse AP than its predecessor's before -> rollback
+    # the new champion regresses live: scores are noise, it flags half of the genuine
+    # payments (a proved breach of the alert budget) -> rollback at the next tick
     new_ids, _ = _labelled(store, 1000, 3, "new")
     noise = np.random.default_rng(4).random(len(new_ids))
     store.add_verdicts(_verdicts(new_ids, second, noise))
@@ -101,7 +103,8 @@ def test_tick_promotes_a_better_candidate_then_rolls_back_a_regression(
     assert registry.resolve(CHAMPION).version == first
     rolled = [e for e in events if e.action == "rolled_back"]
     assert rolled and rolled[0].version == first and rolled[0].previous_version == second
-    assert rolled[0].evidence["live_ap"] < rolled[0].evidence["predecessor_ap"]
+    assert rolled[0].evidence["breach"] == "budget"
+    assert rolled[0].evidence["genuine_flagged_low"] > settings.drift.alert_budget
     assert retrainer.promotions["rolled_back"] == 1
     store.close()
 
@@ -210,8 +213,7 @@ def test_a_new_candidate_is_judged_first_on_the_payments_after_its_training_data
     settings = Settings(data_dir=tmp_path / "data", mlflow=MlflowSettings(model_name="fill"),
                         features=FeatureSettings(label_delay_days=1),
                         drift=DriftSettings(retrain_min_labels=0, promotion_min_labels=300,
-                                            promotion_min_frauds=3,
-                                            promotion_bootstrap_rounds=100))
+                                            promotion_min_frauds=3))
     world = simulate(SimulationConfig(n_customers=400, n_terminals=800, n_days=45, seed=12,
                                       label_delay_days=1))
     world = world.sort_values("event_time", kind="stable").reset_index(drop=True)
@@ -256,6 +258,12 @@ def test_a_new_candidate_is_judged_first_on_the_payments_after_its_training_data
     assert verdict.evidence is not None, verdict.reason
     assert verdict.evidence.backfilled == verdict.evidence.n == store.count("shadow")
     assert verdict.evidence.frauds >= 3
+    # backfill alone cannot promote: the worker's own shadow results are required
+    assert verdict.action == "wait" and "live shadow results" in verdict.reason
+    assert verdict.evidence.live == 0
+    retrainer.settings = settings.model_copy(update={"drift": settings.drift.model_copy(
+        update={"promotion_min_live": 0})})
+    verdict = retrainer.check_promotion()
     assert verdict.action == "promote", verdict.reason
     assert registry.resolve(CHAMPION).version == "2"
     assert float(registry.resolve(CHAMPION).tags["sentinel.promotion.backfilled"]) \
