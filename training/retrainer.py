@@ -49,6 +49,7 @@ from training.segments import ShiftSegments
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[ModelEvent], None]
+BUDGET_HEADROOM = 0.8  # a retrain's review threshold flags at most this share of the budget
 Train = Callable[..., Any]
 StepHook = Callable[[str], None]
 __all__ = ["JOB_TAG", "Retrainer", "alert_onset"]
@@ -248,7 +249,10 @@ class Retrainer:
         from training.selection import ThresholdPolicy
 
         return TrainingConfig(split=split, refit_on_newest=d.retrain_refit_on_newest,
-                              policy=ThresholdPolicy(alert_budget=d.alert_budget),
+                              # headroom below the promotion's budget: a threshold capped at
+                              # the budget on validation data lands on either side of it live
+                              policy=ThresholdPolicy(
+                                  alert_budget=BUDGET_HEADROOM * d.alert_budget),
                               shift_onset=shift_onset,
                               shift_fraud_weight=d.retrain_shift_fraud_weight)
 
