@@ -3,7 +3,6 @@ the files it registered (a real MLflow store, a unique SQLite database per test)
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import mlflow
@@ -122,7 +121,7 @@ def test_hostile_candidate_is_refused_and_never_runs(
 
     # the worker's model holder keeps the champion and never loads the candidate
     serving = ServingModels(registry)
-    asyncio.run(serving.refresh())
+    serving.refresh()  # ServingModels.refresh is synchronous (the follower thread calls it)
     assert serving.champion is not None and serving.champion.version == "1"
     assert serving.candidate is None
     assert not marker.exists()

@@ -75,8 +75,11 @@ def test_a_logged_model_registers_through_a_tracking_server(tracking_uri: str,
     registry = ModelRegistry(settings, publish=lambda event: None)
     logged = registry.log_run(model, params={"kind": model.kind},
                               metrics={"average_precision": 0.5}, tags={})
-    assert logged.model_id and logged.model_uri.startswith("models:/")
+    # the project's own format: the run's artifact folder (no pickled model, no logged-model id)
+    assert logged.model_uri.endswith("/artifacts/model") and logged.artifact_sha256
     ref = registry.register(logged, reason="server test")
     assert ref.version == "1"
     resolved = registry.resolve(CANDIDATE)
     assert resolved is not None and resolved.version == "1"
+    loaded = registry.load(resolved)  # through the server, digest checked
+    np.testing.assert_array_equal(loaded.score(X), model.score(X))
