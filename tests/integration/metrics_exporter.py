@@ -17,7 +17,7 @@ import math
 import random
 import time
 
-from prometheus_client import Gauge, start_http_server
+from prometheus_client import start_http_server
 
 from stream_app.metrics import WorkerMetrics
 
@@ -33,8 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(SEED)
     metrics = WorkerMetrics(fraud_window=200)
-    lag = Gauge("sentinel_consumer_lag", "messages behind the partition's end",
-                ["topic", "partition"], registry=metrics.registry)
+    lag = metrics.consumer_lag  # the engine's own gauge
     metrics.set_model("champion", args.model, "1")
     metrics.set_model("candidate", args.model, "2")
     metrics.registry_up.set(1)
