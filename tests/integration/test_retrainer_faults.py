@@ -147,7 +147,11 @@ def test_a_restart_mid_sequence_resumes_guardrails_follow_ups_and_judged_champio
         ids, y = _labelled(third.store, 300, seed, f"v{version}")
         third.store.add_verdicts(_verdicts(ids, version, np.where(y, 0.9, 0.1)))
     assert third.check_rollback().action == "keep"
-    assert _retrainer(settings, log).check_rollback() is None
+    assert len(third.state.decisions("rollback_check")) == 1
+    restarted = _retrainer(settings, log)
+    again = restarted.check_rollback()  # only the every-tick live guards run (issue 24)
+    assert again is None or again.reason.startswith("live"), again
+    assert len(restarted.state.decisions("rollback_check")) == 1  # not judged twice
 
 
 def test_a_registry_outage_is_retried_and_never_burns_the_retrain(

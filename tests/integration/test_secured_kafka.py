@@ -90,8 +90,7 @@ def test_mutual_tls_client_produces_and_consumes(
 
 def test_dashboard_samples_and_replay_read_over_sasl_ssl(
         secured_settings: Callable[..., Settings]) -> None:
-    from stream_app.topic_samples import read_topic
-
+    from dashboard.topics import read_topic
     from training.replay import read_stretch
 
     settings = secured_settings(mechanism="SCRAM-SHA-256")

@@ -92,6 +92,8 @@ def test_survivors_of_a_full_collection_are_frozen_and_young_objects_are_not() -
 
     hook = gc_policy.FreezeSurvivors()
     hook.install()
+    automatic = gc.isenabled()
+    gc.disable()  # no automatic collection (other threads allocate) between the explicit ones
     try:
         gc.unfreeze()
         survivor = State()
@@ -106,4 +108,6 @@ def test_survivors_of_a_full_collection_are_frozen_and_young_objects_are_not() -
     finally:
         hook.remove()
         gc.unfreeze()
+        if automatic:
+            gc.enable()
     assert hook not in gc.callbacks

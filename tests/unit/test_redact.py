@@ -23,7 +23,8 @@ PW, SASL, TOKEN = "S3cret-mlflow-pw", "S3cret-sasl-pw", "S3cret-http-token-0123"
 
 def _settings() -> Settings:
     return Settings(
-        kafka=KafkaSettings(sasl_username="svc", sasl_password=SecretStr(SASL)),
+        kafka=KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                            sasl_username="svc", sasl_password=SecretStr(SASL)),
         mlflow=MlflowSettings(tracking_uri=f"https://alice:{PW}@mlflow.internal:5000/"),
         http=HttpSettings(tokens=(SecretStr(TOKEN),)),
     )
