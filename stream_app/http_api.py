@@ -84,17 +84,21 @@ class Api:
                 if denied is not None:
                     self._refuse(denied)
                     return
-                with guard.slot() as full:
-                    if full is not None:
-                        self._refuse(full)
-                        return
-                    raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                    try:
-                        body = json.loads(raw)
-                    except ValueError:
-                        self._json(422, {"errors": [{"field": "<body>", "reason": "not JSON"}]})
-                        return
-                    self._json(*handler(body))
+                answer: Json | None = None
+                with guard.slot() as full:  # released before answering: a client's next
+                    if full is None:        # request never finds its own slot still taken
+                        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                        try:
+                            body = json.loads(raw)
+                        except ValueError:
+                            answer = 422, {"errors": [{"field": "<body>", "reason": "not JSON"}]}
+                        else:
+                            answer = handler(body)
+                if answer is None:
+                    assert full is not None  # noqa: S101 - no answer means no slot
+                    self._refuse(full)
+                else:
+                    self._json(*answer)
 
             def _refuse(self, rejection: Rejection) -> None:
                 self._send(rejection.status, rejection.body(), "application/json", True,
