@@ -12,28 +12,14 @@ from mlflow.pyfunc import PythonModel
 
 from sentinel.settings import MlflowSettings, Settings
 from stream_app.models import ServingModels
+from tests.integration.model_support import FEATURES
+from tests.integration.model_support import booster as _booster
+from tests.integration.model_support import data as _data
 from training import artifact
 from training.errors import ModelLoadRefusedError
-from training.learners import BoosterParams, fit_booster, fit_logistic
+from training.learners import fit_logistic
 from training.model import FraudModel, Thresholds
 from training.registry import CANDIDATE, DIGEST_TAG, ModelRegistry
-
-FEATURES = ("amount", "velocity", "risk")
-
-
-def _data(seed: int = 0, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, len(FEATURES)))
-    y = (X[:, 0] + 0.5 * X[:, 2] + rng.normal(scale=0.5, size=n) > 1.2).astype(int)
-    return X, y
-
-
-def _booster(seed: int = 0) -> FraudModel:
-    X, y = _data(seed)
-    model = fit_booster(
-        X, y, FEATURES, BoosterParams(num_trees=5, num_leaves=4, min_child_samples=5, seed=seed)
-    )
-    return model.with_thresholds(Thresholds(review=0.3, decline=0.8))
 
 
 class _Touch:

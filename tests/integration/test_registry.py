@@ -9,27 +9,13 @@ import pytest
 
 from schemas.events import ModelEvent
 from sentinel.settings import MlflowSettings, Settings
+from tests.integration.model_support import FEATURES
+from tests.integration.model_support import booster as _booster
+from tests.integration.model_support import data as _data
 from training.errors import AliasNotSetError, RegistryError, RegistryUnavailableError
-from training.learners import BoosterParams, fit_booster, fit_logistic
+from training.learners import fit_logistic
 from training.model import FraudModel, Thresholds
 from training.registry import CANDIDATE, CHAMPION, LoggedRun, ModelRegistry
-
-FEATURES = ("amount", "velocity", "risk")
-
-
-def _data(seed: int = 0, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, len(FEATURES)))
-    y = (X[:, 0] + 0.5 * X[:, 2] + rng.normal(scale=0.5, size=n) > 1.2).astype(int)
-    return X, y
-
-
-def _booster(seed: int = 0) -> FraudModel:
-    X, y = _data(seed)
-    model = fit_booster(
-        X, y, FEATURES, BoosterParams(num_trees=5, num_leaves=4, min_child_samples=5, seed=seed)
-    )
-    return model.with_thresholds(Thresholds(review=0.3, decline=0.8))
 
 
 @pytest.fixture
