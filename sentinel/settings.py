@@ -318,6 +318,9 @@ class WorkerSettings(_Section):
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     # /health fails when a stage has lag but has made no progress for this long
     stall_timeout_s: float = Field(default=60.0, gt=0)
+    # the process exits (status 1, for its supervisor to restart it) when its loop is stuck
+    # this long in one call: longer than the 30 s each Kafka transaction call may take
+    hang_timeout_s: float = Field(default=90.0, gt=30)
     # hand-off messages held per partition (waiting for labels or a champion) before pausing it
     max_held_messages: int = Field(default=200, ge=1)
     # labels (and payments of other partitions) that reach the broker up to this long after a

@@ -38,8 +38,10 @@ class Checkpoint:
     """Owns the producer's transaction and the offsets to commit with it."""
 
     def __init__(self, producer: Producer, consumer: Consumer, exactly_once: bool,
-                 before_commit: Callable[[], None]) -> None:
+                 before_commit: Callable[[], None],
+                 beat: Callable[[str], None] = lambda phase: None) -> None:
         self._producer = producer
+        self._beat = beat  # the watchdog's: before each call that may block
         self._consumer = consumer
         self.exactly_once = exactly_once
         self._before_commit = before_commit
@@ -120,6 +122,7 @@ class Checkpoint:
         consumers) and forget its offsets."""
         if self.exactly_once and self._open:
             for attempt in range(ABORT_ATTEMPTS):  # a broker restart times out the first tries
+                self._beat("abort_transaction")
                 try:
                     self._producer.abort_transaction(TIMEOUT_S)
                     break
@@ -152,6 +155,7 @@ class Checkpoint:
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         for attempt in range(3):
+            self._beat(getattr(fn, "__name__", "transaction"))
             try:
                 return fn(*args)
             except KafkaException as exc:

@@ -45,6 +45,7 @@ from stream_app.scorer import Scorer
 from stream_app.store import StateStore
 from stream_app.terminal_stage import Held, TerminalStage
 from stream_app.topology import Topics
+from stream_app.watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,9 @@ class Engine:
                                   "transaction.timeout.ms": w.transaction_timeout_ms})
         self.producer = Producer(producer_conf)
         self.admin = AdminClient(self._conf)
+        self.watchdog = Watchdog(w.hang_timeout_s)
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.exactly_once,
-                                     self._before_commit)
+                                     self._before_commit, self.watchdog.beat)
         config = FeatureConfig.from_settings(settings.features)
         self.cards: StateStore[CardState] = StateStore(
             "cards", topics.cards_changelog, CardState.from_dict, CardState)
@@ -135,8 +137,10 @@ class Engine:
         self.consumer.subscribe([*t.card_inputs, *t.terminal_inputs], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         interval = s.worker.checkpoint_interval_s
+        self.watchdog.start()
         try:
             while self.running:
+                self.watchdog.beat("consume")
                 msgs = self.consumer.consume(s.scoring.batch_size, s.scoring.batch_window_s)
                 self._restore()
                 try:
@@ -150,9 +154,11 @@ class Engine:
                     self._rewind(exc)
             self._commit()
         finally:
+            self.watchdog.beat("close")  # a close stuck on a gone broker still ends the process
             self.scorer.close()
             self.consumer.close()
             self.producer.flush(10)
+            self.watchdog.stop()
 
     def _process(self, msgs: list[Message]) -> None:
         t, card, terminal = self.topics, self.card_stage, self.terminal_stage
@@ -298,7 +304,7 @@ class Engine:
                                               isolation_level=IsolationLevel.READ_COMMITTED,
                                               request_timeout=5)
             for tp, future in futures.items():
-                end = future.result().offset
+                end = future.result(timeout=10).offset
                 position = positions.get((tp.topic, tp.partition), -1)
                 if position < 0:  # nothing consumed since assignment: where the group stands
                     position = self._start_position(tp)
@@ -306,6 +312,9 @@ class Engine:
                     out[(tp.topic, tp.partition)] = looked
         except Exception as exc:  # a broker restart, a leader change: no news this time
             logger.warning("end-of-partition look failed, frontier unchanged error=%s", exc)
+            # a fresh client: librdkafka's admin retries ListOffsets with the leader epoch it
+            # cached before a broker restart, and fails FENCED_LEADER_EPOCH for ever after
+            self.admin = AdminClient(self._conf)
             return {}
         return out
 
@@ -414,6 +423,7 @@ class Engine:
 
             def progress(done: int, total: int, gauge: Any = gauge) -> None:
                 gauge.set(1.0 if total == 0 else done / total)
+                self.watchdog.beat("restore")
 
             restored = read_changelog(self._conf, store.changelog, partition,
                                       RESTORE_TIMEOUT_S, progress)
