@@ -54,6 +54,15 @@ class Checkpoint:
         if exactly_once:
             self._call(producer.init_transactions, TIMEOUT_S)
 
+    def renew(self, producer: Producer) -> None:
+        """Carry on with a fresh producer (same transactional id: its init fences the old one).
+        After an abort, a producer whose cached coordinators predate a broker restart can
+        block in its next transaction (librdkafka issues 5456, 5511)."""
+        self._producer = producer
+        self._open = False
+        if self.exactly_once:
+            self._call(producer.init_transactions, TIMEOUT_S)
+
     # -- between checkpoints -----------------------------------------------------------------
     def produce(self, topic: str, key: bytes | str | None, value: bytes,
                 partition: int | None = None) -> None:

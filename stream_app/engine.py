@@ -76,6 +76,7 @@ class Engine:
         if self.exactly_once:
             producer_conf.update({"transactional.id": f"{w.app_id}-{self.instance_id}",
                                   "transaction.timeout.ms": w.transaction_timeout_ms})
+        self._producer_conf = producer_conf
         self.producer = Producer(producer_conf)
         self.admin = AdminClient(self._conf)
         self.watchdog = Watchdog(w.hang_timeout_s)
@@ -350,6 +351,8 @@ class Engine:
         logger.warning("checkpoint aborted, rewinding to the committed offsets error=%s", exc)
         self.metrics.checkpoints.labels(outcome="aborted").inc()
         self.checkpoint.abort()
+        if self.exactly_once:
+            self._renew_producer()
         self.card_stage.reported.clear()
         self.card_stage.read_event.clear()
         self.start_positions.clear()
@@ -361,6 +364,11 @@ class Engine:
             for tp in self.consumer.committed(tps, timeout=30):
                 offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    def _renew_producer(self) -> None:
+        old, self.producer = self.producer, Producer(self._producer_conf)
+        old.purge()
+        self.checkpoint.renew(self.producer)
 
     # -- rebalances ------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
