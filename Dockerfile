@@ -32,17 +32,20 @@ WORKDIR /src
 # change, not on every source or README edit.
 # psycopg2: the compose MLflow server keeps its registry in PostgreSQL.
 COPY pyproject.toml constraints.txt ./
-RUN mkdir sentinel schemas features stream_app training dashboard && touch README.md \
+RUN mkdir sentinel schemas features drift training lifecycle stream_app dashboard cli && touch README.md \
  && pip install -q -c constraints.txt ".[dashboard]" psycopg2-binary \
  && pip uninstall -q -y sentinel-fraud \
- && rm -rf sentinel schemas features stream_app training dashboard build *.egg-info
+ && rm -rf sentinel schemas features drift training lifecycle stream_app dashboard cli build *.egg-info
 COPY README.m[d] ./
 COPY sentinel ./sentinel
 COPY schemas ./schemas
 COPY features ./features
 COPY stream_app ./stream_app
+COPY drift ./drift
 COPY training ./training
+COPY lifecycle ./lifecycle
 COPY dashboard ./dashboard
+COPY cli ./cli
 RUN pip install -q -c constraints.txt --no-deps . \
  && pip check \
  && cd / && rm -rf /src

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score
 
+from lifecycle.pipeline import TrainingConfig, featurize, fit_and_evaluate, with_attributes
 from sentinel.settings import Settings
 from training import columns
 from training.dataset import make_dataset
-from training.pipeline import TrainingConfig, featurize, fit_and_evaluate, with_attributes
 from training.simulation.anonymised import anonymised
 from training.simulation.attributes import add_attributes
 from training.simulation.config import SimulationConfig

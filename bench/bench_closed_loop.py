@@ -35,15 +35,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from drift.monitor import DriftMonitor
 from features.offline import compute_features
 from features.spec import FeatureConfig
+from lifecycle.labelstore import LabelStore
+from lifecycle.pipeline import TrainingConfig, train_and_register
+from lifecycle.registry import ModelRegistry
+from lifecycle.retrainer import Retrainer
 from schemas.events import LabelFeedback, ModelEvent, ShadowResult, Transaction, Verdict
 from sentinel.settings import DriftSettings, FeatureSettings, MlflowSettings, Settings
-from stream_app.drift import DriftMonitor
-from training.labelstore import LabelStore
-from training.pipeline import TrainingConfig, train_and_register
-from training.registry import ModelRegistry
-from training.retrainer import Retrainer
 from training.simulation import DriftScenario, SimulationConfig, simulate
 from training.split import SplitConfig
 
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("mlflow", "training", "alembic", "stream_app", "features"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    for chatty in ("training.retrainer", "training.backfill"):  # retrain, promotion, backfill
+    for chatty in ("lifecycle.retrainer", "lifecycle.backfill"):  # retrain, promotion, backfill
         logging.getLogger(chatty).setLevel(logging.INFO)
     rows = []
     for seed in seeds:

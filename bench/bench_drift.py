@@ -10,15 +10,15 @@ import time
 
 import pandas as pd
 
-from sentinel.settings import DriftSettings
-from stream_app.drift import DriftMonitor
-from stream_app.drift_calibration import (
+from drift.calibration import (
     CALIBRATION_FEATURES,
     label_stream,
     run,
     run_labels,
     stream_from_frame,
 )
+from drift.monitor import DriftMonitor
+from sentinel.settings import DriftSettings
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
 logger = logging.getLogger("bench_drift")

@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from features import FeatureConfig  # noqa: E402
 from features.offline import compute_features  # noqa: E402
+from lifecycle.registry import ModelRegistry  # noqa: E402
 from sentinel.infra.admin import create_topics, delete_topics  # noqa: E402
 from sentinel.infra.broker import EmbeddedKafka  # noqa: E402
 from sentinel.infra.worker_process import free_port  # noqa: E402
@@ -70,7 +71,6 @@ from sentinel.topics import catalog  # noqa: E402
 from tests.e2e.test_stream_parity import _Feed, _poison, _Reader  # noqa: E402
 from tests.e2e.worker_support import http, register, start_worker, worker_env  # noqa: E402
 from training.producer import label_event, transaction_event  # noqa: E402
-from training.registry import ModelRegistry  # noqa: E402
 from training.simulation import SimulationConfig, simulate  # noqa: E402
 from training.stream_order import label_frame, stream_order  # noqa: E402
 

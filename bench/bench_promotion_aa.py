@@ -8,7 +8,7 @@ and ``--twins`` candidates: the champion retrained on the same data with another
 (no training gate, so no twin is picked for its test AP). Each twin is then judged as the
 retrainer judges a candidate: its shadow evidence is every payment after the training data,
 both models' decisions as served, fed in label-time order, and the evaluator
-(:func:`training.promotion.decide_promotion`, the preset's rules) looks at it every simulated
+(:func:`lifecycle.promotion.decide_promotion`, the preset's rules) looks at it every simulated
 hour until the last day; its first promotion is a false promotion. Cheaper than
 ``bench_closed_loop.py --aa`` (one world, one feature computation for all twins; no store,
 no registry round trips per hour); the decisions are the same function on the same evidence.
@@ -30,11 +30,11 @@ from bench_closed_loop import PRESETS, _champion_config, _ns, _settings  # same 
 
 from features.offline import compute_features
 from features.spec import FeatureConfig
-from training.labelstore import LabelStore
-from training.pipeline import train_and_register
-from training.promotion import PromotionRules, decide_promotion
-from training.registry import ModelRegistry
-from training.retrainer import Retrainer
+from lifecycle.labelstore import LabelStore
+from lifecycle.pipeline import train_and_register
+from lifecycle.promotion import PromotionRules, decide_promotion
+from lifecycle.registry import ModelRegistry
+from lifecycle.retrainer import Retrainer
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
 logger = logging.getLogger("bench_promotion_aa")

@@ -14,10 +14,10 @@ import time
 
 import pandas as pd
 
+from lifecycle.pipeline import TrainingConfig, featurize, fit_and_evaluate
 from sentinel.settings import Settings
 from training.dataset import make_dataset
 from training.learners import BoosterParams
-from training.pipeline import TrainingConfig, featurize, fit_and_evaluate
 from training.quality import validate_transactions
 from training.split import SplitConfig
 

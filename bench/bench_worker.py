@@ -56,6 +56,7 @@ from features import (
     transaction_stage,
 )
 from features.offline import compute_features
+from lifecycle.registry import ModelRegistry
 from schemas import Transaction, decode
 from sentinel.infra.admin import create_topics, delete_topics
 from sentinel.infra.worker_process import free_port
@@ -65,7 +66,6 @@ from stream_app import scoring
 from stream_app.handoff import Handoff
 from stream_app.models import Slot
 from training.model import FraudModel, Thresholds
-from training.registry import ModelRegistry
 from training.simulation import SimulationConfig, simulate
 
 logger = logging.getLogger("bench_worker")
@@ -251,7 +251,7 @@ def run_worker(settings: Settings, conf: dict[str, Any], args: argparse.Namespac
     tx_topic, verdicts = settings.topics.name("transactions"), settings.topics.name("verdicts")
     port = free_port()
     log = (tmp / f"worker-{settings.topics.prefix}log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "sentinel.cli", "worker"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"],
                             env=worker_env(settings, port, args.batch, args.window,
                                            extra_env), cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

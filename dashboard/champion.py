@@ -15,7 +15,7 @@ from training.errors import RegistryError
 from training.reference_profile import ProfileError, ReferenceProfile, load_profile
 
 if TYPE_CHECKING:
-    from training.registry import ModelRegistry
+    from lifecycle.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def run_links(registry: ModelRegistry, ui: str | None) -> dict[str, str]:
 
 def read_champion(settings: Settings, cache_dir: Path) -> Champion:
     """The champion, its profile and the run links; registry trouble becomes ``problem``."""
-    from training.registry import CHAMPION, ModelRegistry
+    from lifecycle.registry import CHAMPION, ModelRegistry
 
     registry = ModelRegistry(settings)
     try:

@@ -3,6 +3,8 @@
 :func:`compute_features` (offline, pandas) and :class:`OnlineFeatureStore` (per event) compute
 the same values, proven equal by ``tests/unit/test_features_parity.py``. Definitions, including
 when a fraud label counts, are in :mod:`features.spec`.
+
+Layer 3 of 9: may import ``schemas`` and ``sentinel``.
 """
 
 from __future__ import annotations

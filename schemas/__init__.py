@@ -1,4 +1,7 @@
-"""Sentinel's event contracts (versioned JSON) and their codec."""
+"""Sentinel's event contracts (versioned JSON) and their codec.
+
+Layer 2 of 9: may import ``sentinel`` (the error base).
+"""
 
 from schemas.codec import decode, encode, validate
 from schemas.errors import SchemaValidationError

@@ -237,7 +237,7 @@ class DriftSettings(_Section):
     # while the new pattern's labels accumulate, within the cooldown and the daily cap
     retrain_followups: int = Field(default=3, ge=0)
     retrain_followup_hours: float = Field(default=6.0, gt=0)
-    # Added for the drift monitor (stream_app/drift.py): event-time blocks and seasonality.
+    # Added for the drift monitor (drift/monitor.py): event-time blocks and seasonality.
     block_seconds: int = Field(default=3600, ge=1)
     season_seconds: int = Field(default=86_400, ge=1)
     profile_seasons: int = Field(default=2, ge=1)
@@ -246,13 +246,13 @@ class DriftSettings(_Section):
     min_shift_z: float = Field(default=2.0, gt=0)
     kswin_alpha: float = Field(default=1e-9, gt=0, lt=1)  # 1e-6: false alarms on LightGBM scores
     seed: int = 0
-    # Added for rare-event rate signals (stream_app/drift_rate.py): Poisson CUSUM per block.
+    # Added for rare-event rate signals (drift/rate.py): Poisson CUSUM per block.
     rate_cusum_ratio: float = Field(default=10.0, gt=1)
     rate_cusum_threshold: float = Field(default=22.0, gt=0)
     rate_min_baseline: int = Field(default=5, ge=1)
     label_fraud_cusum_ratio: float = Field(default=2.0, gt=1)
     label_fraud_cusum_threshold: float = Field(default=25.0, gt=0)
-    # Added for the retrainer and promotion (training/retrainer.py, training/promotion.py).
+    # Added for the retrainer and promotion (lifecycle/retrainer.py, lifecycle/promotion.py).
     retrainer_port: int = Field(default=6067, ge=0, le=65535)
     retrain_label_window_days: int = Field(default=60, ge=1)
     retrain_train_days: int = Field(default=7, ge=1)
@@ -263,7 +263,7 @@ class DriftSettings(_Section):
     retrain_test_hours: float = Field(default=0.0, ge=0)
     retrain_gap_hours: float = Field(default=0.0, ge=0)
     # Serve the booster refit on train + gap + test (the newest labels hold the new pattern)
-    # and weigh the frauds since the estimated shift onset (training/pipeline.py). The weight
+    # and weigh the frauds since the estimated shift onset (lifecycle/pipeline.py). The weight
     # is off by default: on a shift that is not a new fraud pattern (a score alert, seeded
     # test in tests/integration/test_retrainer.py) x20 put the held-out AP just under the
     # logistic baseline; bench/bench_closed_loop.py --preset fast uses 20.
@@ -271,11 +271,11 @@ class DriftSettings(_Section):
     retrain_shift_fraud_weight: float = Field(default=1.0, ge=1)  # 20 for a new pattern
     promotion_interval_s: float = Field(default=60.0, gt=0)
     # a new candidate's shadow evidence starts with the payments after its training data,
-    # scored after the fact with the same feature code (training/backfill.py)
+    # scored after the fact with the same feature code (lifecycle/backfill.py)
     promotion_backfill: bool = True
     promotion_min_labels: int = Field(default=2000, ge=1)
     promotion_min_frauds: int = Field(default=30, ge=1)
-    # Always-valid promotion tests (training/promotion.py, training/sequential.py): the net
+    # Always-valid promotion tests (lifecycle/promotion.py, lifecycle/sequential.py): the net
     # gain (a flagged fraud 1, a flagged genuine payment promotion_false_alert_cost) proved
     # above promotion_min_gain at promotion_alpha, however often it is checked; the
     # known-pattern recall no more than promotion_known_margin (a share of the champion's)
@@ -290,7 +290,7 @@ class DriftSettings(_Section):
     alert_budget: float = Field(default=0.01, gt=0, le=1)
     rollback_min_labels: int = Field(default=2000, ge=1)
     rollback_ap_tolerance: float = Field(default=0.05, ge=0)
-    # Added for the lifecycle under faults (training/retrainer.py, training/leadership.py):
+    # Added for the lifecycle under faults (lifecycle/retrainer.py, lifecycle/leadership.py):
     # with no @champion, a candidate is promoted only when this is set (else by a person,
     # ``sentinel promote``); a registry outage is retried with exponential backoff between
     # these bounds; one retrainer leads per lease, held in the label store and renewed every

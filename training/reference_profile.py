@@ -25,14 +25,11 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from training.errors import TrainingError
-
-if TYPE_CHECKING:
-    from training.registry import ModelRef, ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +186,26 @@ def read_profile(path: Path) -> ReferenceProfile:
     return ReferenceProfile.from_json(text)
 
 
-def load_profile(registry: ModelRegistry, ref: ModelRef, directory: Path) -> ReferenceProfile:
+class VersionRef(Protocol):
+    """A registered version, as :func:`load_profile` needs it (``lifecycle.registry.ModelRef``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def run_id(self) -> str | None: ...
+
+
+class RunArtifacts(Protocol):
+    """Where a run's files are read (``lifecycle.registry.ModelRegistry``)."""
+
+    def download_run_artifact(self, run_id: str, path: str, dest: Path) -> Path | None: ...
+
+
+def load_profile(registry: RunArtifacts, ref: VersionRef, directory: Path) -> ReferenceProfile:
     """The reference profile logged with a registered version's run. Raises ProfileError
     when the version has no run or its run has no profile (a model trained before profiles)."""
     if not ref.run_id:

@@ -7,14 +7,19 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from schemas import Event, encode
 from sentinel.errors import SentinelKafkaError
 
 logger = logging.getLogger(__name__)
+
+
+class JsonEvent(Protocol):
+    """What the producer needs of an event (``schemas.Event`` is one): its JSON."""
+
+    def model_dump_json(self) -> str: ...
 
 
 class EventProducer:
@@ -27,8 +32,8 @@ class EventProducer:
         self._failures: list[str] = []
         self.delivered = 0
 
-    def send(self, topic: str, key: str | bytes | None, event: Event | bytes) -> None:
-        value = event if isinstance(event, bytes) else encode(event)
+    def send(self, topic: str, key: str | bytes | None, event: JsonEvent | bytes) -> None:
+        value = event if isinstance(event, bytes) else event.model_dump_json().encode()
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)

@@ -37,7 +37,7 @@ class WorkerProcess:
         child_env.update(settings.as_env())
         child_env.update(env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentinel.cli", "worker"], env=child_env,
+            [sys.executable, "-m", "cli.main", "worker"], env=child_env,
             stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def alive(self) -> bool:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lifecycle.registry import ModelRegistry
 from sentinel.settings import Settings
 from tests.e2e.worker_support import register
-from training.registry import ModelRegistry
 
 
 @pytest.fixture(scope="session")

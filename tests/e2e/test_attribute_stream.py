@@ -16,6 +16,7 @@ import pytest
 
 from features import FEATURE_NAMES
 from features.attributes import Attribute, AttributeSpec, encode_frame
+from lifecycle.registry import ModelRegistry
 from schemas import DeadLetter, Transaction, Verdict
 from sentinel.settings import ScoringSettings
 from tests.conftest import free_port
@@ -30,7 +31,6 @@ from tests.e2e.worker_support import (
     worker_env,
 )
 from training.model import FraudModel, Thresholds
-from training.registry import ModelRegistry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cli.demo_loop import produce
+from lifecycle.retrainer_kafka import run as run_retrainer
 from schemas import DriftAlert, ShadowResult, Transaction, Verdict, decode
-from sentinel.demo_loop import produce
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.settings import DriftSettings, FeatureSettings
 from tests.conftest import free_port
 from tests.e2e.worker_support import start_worker, stop_worker, wait_ready, worker_env
-from training.retrainer_kafka import run as run_retrainer
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -101,7 +101,7 @@ def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Pat
         produce(settings, phase2, pd.concat([phase1[phase1["label_time"] >= cut], phase2])
                  .sort_values("label_time"))
         # the worker shadows the candidate (300 results, or fewer when the backfilled evidence
-        # of training/backfill.py promoted it first)
+        # of lifecycle/backfill.py promoted it first)
         shadows.until(lambda s: sum(x.candidate_version == candidate.version for x in s) >= 300
                       or (registry.resolve("champion").version == candidate.version
                           and any(x.candidate_version == candidate.version for x in s)))

@@ -31,7 +31,7 @@ def test_demo_scores_every_transaction_and_closes_the_loop(
         "SENTINEL_HTTP__TOKENS": SECRETS[1],
     })
     result = subprocess.run(
-        [sys.executable, "-m", "sentinel.cli", "demo", "--count", "4000"],
+        [sys.executable, "-m", "cli.main", "demo", "--count", "4000"],
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     out = result.stdout

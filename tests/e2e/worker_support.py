@@ -17,11 +17,11 @@ import lightgbm as lgb
 import numpy as np
 
 from features import FEATURE_NAMES
+from lifecycle.registry import ModelRegistry
 from schemas import Transaction, encode
 from sentinel.infra.kafka_io import EventProducer
 from sentinel.settings import Settings
 from training.model import FraudModel, Thresholds
-from training.registry import ModelRegistry
 
 
 def small_model(seed: int) -> FraudModel:
@@ -76,7 +76,7 @@ def worker_env(settings: Settings, port: int, app_id: str) -> dict[str, str]:
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "sentinel.cli", "worker"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -12,13 +12,13 @@ import signal
 import sys
 from pathlib import Path
 
+from lifecycle.labelstore import LabelStore
+from lifecycle.registry import ModelRegistry
+from lifecycle.retrainer import Retrainer
 from schemas import decode
 from schemas.events import DriftAlert
 from sentinel.settings import Settings
 from tests.integration.lifecycle_support import EventLog, quick_train
-from training.labelstore import LabelStore
-from training.registry import ModelRegistry
-from training.retrainer import Retrainer
 
 
 def main() -> None:

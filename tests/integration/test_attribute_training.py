@@ -11,14 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli import train as cli_commands
 from features.attributes import Attribute, encode_frame
+from lifecycle.pipeline import TrainingConfig, run_training
+from lifecycle.registry import CANDIDATE, ModelRegistry
 from sentinel.errors import ConfigurationError
 from sentinel.settings import MlflowSettings, Settings
-from training import cli_commands, columns
+from training import columns
 from training.errors import DataQualityError, DatasetError
 from training.learners import BoosterParams
-from training.pipeline import TrainingConfig, run_training
-from training.registry import CANDIDATE, ModelRegistry
 from training.split import SplitConfig
 
 

@@ -34,7 +34,7 @@ def broker_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def sentinel(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sentinel.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

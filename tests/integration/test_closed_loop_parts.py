@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lifecycle.labelstore import LabelStore
+from lifecycle.registry import CANDIDATE, CHAMPION, ModelRegistry
+from lifecycle.retrainer import Retrainer
+from lifecycle.retrainer_kafka import run
 from schemas import decode
 from schemas.events import DeadLetter, LabelFeedback, ModelEvent, ShadowResult, Transaction, Verdict
 from sentinel.infra.kafka_io import EventProducer, read_all
 from sentinel.settings import DriftSettings, MlflowSettings, Settings
-from training.labelstore import LabelStore
 from training.learners import BoosterParams, fit_booster
 from training.model import FraudModel, Thresholds
-from training.registry import CANDIDATE, CHAMPION, ModelRegistry
-from training.retrainer import Retrainer
-from training.retrainer_kafka import run
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -158,7 +158,7 @@ def test_bad_messages_go_to_the_dead_letter_topic(settings_factory) -> None:
 def test_replay_reports_ap_and_recall_for_a_registered_version(settings_factory) -> None:
     from features.offline import compute_features
     from features.spec import FEATURE_NAMES
-    from training.replay import replay
+    from lifecycle.replay import replay
     from training.simulation import SimulationConfig, simulate
 
     settings = settings_factory()

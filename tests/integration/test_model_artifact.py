@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from mlflow.pyfunc import PythonModel
 
+from lifecycle.registry import CANDIDATE, DIGEST_TAG, ModelRegistry
 from sentinel.settings import MlflowSettings, Settings
 from stream_app.models import ServingModels
 from tests.integration.model_support import FEATURES
@@ -19,7 +20,6 @@ from training import artifact
 from training.errors import ModelLoadRefusedError
 from training.learners import fit_logistic
 from training.model import FraudModel, Thresholds
-from training.registry import CANDIDATE, DIGEST_TAG, ModelRegistry
 
 
 class _Touch:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lifecycle.registry import CANDIDATE, CHAMPION, LoggedRun, ModelRegistry
 from schemas.events import ModelEvent
 from sentinel.settings import MlflowSettings, Settings
 from tests.integration.model_support import FEATURES
@@ -15,7 +16,6 @@ from tests.integration.model_support import data as _data
 from training.errors import AliasNotSetError, RegistryError, RegistryUnavailableError
 from training.learners import fit_logistic
 from training.model import FraudModel, Thresholds
-from training.registry import CANDIDATE, CHAMPION, LoggedRun, ModelRegistry
 
 
 @pytest.fixture

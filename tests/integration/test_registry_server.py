@@ -17,11 +17,11 @@ import httpx
 import numpy as np
 import pytest
 
+from lifecycle.registry import CANDIDATE, ModelRegistry
 from sentinel.infra.worker_process import free_port
 from sentinel.settings import MlflowSettings, Settings
 from training.learners import BoosterParams, fit_booster
 from training.model import Thresholds
-from training.registry import CANDIDATE, ModelRegistry
 
 FEATURES = ("amount", "velocity", "risk")
 

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lifecycle.pipeline import TrainingConfig, run_training, train_and_register
+from lifecycle.registry import CANDIDATE, CHAMPION, ModelRegistry
 from schemas.events import ModelEvent
 from sentinel.settings import MlflowSettings, Settings
 from training.errors import DataQualityError
 from training.learners import BoosterParams
-from training.pipeline import TrainingConfig, run_training, train_and_register
-from training.registry import CANDIDATE, CHAMPION, ModelRegistry
 
 
 def _transactions(days: int = 36, per_day: int = 300, seed: int = 0) -> pd.DataFrame:

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from lifecycle.registry import ModelRegistry
+from lifecycle.retrainer_kafka import run
 from schemas import decode
 from schemas.events import DriftAlert, LabelFeedback, ModelEvent, Transaction
 from sentinel.infra.kafka_io import EventProducer, read_all
 from sentinel.settings import DriftSettings
-from training.registry import ModelRegistry
-from training.retrainer_kafka import run
 from training.simulation import SimulationConfig, simulate
 
 pytestmark = pytest.mark.integration

@@ -18,6 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lifecycle.labelstore import LabelStore
+from lifecycle.registry import CANDIDATE, CHAMPION, ModelRegistry
+from lifecycle.retrainer import JOB_TAG, Retrainer
+from lifecycle.retrainer_http import RetrainerMetrics, serve, status_of
 from schemas.events import DriftAlert
 from sentinel.settings import MlflowSettings, Settings
 from tests.integration.lifecycle_support import (
@@ -30,10 +34,6 @@ from tests.integration.lifecycle_support import (
     tiny_model,
 )
 from tests.integration.test_closed_loop_parts import _labelled, _verdicts
-from training.labelstore import LabelStore
-from training.registry import CANDIDATE, CHAMPION, ModelRegistry
-from training.retrainer import JOB_TAG, Retrainer
-from training.retrainer_http import RetrainerMetrics, serve, status_of
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from lifecycle.leadership import Lease
+from lifecycle.registry import CANDIDATE, ModelRegistry
+from lifecycle.retrainer_kafka import run
 from schemas import decode, encode
 from schemas.events import DeadLetter, LabelFeedback, ModelEvent, Transaction
 from sentinel.infra.kafka_io import EventProducer, read_all
 from sentinel.settings import DriftSettings, Settings
 from tests.integration.lifecycle_support import T0, alert, quick_train
-from training.leadership import Lease
-from training.registry import CANDIDATE, ModelRegistry
-from training.retrainer_kafka import run
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +99,7 @@ def test_an_alert_is_committed_once_safe_and_a_redelivered_one_is_ignored(
 
 def _start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "sentinel.cli", "retrainer"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "retrainer"], env=env,
                             cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 

@@ -37,7 +37,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def _sentinel(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sentinel.cli", *args], env=env, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=420, check=False)
 
 

@@ -42,7 +42,7 @@ def _sentinel(*args: str, kafka: dict[str, str], tmp_path: Path,
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
     env.update(kafka, SENTINEL_TOPICS__PREFIX=prefix, SENTINEL_TOPICS__PARTITIONS="3",
                SENTINEL_DATA_DIR=str(tmp_path / "cli"), SENTINEL_LOG_LEVEL="WARNING")
-    return subprocess.run([sys.executable, "-m", "sentinel.cli", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -91,7 +91,7 @@ def test_mutual_tls_client_produces_and_consumes(
 def test_dashboard_samples_and_replay_read_over_sasl_ssl(
         secured_settings: Callable[..., Settings]) -> None:
     from dashboard.topics import read_topic
-    from training.replay import read_stretch
+    from lifecycle.replay import read_stretch
 
     settings = secured_settings(mechanism="SCRAM-SHA-256")
     topic = settings.topics.name("transactions")
@@ -124,7 +124,7 @@ def test_retrainer_consumes_and_produces_over_sasl_ssl(
         secured_settings: Callable[..., Settings]) -> None:
     """The retrainer's consumer fills its label store from the topics, and its producer
     dead-letters an undecodable message, both through the SASL_SSL listener."""
-    from training.retrainer_kafka import run
+    from lifecycle.retrainer_kafka import run
 
     settings = secured_settings(drift=DriftSettings(retrainer_port=0))
     t = settings.topics
@@ -183,6 +183,7 @@ def test_worker_scores_over_sasl_ssl(secured_settings: Callable[..., Settings],
 def assert_worker_scores(settings: Settings, tmp_path: Path, n: int = 200) -> None:
     """Register a champion, start the worker on ``settings``, produce ``n`` transactions and
     read a verdict for each (run once on the shared PLAINTEXT broker: it passes there)."""
+    from lifecycle.registry import ModelRegistry
     from schemas import Verdict
     from sentinel.infra.worker_process import free_port
     from tests.e2e.worker_support import (
@@ -195,7 +196,6 @@ def assert_worker_scores(settings: Settings, tmp_path: Path, n: int = 200) -> No
         wait_ready,
         worker_env,
     )
-    from training.registry import ModelRegistry
 
     registry = ModelRegistry(settings)
     version = register(registry, seed=1)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from lifecycle.registry import ModelRegistry
 from sentinel.infra.admin import create_topics, delete_topics
 from sentinel.settings import KafkaSettings, MlflowSettings, Settings, TopicSettings
 from sentinel.topics import catalog
@@ -33,7 +34,6 @@ from tests.e2e.worker_support import (
 )
 from tests.integration.test_locust_predict import run_locust
 from tests.integration.test_prometheus_harness import PrometheusServer
-from training.registry import ModelRegistry
 
 pytestmark = [pytest.mark.integration]
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli.data import stream_history
 from schemas import Transaction, decode, encode
 from sentinel.errors import ConfigurationError
 from sentinel.settings import Settings
-from training.commands import stream_history
 from training.producer import transaction_event
 from training.simulation.attributes import COLUMNS, add_attributes
 from training.simulation.config import SimulationConfig

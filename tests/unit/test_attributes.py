@@ -168,7 +168,7 @@ def test_scoring_inputs_append_the_attributes() -> None:
 
 
 def test_replay_feeds_a_model_its_attributes_like_the_worker() -> None:
-    from training.replay import model_inputs
+    from lifecycle.replay import model_inputs
 
     model = FraudModel(**{**_model(SPEC).__dict__, "attributes": SPEC})
     events = [{"risk": 1.5, "channel": "pos"}, None, {"mcc": 7995, "new_device": True}]

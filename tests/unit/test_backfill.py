@@ -12,9 +12,9 @@ import pytest
 
 from features.offline import compute_features
 from features.spec import FeatureConfig
+from lifecycle.backfill import backfill_shadow, cutoff_of, history_days
+from lifecycle.labelstore import LabelStore
 from schemas.events import LabelFeedback, ShadowResult, Transaction, Verdict
-from training.backfill import backfill_shadow, cutoff_of, history_days
-from training.labelstore import LabelStore
 from training.learners import BoosterParams, fit_booster
 from training.model import FraudModel, Thresholds
 from training.simulation import SimulationConfig, simulate

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from sentinel import commands
+from cli import infra as commands
 from sentinel.settings import DashboardSettings, Settings
 
 

@@ -7,17 +7,17 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from sentinel.settings import DriftSettings
-from stream_app.drift import DriftInputError, DriftMonitor, default_signals
-from stream_app.drift_calibration import (
+from drift.calibration import (
     CALIBRATION_FEATURES,
     label_stream,
     run,
     run_labels,
     stream_from_frame,
 )
-from stream_app.drift_ks import KSWindow
-from stream_app.drift_rate import PoissonCusum, default_rate_signals
+from drift.ks import KSWindow
+from drift.monitor import DriftInputError, DriftMonitor, default_signals
+from drift.rate import PoissonCusum, default_rate_signals
+from sentinel.settings import DriftSettings
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

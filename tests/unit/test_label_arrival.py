@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli.data import label_arrival, simulation_config
 from schemas import LabelFeedback, decode, encode
 from sentinel.errors import ConfigurationError
 from sentinel.settings import Settings
-from training.commands import label_arrival, simulation_config
 from training.producer import label_event
 from training.simulation import SimulationConfig, SimulationError, simulate
 from training.simulation.arrival import (

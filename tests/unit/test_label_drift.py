@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lifecycle.label_drift import LabelDriftWatch
+from lifecycle.labelstore import LabelStore
 from schemas.events import LabelFeedback, Verdict
 from sentinel.settings import DriftSettings, Settings
-from training.label_drift import LabelDriftWatch
-from training.labelstore import LabelStore
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

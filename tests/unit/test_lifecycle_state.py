@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from lifecycle.guardrails import Guardrails
+from lifecycle.leadership import Lease
+from lifecycle.store import LifecycleStore, event_key
 from schemas.events import DriftAlert, ModelEvent
 from sentinel.settings import DriftSettings
 from training.errors import RegistryUnavailableError, redact_uri
-from training.guardrails import Guardrails
-from training.leadership import Lease
-from training.lifecycle import LifecycleStore, event_key
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 

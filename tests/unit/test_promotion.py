@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.promotion import (
+from lifecycle.promotion import (
     PromotionRules,
     decide_live_rollback,
     decide_promotion,
@@ -12,7 +12,7 @@ from training.promotion import (
     net_gain,
     recall_at_rate,
 )
-from training.sequential import bounds, log_capital, rejects_at_least, rejects_at_most
+from lifecycle.sequential import bounds, log_capital, rejects_at_least, rejects_at_most
 
 RULES = PromotionRules(min_labels=1000, min_frauds=30, min_live=0, alert_budget=0.01)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from lifecycle.guardrails import Guardrails
 from sentinel.settings import DriftSettings
-from training.guardrails import Guardrails
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -61,8 +61,8 @@ def test_min_frauds_holds_until_the_new_pattern_has_examples(tmp_path) -> None:
     assert rails.decide("__pending__", T0, 5000, frauds_since_shift=100).retrain
     assert _rails().decide("score", T0, 5000, frauds_since_shift=0).retrain  # 0: off
 
+    from lifecycle.labelstore import LabelStore
     from schemas.events import LabelFeedback, Transaction
-    from training.labelstore import LabelStore
 
     store = LabelStore(tmp_path / "f.sqlite")
     times = [T0 - timedelta(hours=1), T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)]
@@ -75,9 +75,9 @@ def test_min_frauds_holds_until_the_new_pattern_has_examples(tmp_path) -> None:
 
 
 def test_retrain_split_ends_at_the_newest_data_with_the_label_delay_as_gap(tmp_path) -> None:
+    from lifecycle.labelstore import LabelStore
+    from lifecycle.retrainer import Retrainer
     from sentinel.settings import FeatureSettings, Settings
-    from training.labelstore import LabelStore
-    from training.retrainer import Retrainer
 
     settings = Settings(data_dir=tmp_path, features=FeatureSettings(label_delay_days=1),
                         drift=DriftSettings(retrain_train_days=5, retrain_test_days=1,
@@ -93,9 +93,9 @@ def test_retrain_split_ends_at_the_newest_data_with_the_label_delay_as_gap(tmp_p
 
 
 def test_retrain_with_per_label_times_uses_the_split_gap_not_the_zero_delay(tmp_path) -> None:
+    from lifecycle.labelstore import LabelStore
+    from lifecycle.retrainer import Retrainer
     from sentinel.settings import FeatureSettings, Settings
-    from training.labelstore import LabelStore
-    from training.retrainer import Retrainer
 
     settings = Settings(data_dir=tmp_path,
                         features=FeatureSettings(label_delay_days=0, split_gap_days=2),
@@ -127,9 +127,9 @@ class _NoRegistry:
 
 
 def test_retrain_split_in_hours_refits_and_weighs_the_shift(tmp_path) -> None:
+    from lifecycle.labelstore import LabelStore
+    from lifecycle.retrainer import Retrainer
     from sentinel.settings import FeatureSettings, Settings
-    from training.labelstore import LabelStore
-    from training.retrainer import Retrainer
 
     settings = Settings(data_dir=tmp_path, features=FeatureSettings(label_delay_days=1),
                         drift=DriftSettings(retrain_test_hours=6, retrain_gap_hours=3,
@@ -158,9 +158,9 @@ def test_follow_up_retrains_run_on_event_time_within_the_cooldown_and_cap(tmp_pa
     """After a shift's first retrain, follow-ups every ``retrain_followup_hours`` of event time
     (a weak or rejected first candidate is not the end), weighted by the same onset, limited by
     the cooldown and the daily cap; a new shift's retrain schedules its own."""
+    from lifecycle.labelstore import LabelStore
+    from lifecycle.retrainer import Retrainer
     from sentinel.settings import Settings
-    from training.labelstore import LabelStore
-    from training.retrainer import Retrainer
 
     settings = Settings(data_dir=tmp_path, drift=DriftSettings(
         retrain_min_labels=0, retrain_followups=3, retrain_followup_hours=6,
@@ -201,10 +201,10 @@ def test_follow_up_retrains_run_on_event_time_within_the_cooldown_and_cap(tmp_pa
 
 
 def test_a_held_retrain_counts_its_follow_ups_from_the_newest_payment(tmp_path) -> None:
+    from lifecycle.labelstore import LabelStore
+    from lifecycle.retrainer import Retrainer
     from schemas.events import LabelFeedback, Transaction
     from sentinel.settings import Settings
-    from training.labelstore import LabelStore
-    from training.retrainer import Retrainer
 
     settings = Settings(data_dir=tmp_path, drift=DriftSettings(
         retrain_min_labels=2, retrain_followups=1, retrain_followup_hours=6,

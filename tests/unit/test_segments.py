@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from features.spec import FeatureConfig
+from lifecycle.labelstore import LabelStore
+from lifecycle.segments import ShiftSegments, signature
 from schemas.events import Transaction
-from training.labelstore import LabelStore
-from training.segments import ShiftSegments, signature
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from sentinel.settings import KafkaSettings, Settings
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sentinel.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
         env={**os.environ, **env}, timeout=60, check=False,
     )
 

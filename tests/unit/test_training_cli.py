@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
+from cli.train import training_config
 from sentinel.errors import ConfigurationError
 from sentinel.settings import FeatureSettings, Settings
-from training.cli_commands import training_config
 
 
 def test_flags_map_to_config() -> None:

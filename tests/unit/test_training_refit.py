@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lifecycle.pipeline import Evaluation, TrainingConfig, fit_and_evaluate, shift_weights
 from training.dataset import make_dataset
 from training.learners import BoosterParams
-from training.pipeline import Evaluation, TrainingConfig, fit_and_evaluate, shift_weights
 from training.split import SplitConfig
 
 START = pd.Timestamp("2018-04-01", tz="UTC")

@@ -19,10 +19,10 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     if settings.uses_embedded_broker:
         ensure_kafka(settings)
     check_access(settings)  # refused credentials: one line and exit 1, not endless retries
+    from drift.monitor import DriftMonitor
     from features import FeatureConfig
+    from lifecycle.registry import ModelRegistry
     from stream_app.app import Worker
-    from stream_app.drift import DriftMonitor
-    from training.registry import ModelRegistry
 
     names = FeatureConfig.from_settings(settings.features).names
     drift = DriftMonitor(settings.drift, names) if settings.drift.enabled else None

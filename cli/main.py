@@ -76,16 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     kafka = sub.add_parser("kafka", help="the embedded single-node Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status"])
-    kafka.set_defaults(handler=_handler("sentinel.commands:kafka"))
+    kafka.set_defaults(handler=_handler("cli.infra:kafka"))
 
     topics = sub.add_parser("topics", help="create or list Sentinel's topics")
     topics.add_argument("action", choices=["create", "list"])
-    topics.set_defaults(handler=_handler("sentinel.commands:topics"))
+    topics.set_defaults(handler=_handler("cli.infra:topics"))
 
     schemas = sub.add_parser("schemas", help="export the event contracts as JSON Schema")
     schemas.add_argument("action", choices=["export"])
     schemas.add_argument("--dir", default=None, help="target directory (default: schemas/json)")
-    schemas.set_defaults(handler=_handler("sentinel.commands:schemas"))
+    schemas.set_defaults(handler=_handler("cli.infra:schemas"))
 
     demo = sub.add_parser("demo", help="run the main job end to end on the local broker")
     demo.add_argument("--count", type=_positive_int, default=20_000,
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated cards (terminals: twice as many)")
     demo.add_argument("--no-closed-loop", dest="closed_loop", action="store_false",
                       help="skip the drift -> retrain -> shadow -> promotion part")
-    demo.set_defaults(handler=_handler("sentinel.demo:run"))
+    demo.set_defaults(handler=_handler("cli.demo:run"))
 
     _domain_commands(sub)
     return parser
@@ -128,7 +128,7 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     simulate.add_argument("--with-attributes", action="store_true",
                           help="add channel, merchant_category, new_device, country_mismatch")
     _arrival_arguments(simulate)
-    simulate.set_defaults(handler=_handler("training.commands:simulate"))
+    simulate.set_defaults(handler=_handler("cli.data:simulate"))
 
     produce = sub.add_parser("produce", help="stream simulated transactions (and labels) to Kafka")
     produce.add_argument("--rate", type=_positive_float, default=None,
@@ -153,7 +153,7 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     produce.add_argument("--spec", default=None, help="the --spec file given to sentinel train")
     produce.add_argument("--columns", default=None, help="as for sentinel train")
     produce.add_argument("--time-origin", default=None, help="as for sentinel train")
-    produce.set_defaults(handler=_handler("training.commands:produce"))
+    produce.set_defaults(handler=_handler("cli.data:produce"))
 
     train = sub.add_parser("train", help="train, gate and register a candidate model")
     train.add_argument("--input", default=None, help="training .parquet/.csv (default: simulate)")
@@ -184,46 +184,46 @@ def _domain_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     train.add_argument("--split-fractions", default=None,
                        help="train,validation,test shares of the rows in time order, no delay "
                             "(e.g. 0.6,0.1,0.3) instead of the windows in days")
-    train.set_defaults(handler=_handler("training.commands:train"))
+    train.set_defaults(handler=_handler("cli.data:train"))
 
     validate = sub.add_parser("validate", help="run the data gate (Great Expectations) alone")
     validate.add_argument("--input", required=True, help="a .parquet/.csv transaction file")
     validate.add_argument("--report-dir", default=None)
-    validate.set_defaults(handler=_handler("training.cli_commands:validate"))
+    validate.set_defaults(handler=_handler("cli.train:validate"))
 
     evaluate = sub.add_parser("evaluate", help="score a registered alias on a file's test window")
     evaluate.add_argument("--input", required=True)
     evaluate.add_argument("--alias", default="candidate", choices=["candidate", "champion"])
     evaluate.add_argument("--out", default=None, help="write the metrics as JSON here")
     _split_arguments(evaluate)
-    evaluate.set_defaults(handler=_handler("training.cli_commands:evaluate"))
+    evaluate.set_defaults(handler=_handler("cli.train:evaluate"))
 
     promote = sub.add_parser("promote", help="move @champion to the current @candidate")
     promote.add_argument("--version", default=None, help="promote this version instead")
     promote.add_argument("--reason", default="sentinel promote")
-    promote.set_defaults(handler=_handler("training.commands:promote"))
+    promote.set_defaults(handler=_handler("cli.data:promote"))
 
     rollback = sub.add_parser("rollback", help="restore the previous @champion")
     rollback.add_argument("--reason", default="sentinel rollback")
-    rollback.set_defaults(handler=_handler("training.commands:rollback"))
+    rollback.set_defaults(handler=_handler("cli.data:rollback"))
 
     worker = sub.add_parser("worker", help="run the streaming scorer (exactly-once Kafka worker)")
     worker.add_argument("--web-port", type=_positive_int, default=None)
-    worker.set_defaults(handler=_handler("stream_app.commands:worker"))
+    worker.set_defaults(handler=_handler("cli.worker:worker"))
 
     retrainer = sub.add_parser("retrainer", help="consume drift alerts and retrain with guardrails")
-    retrainer.set_defaults(handler=_handler("training.commands:retrainer"))
+    retrainer.set_defaults(handler=_handler("cli.data:retrainer"))
 
     replay = sub.add_parser("replay", help="backtest a model version on a stretch of the topic")
     replay.add_argument("--version", default=None, help="model version or alias (default champion)")
     replay.add_argument("--since", default=None, help="ISO time to start from")
     replay.add_argument("--until", default=None, help="ISO time to stop at")
-    replay.set_defaults(handler=_handler("training.commands:replay"))
+    replay.set_defaults(handler=_handler("cli.data:replay"))
 
     dashboard = sub.add_parser("dashboard", help="start the monitoring dashboard")
     dashboard.add_argument("--port", type=_positive_int, default=None,
                            help="default: SENTINEL_DASHBOARD__PORT (8501)")
-    dashboard.set_defaults(handler=_handler("sentinel.commands:dashboard"))
+    dashboard.set_defaults(handler=_handler("cli.infra:dashboard"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 A retrain after a drift alert is meant to catch the new pattern; the promotion must also show
 it did not give up the patterns the champion already caught. The new pattern's segment is the
 alert's signature when the alert came from a rare-event rate signal
-(:data:`stream_app.drift_rate.RATE_SIGNALS`, e.g. ``card_testing_bursts``: the card's third
+(:data:`drift.rate.RATE_SIGNALS`, e.g. ``card_testing_bursts``: the card's third
 payment or more within the hour at under a tenth of its 30-day average), computed with the
 serving feature code over the stored history; every other fraud is a *known pattern*. An
 alert without a per-payment signature (a score or amount shift) has no segment: every fraud
@@ -23,10 +23,10 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from drift.rate import RATE_SIGNALS, RateSignal
 from features.spec import FeatureConfig
-from stream_app.drift_rate import RATE_SIGNALS, RateSignal
-from training.backfill import history_days
-from training.labelstore import LabelStore
+from lifecycle.backfill import history_days
+from lifecycle.labelstore import LabelStore
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ The worker calls :meth:`DriftMonitor.observe_batch` on every scored batch and pu
   (an hour by default) its events fall in; the detectors see one value per closed block, so the
   per-event cost is a few numpy operations amortised over the batch.
 - **Seasonally adjusted.** A closed block becomes a z-score against the same hour's reference
-  (:class:`~stream_app.drift_profile.SeasonalProfile`); the daily cycle cancels out.
+  (:class:`~drift.profile.SeasonalProfile`); the daily cycle cancels out.
 - **ADWIN on the z-stream** per signal (score, alert rate, key input features), plus **KSWIN**
   on a sub-sample (every ``kswin_every``-th event) of the seasonally standardised score.
 - **Deduplicated.** ADWIN fires several times for one shift (river#574): an alert needs the
@@ -16,7 +16,7 @@ The worker calls :meth:`DriftMonitor.observe_batch` on every scored batch and pu
   (``alert_cooldown_events``), and after an alert the signal re-learns its reference and is
   silent until it has ``profile_seasons`` seasons of the new world.
 - **Rare-event rates.** Fraud-shaped indicators that honest traffic almost never shows
-  (:data:`~stream_app.drift_rate.RATE_SIGNALS`, e.g. card-testing bursts) are counted per
+  (:data:`~drift.rate.RATE_SIGNALS`, e.g. card-testing bursts) are counted per
   block and watched by a Poisson CUSUM against their learned rate per event.
 - **Grace.** No alert before ``grace_events`` events *and* ``profile_seasons`` full seasons.
 
@@ -41,12 +41,12 @@ from typing import Any
 import numpy as np
 from river import drift as river_drift
 
+from drift.ks import KSWindow
+from drift.profile import SeasonalProfile
+from drift.rate import PoissonCusum, RateSignal, default_rate_signals
 from schemas.events import DriftAlert
 from sentinel.errors import SentinelError
 from sentinel.settings import DriftSettings
-from stream_app.drift_ks import KSWindow
-from stream_app.drift_profile import SeasonalProfile
-from stream_app.drift_rate import PoissonCusum, RateSignal, default_rate_signals
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.attributes import attributes_of, encode_frame
+from lifecycle.promotion import recall_at_rate
 from schemas import SchemaValidationError, decode
 from schemas.events import LabelFeedback, Transaction
 from sentinel.errors import ConfigurationError
@@ -23,7 +24,6 @@ from sentinel.infra.kafka_io import EventConsumer
 from sentinel.settings import Settings
 from training.metrics import average_precision
 from training.model import FraudModel
-from training.promotion import recall_at_rate
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def read_stretch(settings: Settings, idle_s: float = 3.0) -> tuple[pd.DataFrame,
 def replay(settings: Settings, version: str | None, since: datetime | None,
            until: datetime | None) -> ReplayReport:
     """Resolve the version (number or alias, default @champion), read, evaluate."""
-    from training.registry import ModelRef, ModelRegistry
+    from lifecycle.registry import ModelRef, ModelRegistry
 
     registry = ModelRegistry(settings)
     if version is None or not version.isdigit():

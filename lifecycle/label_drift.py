@@ -3,7 +3,7 @@
 The worker scores a payment days before its label arrives and keeps no per-transaction score
 (docs/streaming.md), so the champion's errors are watched where verdicts and labels meet: the
 retrainer's label store. Each batch of arriving labels is joined with the stored verdicts and fed
-to :meth:`stream_app.drift.DriftMonitor.observe_labels` (ADWIN on missed frauds, HDDM-A on the
+to :meth:`drift.monitor.DriftMonitor.observe_labels` (ADWIN on missed frauds, HDDM-A on the
 error, a Poisson CUSUM on frauds per batch). Its alerts go to the drift-alerts topic like the
 worker's, so the retrainer acts on them through the same guardrails.
 """
@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from drift.monitor import DriftMonitor
 from features import FeatureConfig
+from lifecycle.labelstore import LabelStore
 from schemas.events import DriftAlert, LabelFeedback
 from sentinel.settings import Settings
-from stream_app.drift import DriftMonitor
-from training.labelstore import LabelStore
 
 
 class LabelDriftWatch:

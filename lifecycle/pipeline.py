@@ -38,7 +38,7 @@ from training.selection import ThresholdPolicy, choose_thresholds
 from training.split import Split, SplitConfig, days_since, split
 
 if TYPE_CHECKING:
-    from training.registry import ModelRef, ModelRegistry, Publish
+    from lifecycle.registry import ModelRef, ModelRegistry, Publish
 
 logger = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ def run_training(
     Raises :class:`training.errors.DataQualityError` when the data gate fails (nothing is
     logged or registered; the JSON report is under ``<data_dir>/reports``).
     """
-    from training.registry import CHAMPION, ModelRegistry
+    from lifecycle.registry import CHAMPION, ModelRegistry
 
     config = config or TrainingConfig()
     report_dir = settings.data_dir.resolve() / "reports"

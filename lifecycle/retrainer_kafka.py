@@ -1,16 +1,16 @@
-"""The retrainer process: Kafka in and out around :class:`~training.retrainer.Retrainer`.
+"""The retrainer process: Kafka in and out around :class:`~lifecycle.retrainer.Retrainer`.
 
 Consumes transactions, labels, verdicts and shadow results into the label store and drift
 alerts into the retrainer; watches the champion's errors on arriving labels
-(:mod:`training.label_drift`) and publishes those alerts to the drift-alerts topic, which it
+(:mod:`lifecycle.label_drift`) and publishes those alerts to the drift-alerts topic, which it
 consumes like the worker's; publishes ModelEvents; serves ``/metrics`` and ``/ready``
-(:mod:`training.retrainer_http`).
+(:mod:`lifecycle.retrainer_http`).
 
 At least once: offsets are committed by hand, after a batch's rows are in the store, its
 alerts are queued in the lifecycle tables and its dead letters are delivered; a redelivered
 alert id is ignored. Bad input on any topic (undecodable, or refused by the store or the
 retrainer) goes to the dead-letter topic with its reason and source offset, counted as
-``bad_input``; the loop goes on. One retrainer per lease acts (:mod:`training.leadership`);
+``bad_input``; the loop goes on. One retrainer per lease acts (:mod:`lifecycle.leadership`);
 another stands by without consuming and takes over when the lease runs out.
 """
 
@@ -25,6 +25,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from lifecycle.label_drift import LabelDriftWatch
+from lifecycle.labelstore import LabelStore
+from lifecycle.leadership import Lease
+from lifecycle.retrainer import Retrainer, StepHook, Train, alert_onset
 from schemas import decode
 from schemas.events import (
     DeadLetter,
@@ -38,10 +42,6 @@ from schemas.events import (
 from sentinel.errors import SentinelError
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.settings import Settings
-from training.label_drift import LabelDriftWatch
-from training.labelstore import LabelStore
-from training.leadership import Lease
-from training.retrainer import Retrainer, StepHook, Train, alert_onset
 
 logger = logging.getLogger(__name__)
 POLL_MAX = 5000  # messages per poll; a smaller poll means the consumer has caught up
@@ -53,7 +53,7 @@ STORE_ERRORS = (ValueError, OverflowError, TypeError, sqlite3.Error)
 def build(settings: Settings, on_step: StepHook | None = None, train: Train | None = None
           ) -> tuple[Retrainer, EventProducer]:
     """The retrainer wired to a producer for ModelEvents and the local MLflow registry."""
-    from training.registry import ModelRegistry
+    from lifecycle.registry import ModelRegistry
 
     producer = EventProducer(settings.librdkafka())
     topic = settings.topics.name("model_events")
@@ -83,8 +83,8 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
     """Stand by for the lease, then consume until interrupted, ``max_seconds`` or ``stop``;
     returns the retrainer (tests and the demo read its counters). ``group_id`` names the
     consumer group and the lease, so a demo can run beside another retrainer; ``on_step`` and
-    ``train`` are the crash tests' hooks (:class:`~training.retrainer.Retrainer`)."""
-    from training.retrainer_http import RetrainerMetrics, serve, status_of
+    ``train`` are the crash tests' hooks (:class:`~lifecycle.retrainer.Retrainer`)."""
+    from lifecycle.retrainer_http import RetrainerMetrics, serve, status_of
 
     retrainer, producer = build(settings, on_step, train)
     lease = Lease(retrainer.store.path, group_id, settings.drift.leader_lease_s)

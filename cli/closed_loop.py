@@ -21,8 +21,8 @@ def _time(text: str | None) -> datetime | None:
 
 
 def retrainer(settings: Settings, args: argparse.Namespace) -> int:
+    from lifecycle.retrainer_kafka import run
     from sentinel.infra.runtime import check_access
-    from training.retrainer_kafka import run
 
     check_access(settings)
     run(settings)
@@ -30,8 +30,8 @@ def retrainer(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def replay(settings: Settings, args: argparse.Namespace) -> int:
+    from lifecycle.replay import replay as run_replay
     from sentinel.infra.runtime import check_access
-    from training.replay import replay as run_replay
 
     check_access(settings)
     report = run_replay(settings, args.version, _time(args.since), _time(args.until))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features.spec import FeatureConfig
-from training.labelstore import LabelStore
+from lifecycle.labelstore import LabelStore
 from training.model import FraudModel
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """How the retrainer's decisions reach the registry: jobs, run by idempotent steps.
 
 A retrain, promotion or rollback is recorded as a job in the lifecycle store (in the same
-transaction as the decision, by :class:`~training.retrainer.Retrainer`) before it touches
+transaction as the decision, by :class:`~lifecycle.retrainer.Retrainer`) before it touches
 MLflow, and closed when done. Each step checks what the registry already holds, so running an
 open job again after a crash completes it: a version a retrain registered (tagged
 ``sentinel.retrain_job``) gets its ``@candidate`` and events instead of a second training; a
@@ -17,13 +17,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from lifecycle.backfill import cutoff_of
+from lifecycle.store import Job
 from sentinel.errors import SentinelError
-from training.backfill import cutoff_of
 from training.errors import RegistryUnavailableError
-from training.lifecycle import Job
 
 if TYPE_CHECKING:
-    from training.retrainer import Retrainer
+    from lifecycle.retrainer import Retrainer
 
 logger = logging.getLogger(__name__)
 

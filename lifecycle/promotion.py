@@ -3,7 +3,7 @@
 The candidate is compared with the champion on the same payments (shadow results joined with
 matured labels), each at its own review threshold, as served. The evidence is fed in the
 order it became known (label time), and every test is an always-valid test by betting
-(:mod:`training.sequential`), so the evaluator may look at the growing evidence as often as
+(:mod:`lifecycle.sequential`), so the evaluator may look at the growing evidence as often as
 it likes: the chance that it ever promotes a candidate that is not better is at most
 ``alpha``. Three rules, all required (an intersection-union test: the gain is proved at
 level ``alpha``, the guards block on observed harm):
@@ -16,7 +16,7 @@ level ``alpha``, the guards block on observed harm):
   with enough evidence any real difference, however small, would be proved). A candidate
   that only flags more (a lower threshold) gains frauds and pays alerts.
 - **known patterns**: on the frauds outside the shift's segment (``shift``, from the drift
-  alert's signature, :mod:`training.segments`), the candidate's recall must not be below the
+  alert's signature, :mod:`lifecycle.segments`), the candidate's recall must not be below the
   champion's by more than ``known_margin`` x the champion's recall, neither observed nor
   proved (always-valid bound).
 - **alert budget**: the candidate's flagged share of genuine payments must not exceed
@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lifecycle.sequential import Bounds, bounds, rejects_at_least, rejects_at_most
 from sentinel.settings import DriftSettings
 from training.metrics import average_precision
-from training.sequential import Bounds, bounds, rejects_at_least, rejects_at_most
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,8 @@ def stream_history(settings: Settings, args: argparse.Namespace,
     after a payment when the file has no ``label_time``) and the columns sent as attributes:
     the declared ones (``--attributes``/``--categorical``/``--spec``), else every column
     beyond the documented ones."""
+    from cli.train import attribute_names
     from training import columns
-    from training.cli_commands import attribute_names
     from training.dataset import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, parse_times
 
     frame = load_history(settings, args)
@@ -166,32 +166,32 @@ def model_event_publisher(settings: Settings) -> Callable[[ModelEvent], None]:
 
 
 def train(settings: Settings, args: argparse.Namespace) -> int:
-    from training import cli_commands
+    from cli import train as cli_commands
 
     return cli_commands.train(settings, args, publish=model_event_publisher(settings))
 
 
 def promote(settings: Settings, args: argparse.Namespace) -> int:
-    from training import cli_commands
+    from cli import train as cli_commands
 
     return cli_commands.promote(settings, args, publish=model_event_publisher(settings))
 
 
 def rollback(settings: Settings, args: argparse.Namespace) -> int:
-    from training import cli_commands
+    from cli import train as cli_commands
 
     return cli_commands.rollback(settings, args, publish=model_event_publisher(settings))
 
 
 def retrainer(settings: Settings, args: argparse.Namespace) -> int:
-    """``sentinel retrainer``: see :mod:`training.closed_loop_commands`."""
-    from training.closed_loop_commands import retrainer as run
+    """``sentinel retrainer``: see :mod:`cli.closed_loop`."""
+    from cli.closed_loop import retrainer as run
 
     return run(settings, args)
 
 
 def replay(settings: Settings, args: argparse.Namespace) -> int:
-    """``sentinel replay``: see :mod:`training.closed_loop_commands`."""
-    from training.closed_loop_commands import replay as run
+    """``sentinel replay``: see :mod:`cli.closed_loop`."""
+    from cli.closed_loop import replay as run
 
     return run(settings, args)

@@ -94,7 +94,7 @@ class LabelStore:
                               champion_flagged: Iterable[bool],
                               candidate_flagged: Iterable[bool],
                               event_times: Iterable[datetime]) -> int:
-        """Shadow results computed after the fact (:mod:`training.backfill`); a result the
+        """Shadow results computed after the fact (:mod:`lifecycle.backfill`); a result the
         worker already sent for the same transaction and candidate is kept, one of an older
         candidate is replaced."""
         rows = [(i, champion_version, candidate_version, float(a), float(b), int(f), _iso(t),

@@ -1,14 +1,14 @@
 """The retrainer's core: drift alerts in, guarded retrains and evidence-based promotions out.
 
-Pure of Kafka (the adapter is :mod:`training.retrainer_kafka`): it reads the
-:class:`~training.labelstore.LabelStore`, asks :class:`~training.guardrails.Guardrails`
+Pure of Kafka (the adapter is :mod:`lifecycle.retrainer_kafka`): it reads the
+:class:`~lifecycle.labelstore.LabelStore`, asks :class:`~lifecycle.guardrails.Guardrails`
 whether to retrain, trains through the pipeline (data gate, training gate, ``@candidate``),
 and on a timer compares the candidate with the champion on shadow results joined with matured
-labels (:mod:`training.promotion`), promoting or rolling back through the registry and
+labels (:mod:`lifecycle.promotion`), promoting or rolling back through the registry and
 publishing a :class:`~schemas.events.ModelEvent` with the evidence. Times are event times.
 
 Under faults (issue 19): every decision and its state are saved in one transaction of the
-:class:`~training.lifecycle.LifecycleStore` (in the label store's database), so a restarted
+:class:`~lifecycle.store.LifecycleStore` (in the label store's database), so a restarted
 retrainer resumes exactly; every registry change is first recorded as a job and done by
 idempotent steps, so a crash leaves an open job that the next start completes (a version
 registered by a retrain carries the job's id in ``sentinel.retrain_job``, and is completed,
@@ -28,23 +28,23 @@ from typing import Any
 
 import numpy as np
 
-from schemas.events import DriftAlert, ModelEvent
-from sentinel.errors import SentinelError
-from sentinel.settings import Settings
-from training.backfill import backfill_shadow
-from training.errors import RegistryUnavailableError
-from training.guardrails import Decision, Guardrails
-from training.labelstore import LabelStore
-from training.lifecycle import LifecycleStore
-from training.promotion import (
+from lifecycle.backfill import backfill_shadow
+from lifecycle.guardrails import Decision, Guardrails
+from lifecycle.jobs import CANDIDATE, CHAMPION, JOB_TAG, PREVIOUS_CHAMPION_TAG, RegistryJobs
+from lifecycle.labelstore import LabelStore
+from lifecycle.promotion import (
     PromotionRules,
     Verdict,
     decide_live_rollback,
     decide_promotion,
     decide_rollback,
 )
-from training.registry_jobs import CANDIDATE, CHAMPION, JOB_TAG, PREVIOUS_CHAMPION_TAG, RegistryJobs
-from training.segments import ShiftSegments
+from lifecycle.segments import ShiftSegments
+from lifecycle.store import LifecycleStore
+from schemas.events import DriftAlert, ModelEvent
+from sentinel.errors import SentinelError
+from sentinel.settings import Settings
+from training.errors import RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _no_step(step: str) -> None:
 
 
 def _default_train(*args: Any, **kwargs: Any) -> Any:
-    from training.pipeline import train_and_register
+    from lifecycle.pipeline import train_and_register
 
     return train_and_register(*args, **kwargs)
 
@@ -231,7 +231,7 @@ class Retrainer:
         the shift. The served model is refit on the newest labels (``retrain_refit_on_newest``)
         and the frauds since ``shift_onset`` weigh ``retrain_shift_fraud_weight``.
         """
-        from training.pipeline import TrainingConfig
+        from lifecycle.pipeline import TrainingConfig
         from training.split import SplitConfig
 
         d = self.settings.drift
@@ -306,7 +306,7 @@ class Retrainer:
 
     def backfill(self, candidate: Any, cutoff: datetime) -> None:
         """Shadow results for the payments after the candidate's training data
-        (:mod:`training.backfill`); a failure costs only the head start."""
+        (:mod:`lifecycle.backfill`); a failure costs only the head start."""
         from features.spec import FeatureConfig
 
         champion = self.registry.resolve(CHAMPION)
@@ -414,7 +414,7 @@ class Retrainer:
 
     def _check_live_guards(self, champion: Any, previous: str) -> Verdict:
         """The promotion's guards on the champion's own live verdicts, every tick (always-valid
-        tests: :func:`training.promotion.decide_live_rollback`); rolls back on a proved breach."""
+        tests: :func:`lifecycle.promotion.decide_live_rollback`); rolls back on a proved breach."""
         new = self.store.verdicts_joined(champion.version)
         new = new.sort_values(["label_time", "transaction_id"], kind="stable")
         fraud = new["is_fraud"].to_numpy() == 1

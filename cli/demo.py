@@ -116,9 +116,9 @@ def _quiet_libraries() -> None:
 
 
 def _train(settings: Settings, history: Any) -> tuple[str, str]:
+    from lifecycle.pipeline import TrainingConfig, run_training
+    from lifecycle.registry import ModelRegistry
     from training.learners import BoosterParams
-    from training.pipeline import TrainingConfig, run_training
-    from training.registry import ModelRegistry
     from training.split import SplitConfig
 
     registry = ModelRegistry(settings)
@@ -185,7 +185,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             stop.set()
     if args.closed_loop:
-        from sentinel.demo_loop import run_closed_loop
+        from cli.demo_loop import run_closed_loop
 
         _say("== 6. Closed loop: new fraud pattern -> drift alert -> retrain -> shadow "
              "-> promotion")
@@ -255,8 +255,8 @@ def _stream(settings: Settings, history: Any, tally: Tally, args: argparse.Names
 
 def _promote(settings: Settings, candidate: str) -> bool:
     """Promote the candidate mid-stream: the worker swaps models without pausing."""
-    from training.commands import model_event_publisher
-    from training.registry import ModelRegistry
+    from cli.data import model_event_publisher
+    from lifecycle.registry import ModelRegistry
 
     ModelRegistry(settings, publish=model_event_publisher(settings)).promote(
         candidate, reason="demo: promoted mid-stream")

@@ -1,5 +1,5 @@
-"""Handlers of ``sentinel train|promote|rollback`` (wired by :mod:`sentinel.cli`), plus
-``validate`` and ``evaluate`` for the DVC pipeline: ``python -m training.cli_commands ...``.
+"""Handlers of ``sentinel train|promote|rollback`` (wired by :mod:`cli.main`), plus
+``validate`` and ``evaluate`` for the DVC pipeline: ``python -m cli.train ...``.
 
 Each handler returns the exit code: 0 on success, 2 when the training gate rejects the model.
 Typed errors (e.g. :class:`training.errors.DataQualityError`) propagate to the CLI, which
@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
+from lifecycle.pipeline import TrainingConfig, TrainingOutcome, run_training
+from lifecycle.registry import CANDIDATE, CHAMPION, ModelRegistry, Publish
 from sentinel.errors import ConfigurationError
 from sentinel.settings import Settings
 from training.learners import BoosterParams
-from training.pipeline import TrainingConfig, TrainingOutcome, run_training
-from training.registry import CANDIDATE, CHAMPION, ModelRegistry, Publish
 from training.selection import ThresholdPolicy
 from training.split import SplitConfig
 
@@ -125,7 +125,7 @@ def _load(settings: Settings, args: argparse.Namespace) -> tuple[pd.DataFrame, s
         mapping = columns.parse_mapping(_arg(args, "columns"))
         origin = columns.parse_origin(_arg(args, "time_origin"))
         return columns.shape(read_transactions(args.input), mapping, origin), str(args.input)
-    from training.commands import load_history
+    from cli.data import load_history
 
     return load_history(settings, args), f"simulate(seed={_arg(args, 'seed', 0)})"
 
@@ -213,9 +213,9 @@ def validate(settings: Settings, args: argparse.Namespace) -> int:
 
 def evaluate(settings: Settings, args: argparse.Namespace) -> int:
     """Score a registered alias on the test window of ``--input`` (DVC stage ``evaluate``)."""
+    from lifecycle.pipeline import featurize
     from training.dataset import make_dataset, read_transactions
     from training.metrics import evaluate as measure
-    from training.pipeline import featurize
     from training.split import days_since, split
 
     registry = ModelRegistry(settings)
@@ -248,7 +248,7 @@ def evaluate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.cli_commands")
+    parser = argparse.ArgumentParser(prog="python -m cli.train")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("validate", "train", "evaluate"):
         p = sub.add_parser(name)
@@ -271,7 +271,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m training.cli_commands`` (the DVC stages)."""
+    """Entry point of ``python -m cli.train`` (the DVC stages)."""
     from sentinel.errors import SentinelError
     from sentinel.redact import configure_logging, redact_text
 

@@ -1,5 +1,5 @@
 """Calibration streams for the drift monitor: simulated transactions as the arrays the worker
-would pass to :meth:`~stream_app.drift.DriftMonitor.observe_batch`.
+would pass to :meth:`~drift.monitor.DriftMonitor.observe_batch`.
 
 The first four monitored inputs are computed here directly with vectorised pandas/numpy
 (amount, night, the card's payments in the previous day, whether the card used the terminal in
@@ -20,8 +20,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from drift.monitor import DriftMonitor
 from schemas.events import DriftAlert
-from stream_app.drift import DriftMonitor
 
 CALIBRATION_FEATURES: tuple[str, ...] = (
     "amount", "is_night", "card_nb_tx_1d", "card_terminal_seen_30d",
