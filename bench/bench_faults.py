@@ -89,6 +89,10 @@ class Data:
         self.items = [(k, r) for k, r in stream_order(frame, labels)
                       if k == "transaction" or r.label_time <= last]
         self.ids = set(frame["transaction_id"].astype(str))
+        self.frame = frame.set_index(frame["transaction_id"].astype(str))
+        self.position = {r.transaction_id: i for i, (k, r) in enumerate(self.items)
+                         if k == "transaction"}
+        self.dump_to: Path | None = None
         config = FeatureConfig()
         self.names = list(config.names)
         self.offline = compute_features(frame, labels, config).set_index("transaction_id")
@@ -190,6 +194,7 @@ class Verdicts:
         self.reader = _Reader(settings, settings.topics.name("verdicts"))
         self.count: collections.Counter[str] = collections.Counter()
         self.rows: dict[str, list[float]] = {}
+        self.meta: dict[str, tuple[int, int, int]] = {}  # partition, offset, timestamp ms
         self.last_new = time.monotonic()
         # the reader commits no offsets, so after a broker restart its group may start over
         # from the earliest offset: a message read twice is not a second verdict
@@ -217,6 +222,7 @@ class Verdicts:
                     self.last_new = time.monotonic()
                 self.count[tid] += 1
                 self.rows[tid] = v["features"]
+                self.meta[tid] = (part, offset, msg.timestamp()[1])
 
 
 def verdict_check(data: Data, verdicts: Verdicts) -> dict[str, Any]:
@@ -237,6 +243,20 @@ def verdict_check(data: Data, verdicts: Verdicts) -> dict[str, Any]:
         out["first_difference"] = {"transaction_id": have[i],
                                    "stream": online.iloc[i][cols].to_dict(),
                                    "offline": offline.iloc[i][cols].to_dict()}
+    if len(bad) and data.dump_to is not None:  # every differing row, for a post-mortem
+        rows = []
+        for i in bad:
+            tid = have[i]
+            cols = [data.names[c] for c in np.flatnonzero(diff[i])]
+            tx = data.frame.loc[tid]
+            rows.append({"transaction_id": tid, "card_id": tx["card_id"],
+                         "terminal_id": tx["terminal_id"], "event_time": tx["event_time"],
+                         "feed_index": data.position.get(tid, -1),
+                         "verdict": verdicts.meta.get(tid), "columns": " ".join(cols),
+                         "stream": [online.iloc[i][c] for c in cols],
+                         "offline": [offline.iloc[i][c] for c in cols]})
+        pd.DataFrame(rows).to_csv(data.dump_to, index=False)
+        out["differences_file"] = str(data.dump_to)
     if missing:
         out["missing_examples"] = sorted(missing)[:5]
     out["passed"] = not missing and not dups and not len(bad) and not out["unexpected"]
@@ -255,6 +275,7 @@ def run(name: str, args: argparse.Namespace, data: Data, broker: EmbeddedKafka,
     spots = sorted(rng.sample(range(100, n - 100), len(data.poison)))
     poison_at = dict(zip(spots, data.poison, strict=True))
     feed = _Feed(settings, args.partitions)
+    data.dump_to = tmp / f"{name}-differences.csv"
     produce(feed, data, 0, cut, poison_at)  # the backlog
     app_id = f"faults-{name}-{uuid.uuid4().hex[:6]}"
     extra = {"SENTINEL_WORKER__SESSION_TIMEOUT_MS": str(args.session_ms)}

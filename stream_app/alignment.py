@@ -31,13 +31,30 @@ per external transactions partition ``p``, the newest event time read from it an
 after ``r``. Both rules assume each partition is roughly in event-time order, as producers send.
 Nothing here reads a clock.
 
+A transaction whose card lives on a card partition owned by another worker takes one more hop:
+re-keyed through ``<app>-cards`` before its hand-off. So each owner of an external transactions
+partition also writes its transaction marks into every ``<app>-cards`` partition, after the
+transactions it re-keyed there; the owner of ``<app>-cards`` partition ``c`` relays the latest
+marks it read on ``c`` (``via``) in its own markers, after the hand-offs of what preceded
+them. A message passes only when every external partition has been read past ``t - D`` both
+directly and through every ``c``: a backlog re-keyed to a slower worker holds it back.
+
 >>> f = Frontier(label_partitions=2, transaction_partitions=1, delay_us=100, grace_ms=0)
->>> f.update({0: (500, None), 1: (100, 900)}, {0: (350, None)})
+>>> f.update({0: (500, None), 1: (100, 900)}, {0: (350, None)}, {0: {0: (350, None)}})
 >>> f.passes(max_event_us=400, read_ms=800)
 True
 >>> f.passes(max_event_us=400, read_ms=1000)  # labels partition 1 is behind
 False
 >>> f.passes(max_event_us=460, read_ms=800)  # transactions before 360 may be missing
+False
+>>> g = Frontier(label_partitions=1, transaction_partitions=2, delay_us=100)
+>>> g.update({0: (900, None)}, {0: (800, None), 1: (800, None)})
+>>> g.passes(max_event_us=400, read_ms=0)  # nothing relayed through <app>-cards yet
+False
+>>> g.update({}, {}, {0: {0: (800, None), 1: (800, None)}, 1: {0: (350, None), 1: (800, None)}})
+>>> g.passes(max_event_us=400, read_ms=0)  # every payment before 300 reached the stage
+True
+>>> g.passes(max_event_us=500, read_ms=0)  # but not those before 400: card partition 1 lags
 False
 """
 
@@ -50,6 +67,7 @@ MARKER = b"W"  # first byte of a frontier marker on the internal labels topic
 
 
 Marks = dict[int, tuple[int, int | None]]
+Via = dict[int, Marks]  # <app>-cards partition -> the transaction marks relayed through it
 
 
 @dataclass
@@ -62,20 +80,26 @@ class Frontier:
     grace_ms: int = 0
     labels: Marks = field(default_factory=dict)
     transactions: Marks = field(default_factory=dict)
-    idle: dict[int, bool] = field(default_factory=dict)  # the latest mark said: caught up
+    via: Via = field(default_factory=dict)
+    # the latest mark said: caught up; per (card partition relayed through, or -1: direct, p)
+    idle: dict[tuple[int, int], bool] = field(default_factory=dict)
 
-    def update(self, labels: Marks, transactions: Marks) -> None:
+    def update(self, labels: Marks, transactions: Marks, via: Via | None = None) -> None:
         """Take a marker's marks. What a mark states stays true, so each part only moves
         forward (a later "not caught up" does not undo an earlier "caught up at w")."""
-        _merge(self.labels, labels)
-        _merge(self.transactions, transactions)
-        self.idle.update({p: caught_up is not None for p, (_, caught_up) in transactions.items()})
+        merge_marks(self.labels, labels)
+        merge_marks(self.transactions, transactions)
+        self.idle.update({(-1, p): c is not None for p, (_, c) in transactions.items()})
+        for card, marks in (via or {}).items():
+            merge_marks(self.via.setdefault(card, {}), marks)
+            self.idle.update({(card, p): c is not None for p, (_, c) in marks.items()})
 
     def passes(self, max_event_us: int, read_ms: int) -> bool:
-        after = read_ms + self.grace_ms
+        after, older = read_ms + self.grace_ms, max_event_us - self.delay_us
+        n = self.transaction_partitions
         return (_passed(self.labels, self.label_partitions, max_event_us, after)
-                and _passed(self.transactions, self.transaction_partitions,
-                            max_event_us - self.delay_us, after))
+                and _passed(self.transactions, n, older, after)
+                and all(_passed(self.via.get(c, {}), n, older, after) for c in range(n)))
 
 
     def safe_us(self) -> int | None:
@@ -83,16 +107,19 @@ class Frontier:
         partition's newest read time (one whose latest mark says it is caught up does not hold
         it back: what arrives later is new); None while a partition has no mark yet."""
         oldest = 2**62
-        for p in range(self.transaction_partitions):
-            mark = self.transactions.get(p)
-            if mark is None:
-                return None
-            if not self.idle.get(p, False):
-                oldest = min(oldest, mark[0])
+        n = self.transaction_partitions
+        paths = [(-1, self.transactions), *((c, self.via.get(c, {})) for c in range(n))]
+        for path, marks in paths:
+            for p in range(n):
+                mark = marks.get(p)
+                if mark is None:
+                    return None
+                if not self.idle.get((path, p), False):
+                    oldest = min(oldest, mark[0])
         return oldest
 
 
-def _merge(into: Marks, marks: Marks) -> None:
+def merge_marks(into: Marks, marks: Marks) -> None:
     for q, (time_us, caught_up) in marks.items():
         old_time, old_caught_up = into.get(q, (time_us, caught_up))
         known = [c for c in (caught_up, old_caught_up) if c is not None]
@@ -110,21 +137,28 @@ def _passed(marks: Marks, partitions: int, time_us: int, read_ms: int) -> bool:
     return True
 
 
-def encode_marker(labels: Marks, transactions: Marks) -> bytes:
-    return MARKER + json.dumps({"l": _plain(labels), "t": _plain(transactions)}).encode()
+def encode_marker(labels: Marks, transactions: Marks, via: Via | None = None) -> bytes:
+    data: dict[str, object] = {"l": _plain(labels), "t": _plain(transactions)}
+    if via:
+        data["v"] = {str(c): _plain(marks) for c, marks in via.items()}
+    return MARKER + json.dumps(data).encode()
 
 
 def _plain(marks: Marks) -> dict[str, list[int | None]]:
     return {str(q): [r, c] for q, (r, c) in marks.items()}
 
 
-def decode_marker(value: bytes) -> tuple[Marks, Marks]:
-    """(label marks, transaction marks) of a marker; ValueError on anything malformed (a
-    hostile internal record)."""
+def decode_marker(value: bytes) -> tuple[Marks, Marks, Via]:
+    """(label marks, transaction marks, relayed marks) of a marker; ValueError on anything
+    malformed (a hostile internal record)."""
     data = json.loads(value[1:])
     if not isinstance(data, dict):
         raise ValueError("frontier marker is not an object")
-    return _marks(data.get("l", {})), _marks(data.get("t", {}))
+    via = data.get("v", {})
+    if not isinstance(via, dict):
+        raise ValueError("relayed frontier marks are not an object")
+    return (_marks(data.get("l", {})), _marks(data.get("t", {})),
+            {int(c): _marks(marks) for c, marks in via.items()})
 
 
 def _marks(data: object) -> Marks:

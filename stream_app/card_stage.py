@@ -38,6 +38,7 @@ from features import (
 from features.attributes import attributes_of
 from features.clock import to_micros
 from schemas import FraudReport, LabelFeedback, Transaction, decode, encode
+from stream_app.alignment import MARKER, Via, decode_marker, merge_marks
 from stream_app.dead_letter import category, dead_letter
 from stream_app.handoff import Handoff
 from stream_app.metrics import WorkerMetrics
@@ -98,6 +99,7 @@ class CardStage:
         self.clock = clock
         self.reported: dict[int, int] = {}  # external labels partition -> newest reported_at
         self.read_event: dict[int, int] = {}  # external transactions partition -> newest time
+        self.via: Via = {}  # <app>-cards partition -> the latest transaction marks read on it
         self._handoffs: dict[int, list[Handoff]] = {}
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -125,7 +127,19 @@ class CardStage:
         self.out.done(self.topics.transactions, partition, _offset(msg) + 1)
 
     def rekeyed(self, msg: Input) -> None:
-        """A message of the internal ``<app>-cards`` topic (written by a card stage)."""
+        """A message of the internal ``<app>-cards`` topic (written by a card stage): a
+        re-keyed transaction, or the transaction marks of the partition owner that wrote the
+        re-keyed transactions before it, to relay (``stream_app.alignment``)."""
+        value = msg.value() or b""
+        if value[:1] == MARKER:
+            try:
+                marks = decode_marker(value)[1]
+            except Exception as exc:  # a hostile record on an internal topic
+                self.reject(msg, exc, "internal_undecodable")
+                return
+            merge_marks(self.via.setdefault(_partition(msg), {}), marks)
+            self.out.done(self.topics.cards, _partition(msg), _offset(msg) + 1)
+            return
         try:
             arrival_ms, read_ms, value = _rekeyed(msg.value())
             tx = decode(Transaction, value)

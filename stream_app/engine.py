@@ -275,14 +275,20 @@ class Engine:
         if owned:
             caught_up = self._caught_up(owned)
             reported, read = self.card_stage.reported, self.card_stage.read_event
+            transactions = {p: (read.get(p, -1), caught_up.get((t.transactions, p)))
+                            for topic, p in owned if topic == t.transactions}
+            via = {c: dict(marks) for c, marks in self.card_stage.via.items()
+                   if (t.cards, c) in self.assigned}
             marker = encode_marker(
                 {q: (reported.get(q, -1), caught_up.get((t.labels, q)))
-                 for topic, q in owned if topic == t.labels},
-                {p: (read.get(p, -1), caught_up.get((t.transactions, p)))
-                 for topic, p in owned if topic == t.transactions})
+                 for topic, q in owned if topic == t.labels}, transactions, via)
             for p in range(t.terminal_partitions):  # after this checkpoint's labels, hand-offs
                 produce(t.labels_internal, MARKER_KEY, marker, p)
                 produce(t.terminals, MARKER_KEY, marker, p)
+            if transactions:  # after this checkpoint's re-keyed transactions, for relaying
+                relay = encode_marker({}, transactions)
+                for c in range(t.card_partitions):
+                    produce(t.cards, MARKER_KEY, relay, c)
             self.last_marker = time.monotonic()
 
     def _caught_up(self, owned: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -355,6 +361,7 @@ class Engine:
             self._renew_producer()
         self.card_stage.reported.clear()
         self.card_stage.read_event.clear()
+        self.card_stage.via.clear()
         self.start_positions.clear()
         for topic, partition in list(self.assigned):
             self._drop(topic, partition)
@@ -400,6 +407,8 @@ class Engine:
                 self.card_stage.reported.pop(partition, None)
             if topic == self.topics.transactions:
                 self.card_stage.read_event.pop(partition, None)
+            if topic == self.topics.cards:
+                self.card_stage.via.pop(partition, None)
             if topic == self.topics.terminals:
                 self.paused.discard(partition)
         self.checkpoint.forget(gone)

@@ -95,7 +95,8 @@ class TerminalStage:
         value = msg.value() or b""
         if value[:1] == MARKER:
             try:
-                self.frontiers[partition].update({}, decode_marker(value)[1])
+                _, transactions, via = decode_marker(value)
+                self.frontiers[partition].update({}, transactions, via)
             except Exception as exc:
                 self.rejects.reject(msg, exc, "internal_undecodable")
                 return
