@@ -153,7 +153,7 @@ def _drift(settings: Settings, champion: Champion, window: Window, now: float) -
     if champion.profile is None:
         st.info(f"No reference profile to compare with: {champion.problem}")
         return
-    conf, threshold = settings.librdkafka(), settings.dashboard.psi_threshold
+    conf, threshold = settings.librdkafka(), settings.drift.psi_threshold
     since_ms = int((now - window.seconds) * 1000)
     decoded: dict[str, list[Any]] = {}
     for source, kind in (("transactions", Transaction), ("verdicts", Verdict)):

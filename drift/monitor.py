@@ -19,6 +19,12 @@ The worker calls :meth:`DriftMonitor.observe_batch` on every scored batch and pu
   (:data:`~drift.rate.RATE_SIGNALS`, e.g. card-testing bursts) are counted per
   block and watched by a Poisson CUSUM against their learned rate per event.
 - **Grace.** No alert before ``grace_events`` events *and* ``profile_seasons`` full seasons.
+- **Against the champion's training data.** With the serving champion's reference profile
+  (:meth:`DriftMonitor.set_reference`, on every champion swap), PSI of a live window of the
+  amount, the score and each numeric attribute against the profile's bins, every
+  ``psi_every_events`` events (:class:`~stream_app.drift_psi.ReferencePsi`, detector
+  ``psi_reference``, once per shift). No grace: the reference is the training data, not the
+  stream's own past.
 
 Labels (the champion's errors) are watched by :meth:`DriftMonitor.observe_labels`: ADWIN on
 the miss indicator of fraud labels (recall), a Poisson CUSUM on the fraud count of each label
@@ -33,7 +39,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +53,11 @@ from drift.rate import PoissonCusum, RateSignal, default_rate_signals
 from schemas.events import DriftAlert
 from sentinel.errors import SentinelError
 from sentinel.settings import DriftSettings
+from stream_app.drift_ks import KSWindow
+from stream_app.drift_profile import SeasonalProfile
+from stream_app.drift_psi import ReferencePsi
+from stream_app.drift_rate import PoissonCusum, RateSignal, default_rate_signals
+from training.reference_profile import ReferenceProfile
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +239,8 @@ class DriftMonitor:
         self._label_windows = {"missed_fraud": _Window(4096), "error": _Window(4096)}
         self.labels_seen = 0
         self._labels_last_alert = {name: -(10**18) for name in self._label_windows}
+        self._feature_index = index
+        self._reference: ReferencePsi | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -235,14 +248,37 @@ class DriftMonitor:
         """Label later alerts with this champion version (the stream itself is unchanged)."""
         self.model_version = version
 
+    def set_reference(self, profile: ReferenceProfile | None, version: str | None) -> None:
+        """Compare the stream with this champion version's reference profile from now on
+        (None: a version without one, no PSI). The window starts empty: the old one held
+        another model's scores and was compared with another training set."""
+        self._reference = None if profile is None else ReferencePsi(profile, version,
+                                                                     self.settings)
+
+    def reference_psi(self) -> tuple[tuple[str | None, int], dict[str, float]]:
+        """The latest PSI per variable against the champion's profile, with a key that
+        changes whenever they do (the model version and the evaluations so far)."""
+        ref = self._reference
+        if ref is None:
+            return (None, 0), {}
+        return (ref.model_version, ref.evaluations), dict(ref.last_psi)
+
     def observe_batch(
         self,
         features: np.ndarray,
         scores: np.ndarray,
         decisions: np.ndarray,
         event_times: Sequence[datetime],
+        *,
+        attributes: Sequence[Mapping[str, Any] | None] | None = None,
+        model_version: str | None = None,
     ) -> list[DriftAlert]:
-        """Fold one scored batch in; return the alerts this batch completed (usually none)."""
+        """Fold one scored batch in; return the alerts this batch completed (usually none).
+
+        ``attributes`` (per event, its attributes or None) feed the PSI of numeric attributes
+        in the champion's profile; ``model_version`` is the version that scored the batch:
+        the profile of another version (just before or after a swap) is not compared with it.
+        """
         n = len(scores)
         if not self.settings.enabled or n == 0:
             return []
@@ -262,6 +298,7 @@ class DriftMonitor:
         self.last_event_time = max(event_times)
         alerts = self._kswin_update(scores, secs, start_seen)
         alerts += self._accumulate(values, secs)
+        alerts += self._reference_update(features, scores, attributes, secs, model_version)
         return alerts
 
     def observe_labels(
@@ -332,6 +369,7 @@ class DriftMonitor:
                 r.name: {"cusum": c.statistic, "baseline_rate": c.baseline_rate,
                          "ready": c.ready}
                 for r, c in zip(self.rate_signals, self._cusum, strict=True)},
+            "reference": None if self._reference is None else self._reference.snapshot(),
         }
 
     # -- internals ----------------------------------------------------------------------------
@@ -491,6 +529,27 @@ class DriftMonitor:
             alerts.append(self._alert("kswin", "score_distribution", stat, ref, cur, when))
         return alerts
 
+    def _reference_update(self, features: np.ndarray, scores: np.ndarray,
+                          attributes: Sequence[Mapping[str, Any] | None] | None,
+                          secs: np.ndarray, model_version: str | None) -> list[DriftAlert]:
+        ref = self._reference  # once: a swap on the model thread replaces it whole
+        if ref is None or (model_version is not None and model_version != ref.model_version):
+            return []
+        columns: dict[str, np.ndarray] = {}
+        for name in ref.variables:
+            if name == "score":
+                columns[name] = scores
+            elif name in self._feature_index:
+                columns[name] = features[:, self._feature_index[name]]
+            elif attributes is not None:
+                columns[name] = _attribute(attributes, name)
+        shifts = ref.observe(columns, secs)
+        if not shifts:
+            return []
+        when = datetime.fromtimestamp(ref.newest_s, UTC)
+        return [self._alert("psi_reference", s.variable, s.psi, s.reference, s.current, when,
+                            model_version=ref.model_version) for s in shifts]
+
     def _fraud_share_update(self, y: np.ndarray, event_times: Sequence[datetime]
                             ) -> list[DriftAlert]:
         cusum = self._label_fraud
@@ -523,8 +582,10 @@ class DriftMonitor:
         return [self._alert(detector, signal, shift, reference, current, when)]
 
     def _alert(self, detector: str, signal: str, statistic: float, reference: dict[str, float],
-               current: dict[str, float], when: datetime) -> DriftAlert:
+               current: dict[str, float], when: datetime, *,
+               model_version: str | None = None) -> DriftAlert:
         self.alerts_emitted += 1
+        version = model_version if model_version is not None else self.model_version
         key = f"{detector}/{signal}/{self.events_seen}/{self.labels_seen}/{when.isoformat()}"
         alert = DriftAlert(
             alert_id=str(uuid.uuid5(_ALERT_NS, key)),
@@ -533,15 +594,25 @@ class DriftMonitor:
             statistic=float(statistic),
             reference=reference,
             current=current,
-            model_version=self.model_version,
+            model_version=version,
             event_time=when,
             detected_at=self._clock(),
             events_seen=self.events_seen,
         )
         logger.info("drift alert detector=%s signal=%s statistic=%.3f events_seen=%d "
-                    "model_version=%s", detector, signal, statistic, self.events_seen,
-                    self.model_version)
+                    "model_version=%s", detector, signal, statistic, self.events_seen, version)
         return alert
+
+
+def _attribute(attributes: Sequence[Mapping[str, Any] | None], name: str) -> np.ndarray:
+    """One numeric attribute per event (NaN where an event lacks it or it is not a number;
+    booleans are 1/0, as the model's feature spec encodes them)."""
+    out = np.full(len(attributes), np.nan)
+    for i, attrs in enumerate(attributes):
+        value = attrs.get(name) if attrs else None
+        if isinstance(value, int | float):
+            out[i] = float(value)
+    return out
 
 
 def _epoch_seconds(times: Sequence[datetime]) -> np.ndarray:

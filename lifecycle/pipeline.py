@@ -384,7 +384,7 @@ def run_training(
     )
     with _step("reference_profile"):
         held_out = evaluation.candidate.score(X[evaluation.split.test])
-        profile = training_profile(dataset.frame, held_out)
+        profile = training_profile(dataset.frame, held_out, numeric=config.numeric)
     with _step("log_run"):
         logged = _log(registry, evaluation, dataset, report, config, verdict.passed, ref, profile)
     windows = evaluation.split.windows.as_params()

@@ -252,7 +252,20 @@ class DriftSettings(_Section):
     rate_min_baseline: int = Field(default=5, ge=1)
     label_fraud_cusum_ratio: float = Field(default=2.0, gt=1)
     label_fraud_cusum_threshold: float = Field(default=25.0, gt=0)
-    # Added for the retrainer and promotion (lifecycle/retrainer.py, lifecycle/promotion.py).
+    # Added for the reference profile (issue 22; stream_app/drift_psi.py): the live window of
+    # amount, score and each numeric attribute against the serving champion's training bins.
+    # PSI above psi_threshold is a significant shift (below 0.1 none, 0.1-0.2 moderate): the
+    # worker alerts once per shift (it re-arms when PSI falls back below) and the dashboard
+    # colours its panels with the same threshold. The window is the newest psi_window_events
+    # events, and with psi_window_seconds > 0 only those within that many seconds of event
+    # time of the newest; PSI is computed every psi_every_events events once the window holds
+    # psi_min_events values of a variable.
+    psi_threshold: float = Field(default=0.2, gt=0)
+    psi_window_events: int = Field(default=10_000, ge=10)
+    psi_window_seconds: float = Field(default=0.0, ge=0)
+    psi_every_events: int = Field(default=1_000, ge=1)
+    psi_min_events: int = Field(default=1_000, ge=1)
+    # Added for the retrainer and promotion (training/retrainer.py, training/promotion.py).
     retrainer_port: int = Field(default=6067, ge=0, le=65535)
     retrain_label_window_days: int = Field(default=60, ge=1)
     retrain_train_days: int = Field(default=7, ge=1)
@@ -299,6 +312,14 @@ class DriftSettings(_Section):
     registry_retry_initial_s: float = Field(default=1.0, gt=0)
     registry_retry_max_s: float = Field(default=60.0, gt=0)
     leader_lease_s: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _psi_window_fits(self) -> DriftSettings:
+        if self.psi_min_events > self.psi_window_events:
+            raise ValueError(f"psi_min_events ({self.psi_min_events}) exceeds psi_window_events "
+                             f"({self.psi_window_events}): PSI would never be computed; lower "
+                             "SENTINEL_DRIFT__PSI_MIN_EVENTS or raise __PSI_WINDOW_EVENTS")
+        return self
 
 
 class WorkerSettings(_Section):
@@ -382,7 +403,7 @@ class DashboardSettings(_Section):
     password: SecretStr | None = None
     refresh_s: int = Field(default=30, ge=0)  # 0: no auto-refresh
     sample: int = Field(default=20_000, ge=100)  # most messages read per topic and window
-    psi_threshold: float = Field(default=0.2, gt=0)
+    # the PSI threshold of the drift panels is the worker's: SENTINEL_DRIFT__PSI_THRESHOLD
 
 
 class Settings(BaseSettings):

@@ -27,6 +27,7 @@ from stream_app.http_api import Api, Json, Routes
 from stream_app.metrics import WorkerMetrics
 from stream_app.models import ModelFollower, ServingModels, Slot
 from training.artifact import LOAD_REFUSED
+from training.reference_profile import ProfileError, ReferenceProfile, load_profile
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,10 @@ class Worker:
     def __init__(self, settings: Settings, registry: Any, drift: Any = None) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
+        self.metrics.drift_psi_threshold.set(settings.drift.psi_threshold)
+        self.registry = registry
         self.drift = drift
+        self._profile_retry: Slot | None = None  # a champion whose profile the registry failed
         self.names = FeatureConfig.from_settings(settings.features).names
         self.models = ServingModels(registry, on_swap=self._on_swap, check=self._check,
                                     on_refused=self._on_refused)
@@ -83,6 +87,10 @@ class Worker:
 
     def _after_refresh(self) -> None:
         self._gauges()
+        retry = self._profile_retry
+        if (retry is not None and self.drift is not None and self.models.registry_up
+                and retry is self.models.champion):
+            self.drift.set_reference(self._reference_profile(retry), retry.version)
         if time.monotonic() - self._settled > self.settings.worker.gc_settle_interval_s:
             self.gc_settling.periodic()  # frees cyclic garbage frozen since the last settle
             self._settled = time.monotonic()
@@ -100,7 +108,34 @@ class Worker:
         self.metrics.set_model(role, slot.name if slot else None, slot.version if slot else None)
         if role == "champion" and self.drift is not None and slot is not None:
             self.drift.set_model_version(slot.version)
+            self.drift.set_reference(self._reference_profile(slot), slot.version)
         self.gc_settling.swapped()  # the new model's objects live until the next swap
+
+    def _reference_profile(self, slot: Slot) -> ReferenceProfile | None:
+        """The champion's training profile, for the PSI drift monitor. Without one (a version
+        logged before profiles, an unreadable file) PSI is off for that version: a log line
+        and ``sentinel_drift_reference_profile`` 0. A registry failure is retried after the
+        next model poll. Never raises: the worker serves the model either way."""
+        again, self._profile_retry = self._profile_retry is slot, None
+        self.metrics.drift_psi.clear()
+        profile = None
+        try:
+            if slot.ref is None:
+                raise ProfileError(f"version {slot.version} came without a registry reference")
+            profile = load_profile(self.registry, slot.ref)
+        except ProfileError as exc:
+            logger.warning("no reference profile, PSI drift monitoring off version=%s "
+                           "reason=%s", slot.version, exc)
+        except Exception as exc:  # the registry's trouble: try again after the next poll
+            self._profile_retry = slot
+            (logger.debug if again else logger.error)(
+                "reference profile not loaded, retrying after each model poll version=%s "
+                "error=%s", slot.version, redact_text(str(exc), self.settings))
+        self.metrics.drift_reference.set(0 if profile is None else 1)
+        if profile is not None:
+            logger.info("PSI drift against the reference profile version=%s variables=%s",
+                        slot.version, ",".join(profile.variables))
+        return profile
 
     # -- http ------------------------------------------------------------------------------------
     @property

@@ -47,6 +47,15 @@ class WorkerMetrics:
         self.labels = Counter("sentinel_labels", "label feedback events applied", registry=r)
         self.drift_alerts = Counter("sentinel_drift_alerts", "drift alerts published",
                                     ["detector", "signal"], registry=r)
+        self.drift_psi = Gauge("sentinel_drift_psi",
+                               "PSI of the live window against the serving champion's reference "
+                               "profile", ["feature"], registry=r)
+        self.drift_psi_threshold = Gauge("sentinel_drift_psi_threshold",
+                                         "PSI above which a psi_reference drift alert fires",
+                                         registry=r)
+        self.drift_reference = Gauge("sentinel_drift_reference_profile",
+                                     "1 when the serving champion's reference profile is loaded "
+                                     "(PSI monitored), 0 when it has none", registry=r)
         self.model_swaps = Counter("sentinel_model_swaps", "model swaps", ["role"], registry=r)
         self.consumer_lag = Gauge("sentinel_consumer_lag",
                                   "records behind the end of each assigned input partition",
@@ -103,6 +112,12 @@ class WorkerMetrics:
                                        sample.labels["model_version"])
         if name is not None and version is not None:
             self.model_info.labels(role=role, model_name=name, model_version=version).set(1)
+
+    def set_drift_psi(self, values: dict[str, float]) -> None:
+        """The latest PSI per variable of the champion's profile (others' series removed)."""
+        self.drift_psi.clear()
+        for feature, value in values.items():
+            self.drift_psi.labels(feature=feature).set(value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

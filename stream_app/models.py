@@ -30,11 +30,14 @@ class Registry(Protocol):
 
 @dataclass(frozen=True)
 class Slot:
-    """One loaded model version (``model`` is a ``training.model.FraudModel``)."""
+    """One loaded model version (``model`` is a ``training.model.FraudModel``; ``ref`` the
+    registry's reference it was loaded from, for what else the version holds: its reference
+    profile)."""
 
     name: str
     version: str
     model: Any
+    ref: Any = None
 
 
 class ServingModels:
@@ -92,7 +95,7 @@ class ServingModels:
             if self._on_refused is not None:
                 self._on_refused(role, type(exc).__name__)
             return False
-        self._swap(role, Slot(str(ref.name), version, model))
+        self._swap(role, Slot(str(ref.name), version, model, ref))
         return True
 
     def _swap(self, role: str, slot: Slot | None) -> None:

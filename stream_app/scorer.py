@@ -47,6 +47,7 @@ class Scorer:
         self.settings = settings
         self.drift = drift
         self._columns: dict[tuple[str, str], np.ndarray] = {}
+        self._psi_key: Any = None
         self._shadow_pool = ThreadPoolExecutor(1, thread_name_prefix="candidate")
 
     def close(self) -> None:
@@ -209,7 +210,13 @@ class Scorer:
             return
         try:
             alerts = self.drift.observe_batch(X, result.scores, result.decisions,
-                                              [h.event_datetime for h in records])
+                                              [h.event_datetime for h in records],
+                                              attributes=[h.attrs for h in records],
+                                              model_version=result.version)
+            key, psi = self.drift.reference_psi()
+            if key != self._psi_key:  # PSI is computed every psi_every_events events
+                self._psi_key = key
+                self.metrics.set_drift_psi(psi)
         except Exception as exc:  # drift must never stop scoring
             logger.error("drift monitor failed error=%s", exc)
             return

@@ -4,8 +4,10 @@ At training, :func:`build_profile` takes quantile bins of the amount, of the mod
 of each declared numeric attribute of the transactions; the pipeline logs the profile as a small
 JSON artifact (``reference_profile/reference_profile.json``) next to the model. The dashboard
 compares live windows of the topics with the profile of the champion serving now
-(:meth:`Distribution.psi`), as Evidently and NannyML compare live data with a model's
-reference data, instead of with the oldest messages still retained.
+(:meth:`Distribution.psi`), and so does the worker's drift monitor, incrementally
+(:mod:`stream_app.drift_psi`, on :meth:`Distribution.bin_index` and :func:`psi_of_shares`),
+as Evidently and NannyML compare live data with a model's reference data, instead of with the
+oldest messages still retained. Both read the threshold ``DriftSettings.psi_threshold`` (0.2).
 
 Pure apart from :func:`write_profile` / :func:`read_profile` (a file) and
 :func:`load_profile` (through the registry port).
@@ -22,7 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,9 +41,6 @@ ARTIFACT_DIR = "reference_profile"
 FILE_NAME = "reference_profile.json"
 ARTIFACT_PATH = f"{ARTIFACT_DIR}/{FILE_NAME}"
 DEFAULT_BINS = 10
-# Below 0.1 no shift to speak of; 0.1-0.2 a moderate shift; above 0.2 a significant one (the
-# usual reading of the population stability index in credit scoring).
-PSI_THRESHOLD = 0.2
 _EPS = 1e-4
 
 
@@ -70,27 +70,32 @@ class Distribution:
         edges = np.unique(np.quantile(data, np.linspace(0.0, 1.0, bins + 1)))
         if edges.size < 2:
             edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
-        counts = _histogram(data, edges)
+        counts = np.bincount(_bins(edges, data), minlength=len(edges) - 1).astype(np.float64)
         return cls(tuple(float(e) for e in edges), tuple(float(c) for c in counts / data.size),
                    int(data.size), source)
+
+    def bin_index(self, values: np.ndarray) -> np.ndarray:
+        """The bin of each (finite) value: open outer bins, a value on an inner edge goes to
+        the upper bin.
+
+        >>> Distribution((0.0, 1.0, 2.0), (0.5, 0.5), 2).bin_index(np.array([-5.0, 1.0, 9.0]))
+        array([0, 1, 1])
+        """
+        return _bins(np.asarray(self.edges), values)
 
     def live_shares(self, values: Iterable[float]) -> tuple[list[float], int]:
         """The shares of ``values`` in this distribution's bins, and how many were counted."""
         data = _finite(values)
         if data.size == 0:
             return [0.0] * len(self.shares), 0
-        counts = _histogram(data, np.asarray(self.edges))
+        counts = np.bincount(self.bin_index(data), minlength=len(self.shares))
         return [float(c) for c in counts / data.size], int(data.size)
 
     def psi(self, values: Iterable[float]) -> float:
-        """Population stability index of ``values`` against the reference:
-        sum over bins of (live - ref) * ln(live / ref), shares floored at 1e-4."""
+        """Population stability index of ``values`` against the reference
+        (:func:`psi_of_shares`)."""
         live, n = self.live_shares(values)
-        if n == 0:
-            return math.nan
-        ref = np.asarray(self.shares) + _EPS
-        cur = np.asarray(live) + _EPS
-        return float(np.sum((cur - ref) * np.log(cur / ref)))
+        return psi_of_shares(self.shares, live) if n else math.nan
 
     def as_dict(self) -> dict[str, Any]:
         return {"edges": list(self.edges), "shares": list(self.shares), "count": self.count,
@@ -160,12 +165,14 @@ def declared_attributes() -> tuple[str, ...]:
 
 
 def training_profile(frame: Any, held_out_scores: Iterable[float],
-                     bins: int = DEFAULT_BINS) -> ReferenceProfile:
+                     bins: int = DEFAULT_BINS, numeric: Iterable[str] = ()) -> ReferenceProfile:
     """The profile of a training frame (the pipeline's canonical transactions) and of the
-    candidate's scores on the held-out test rows."""
+    candidate's scores on the held-out test rows; ``numeric`` names the model's declared
+    numeric attributes (``--attributes``), profiled beside the contract's numeric fields."""
     scores = _finite(held_out_scores)
+    names = dict.fromkeys((*declared_attributes(), *numeric))
     attributes = {name: frame[name].to_numpy(dtype=np.float64)
-                  for name in declared_attributes() if name in frame}
+                  for name in names if name in frame}
     return build_profile(frame["amount"].to_numpy(dtype=np.float64), scores, attributes, bins,
                          meta={"rows": str(len(frame)), "scored_rows": str(len(scores))})
 
@@ -186,28 +193,15 @@ def read_profile(path: Path) -> ReferenceProfile:
     return ReferenceProfile.from_json(text)
 
 
-class VersionRef(Protocol):
-    """A registered version, as :func:`load_profile` needs it (``lifecycle.registry.ModelRef``)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def version(self) -> str: ...
-
-    @property
-    def run_id(self) -> str | None: ...
-
-
-class RunArtifacts(Protocol):
-    """Where a run's files are read (``lifecycle.registry.ModelRegistry``)."""
-
-    def download_run_artifact(self, run_id: str, path: str, dest: Path) -> Path | None: ...
-
-
-def load_profile(registry: RunArtifacts, ref: VersionRef, directory: Path) -> ReferenceProfile:
-    """The reference profile logged with a registered version's run. Raises ProfileError
-    when the version has no run or its run has no profile (a model trained before profiles)."""
+def load_profile(registry: ModelRegistry, ref: ModelRef, directory: Path | None = None
+                 ) -> ReferenceProfile:
+    """The reference profile logged with a registered version's run, downloaded into
+    ``directory`` (None: a temporary one, removed after reading). Raises ProfileError when the
+    version has no run or its run has no profile (a model trained before profiles); registry
+    trouble is the registry's error. The dashboard and the worker both read it here."""
+    if directory is None:
+        with tempfile.TemporaryDirectory(prefix="sentinel-profile-") as tmp:
+            return load_profile(registry, ref, Path(tmp))
     if not ref.run_id:
         raise ProfileError(f"version {ref.version} of {ref.name} has no training run")
     path = registry.download_run_artifact(ref.run_id, ARTIFACT_PATH, directory)
@@ -218,13 +212,29 @@ def load_profile(registry: RunArtifacts, ref: VersionRef, directory: Path) -> Re
     return ReferenceProfile(profile.variables, ref.version, profile.meta)
 
 
+def psi_of_shares(reference: Sequence[float] | np.ndarray,
+                  live: Sequence[float] | np.ndarray) -> float:
+    """Population stability index of ``live`` shares against ``reference`` shares on the same
+    bins: sum over bins of (live - ref) * ln(live / ref), shares floored at 1e-4.
+
+    Below 0.1 no shift to speak of; 0.1-0.2 a moderate shift; above 0.2 a significant one (the
+    usual reading in credit scoring, and the default threshold).
+
+    >>> round(psi_of_shares([0.5, 0.5], [0.9, 0.1]), 3)
+    0.879
+    """
+    ref = np.asarray(reference, dtype=np.float64) + _EPS
+    cur = np.asarray(live, dtype=np.float64) + _EPS
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
 def _finite(values: Iterable[float]) -> np.ndarray:
     data = np.asarray(list(values) if not isinstance(values, np.ndarray) else values,
                       dtype=np.float64)
     return data[np.isfinite(data)]
 
 
-def _histogram(data: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts per bin with open outer bins; a value on an inner edge goes to the upper bin."""
-    index = np.clip(np.searchsorted(edges, data, side="right") - 1, 0, len(edges) - 2)
-    return np.bincount(index, minlength=len(edges) - 1).astype(np.float64)
+def _bins(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The bin of each value on ``edges``: open outer bins; a value on an inner edge goes to
+    the upper bin."""
+    return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)

@@ -195,7 +195,8 @@ def test_refused_champion_is_not_compared_and_training_goes_on(settings: Setting
 def test_training_logs_the_reference_profile_with_the_model(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from training.reference_profile import PSI_THRESHOLD, ProfileError, load_profile
+    from sentinel.settings import DriftSettings
+    from training.reference_profile import ProfileError, load_profile
 
     registry = ModelRegistry(settings)
     frame = _transactions()
@@ -211,7 +212,7 @@ def test_training_logs_the_reference_profile_with_the_model(
     assert list(amount.edges) == sorted(amount.edges) and len(amount.shares) == 10
     # the training amounts against themselves: no drift; doubled amounts: drift
     assert amount.psi(frame["amount"]) < 0.01
-    assert amount.psi(2 * frame["amount"]) > PSI_THRESHOLD
+    assert amount.psi(2 * frame["amount"]) > DriftSettings().psi_threshold
     # a version logged without a profile (before profiles existed) says so in one line
     bare = registry.log_run(registry.load(champion), params={}, metrics={}, tags={})
     old = registry.register(bare)

@@ -73,3 +73,14 @@ def test_training_profile_uses_the_frame_amounts_and_the_held_out_scores() -> No
     assert profile.variables["amount"].count == 100
     assert profile.variables["score"].count == 40
     assert profile.meta == {"rows": "100", "scored_rows": "40"}
+
+
+def test_training_profile_includes_the_models_declared_numeric_attributes() -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"amount": rng.gamma(2.0, 60.0, 500), "V1": rng.normal(0, 1, 500),
+                          "channel": ["web"] * 500, "is_fraud": [0] * 500})
+    frame.loc[::10, "V1"] = np.nan  # a missing value is not profiled
+    profile = training_profile(frame, np.linspace(0, 1, 40), numeric=("V1", "absent"))
+    assert set(profile.variables) == {"amount", "score", "V1"}
+    assert profile.variables["V1"].count == 450
+    assert profile.variables["V1"].psi(frame["V1"].dropna()) < 0.01
