@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 from dashboard.prometheus import shown
 from dashboard.timeline import run_url
+from drift.reference_profile import ProfileError, ReferenceProfile, load_profile
 from sentinel.settings import Settings
 from training.errors import RegistryError
-from training.reference_profile import ProfileError, ReferenceProfile, load_profile
 
 if TYPE_CHECKING:
     from lifecycle.registry import ModelRegistry

@@ -3,7 +3,7 @@ training reference and of the live window on the reference's quantile bins, and 
 
 Pure: the values come from :mod:`dashboard.topics`, the profile from the registry.
 
->>> from training.reference_profile import Distribution
+>>> from drift.reference_profile import Distribution
 >>> ref = Distribution.from_values([float(x) for x in range(100)], bins=4)
 >>> d = compare("amount", ref, [float(x) for x in range(100)], threshold=0.2)
 >>> [row["bin"] for row in d.rows()]
@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from training.reference_profile import Distribution
+from drift.reference_profile import Distribution
 
 
 @dataclass(frozen=True)

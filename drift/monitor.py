@@ -22,7 +22,7 @@ The worker calls :meth:`DriftMonitor.observe_batch` on every scored batch and pu
 - **Against the champion's training data.** With the serving champion's reference profile
   (:meth:`DriftMonitor.set_reference`, on every champion swap), PSI of a live window of the
   amount, the score and each numeric attribute against the profile's bins, every
-  ``psi_every_events`` events (:class:`~stream_app.drift_psi.ReferencePsi`, detector
+  ``psi_every_events`` events (:class:`~drift.psi.ReferencePsi`, detector
   ``psi_reference``, once per shift). No grace: the reference is the training data, not the
   stream's own past.
 
@@ -49,15 +49,12 @@ from river import drift as river_drift
 
 from drift.ks import KSWindow
 from drift.profile import SeasonalProfile
+from drift.psi import ReferencePsi
 from drift.rate import PoissonCusum, RateSignal, default_rate_signals
+from drift.reference_profile import ReferenceProfile
 from schemas.events import DriftAlert
 from sentinel.errors import SentinelError
 from sentinel.settings import DriftSettings
-from stream_app.drift_ks import KSWindow
-from stream_app.drift_profile import SeasonalProfile
-from stream_app.drift_psi import ReferencePsi
-from stream_app.drift_rate import PoissonCusum, RateSignal, default_rate_signals
-from training.reference_profile import ReferenceProfile
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from drift.reference_profile import ARTIFACT_DIR as PROFILE_DIR
+from drift.reference_profile import ReferenceProfile, training_profile, write_profile
 from features.attributes import AttributeSpec, encode_frame, fit
 from sentinel.settings import Settings
 from training.dataset import Dataset, make_dataset
@@ -32,8 +34,6 @@ from training.learners import BoosterParams, fit_booster, fit_logistic
 from training.metrics import evaluate
 from training.model import FraudModel
 from training.quality import QualityConfig, QualityReport, validate_transactions
-from training.reference_profile import ARTIFACT_DIR as PROFILE_DIR
-from training.reference_profile import ReferenceProfile, training_profile, write_profile
 from training.selection import ThresholdPolicy, choose_thresholds
 from training.split import Split, SplitConfig, days_since, split
 

@@ -252,7 +252,7 @@ class DriftSettings(_Section):
     rate_min_baseline: int = Field(default=5, ge=1)
     label_fraud_cusum_ratio: float = Field(default=2.0, gt=1)
     label_fraud_cusum_threshold: float = Field(default=25.0, gt=0)
-    # Added for the reference profile (issue 22; stream_app/drift_psi.py): the live window of
+    # Added for the reference profile (issue 22; drift/psi.py): the live window of
     # amount, score and each numeric attribute against the serving champion's training bins.
     # PSI above psi_threshold is a significant shift (below 0.1 none, 0.1-0.2 moderate): the
     # worker alerts once per shift (it re-arms when PSI falls back below) and the dashboard
@@ -265,7 +265,7 @@ class DriftSettings(_Section):
     psi_window_seconds: float = Field(default=0.0, ge=0)
     psi_every_events: int = Field(default=1_000, ge=1)
     psi_min_events: int = Field(default=1_000, ge=1)
-    # Added for the retrainer and promotion (training/retrainer.py, training/promotion.py).
+    # Added for the retrainer and promotion (lifecycle/retrainer.py, lifecycle/promotion.py).
     retrainer_port: int = Field(default=6067, ge=0, le=65535)
     retrain_label_window_days: int = Field(default=60, ge=1)
     retrain_train_days: int = Field(default=7, ge=1)

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from drift.reference_profile import ProfileError, ReferenceProfile, load_profile
 from features import FeatureConfig
 from schemas import LabelFeedback
 from sentinel.http_guard import REJECTED, HttpGuard, require_bind_allowed
@@ -27,7 +28,6 @@ from stream_app.http_api import Api, Json, Routes
 from stream_app.metrics import WorkerMetrics
 from stream_app.models import ModelFollower, ServingModels, Slot
 from training.artifact import LOAD_REFUSED
-from training.reference_profile import ProfileError, ReferenceProfile, load_profile
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from drift.reference_profile import (
+    ARTIFACT_DIR,
+    Distribution,
+    ReferenceProfile,
+    write_profile,
+)
+from lifecycle.registry import ModelRegistry
 from schemas import DriftAlert, Transaction, Verdict
 from tests.conftest import free_port
 from tests.e2e.test_worker_e2e import Collector
@@ -28,13 +35,6 @@ from tests.e2e.worker_support import (
     wait_ready,
     worker_env,
 )
-from training.reference_profile import (
-    ARTIFACT_DIR,
-    Distribution,
-    ReferenceProfile,
-    write_profile,
-)
-from training.registry import ModelRegistry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -333,10 +333,10 @@ class Decoy:
 def _register_champion(settings: Settings) -> None:
     """v1 and v2 registered and promoted, then a rollback to v1: a timeline, and a champion
     whose run holds the reference profile (amounts ~ lognormal(3.5, 1), scores ~ beta(1, 20))."""
+    from drift.reference_profile import ARTIFACT_DIR, build_profile, write_profile
     from lifecycle.registry import ModelRegistry
     from training.learners import fit_logistic
     from training.model import Thresholds
-    from training.reference_profile import ARTIFACT_DIR, build_profile, write_profile
 
     rng = np.random.default_rng(SEED)
     X = rng.normal(size=(300, 2))

@@ -195,8 +195,8 @@ def test_refused_champion_is_not_compared_and_training_goes_on(settings: Setting
 def test_training_logs_the_reference_profile_with_the_model(
     settings: Settings, tmp_path: Path
 ) -> None:
+    from drift.reference_profile import ProfileError, load_profile
     from sentinel.settings import DriftSettings
-    from training.reference_profile import ProfileError, load_profile
 
     registry = ModelRegistry(settings)
     frame = _transactions()

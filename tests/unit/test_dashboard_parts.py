@@ -20,8 +20,8 @@ from dashboard.headline import TILES
 from dashboard.prometheus import PrometheusAPI
 from dashboard.series import CHARTS, WINDOWS, read_charts
 from dashboard.timeline import timeline
+from drift.reference_profile import Distribution
 from schemas import DriftAlert, ModelEvent
-from training.reference_profile import Distribution
 
 ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 
@@ -141,7 +141,7 @@ def test_timeline_is_newest_first_with_run_links() -> None:
 
 @pytest.mark.parametrize("module", ["dashboard.access", "dashboard.drift", "dashboard.objectives",
                                     "dashboard.prometheus", "dashboard.series",
-                                    "dashboard.timeline", "training.reference_profile"])
+                                    "dashboard.timeline", "drift.reference_profile"])
 def test_doctests(module: str) -> None:
     import doctest
     import importlib

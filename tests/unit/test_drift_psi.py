@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from drift.monitor import DriftMonitor
+from drift.psi import BinnedWindow, ReferencePsi
+from drift.reference_profile import Distribution, ReferenceProfile, build_profile
 from schemas import DriftAlert, decode, encode
 from sentinel.settings import DriftSettings
-from stream_app.drift import DriftMonitor
-from stream_app.drift_psi import BinnedWindow, ReferencePsi
-from training.reference_profile import Distribution, ReferenceProfile, build_profile
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 PSI = {"psi_window_events": 2000, "psi_every_events": 500, "psi_min_events": 1000}
@@ -186,10 +186,10 @@ def test_a_swap_starts_a_new_window_and_rearms() -> None:
 
 
 def test_the_retrainer_acts_on_a_psi_alert_like_any_drift_alert(tmp_path) -> None:
+    from lifecycle.labelstore import LabelStore
+    from lifecycle.retrainer import Retrainer, alert_onset
     from sentinel.settings import Settings
     from tests.unit.test_retrainer_guardrails import _NoRegistry, _Outcome
-    from training.labelstore import LabelStore
-    from training.retrainer import Retrainer, alert_onset
 
     monitor = _monitor()
     monitor.set_reference(_profile(), "4")

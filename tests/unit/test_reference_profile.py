@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.reference_profile import (
+from drift.reference_profile import (
     Distribution,
     ProfileError,
     ReferenceProfile,

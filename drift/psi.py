@@ -1,6 +1,6 @@
 """PSI of the live stream against the serving champion's reference profile (issue 22).
 
-Every training run logs a reference profile with its model (:mod:`training.reference_profile`:
+Every training run logs a reference profile with its model (:mod:`drift.reference_profile`:
 quantile bins of the amount, of the score and of each numeric attribute). :class:`ReferencePsi`
 keeps, per variable of the champion's profile, a window of the newest values stored as their
 bins on the profile's edges, with running counts per bin. An event costs a ``searchsorted`` and
@@ -9,12 +9,12 @@ the bins whatever the window's size. A variable whose PSI rises above the thresh
 :class:`PsiShift`, and fires again only after its PSI has fallen back below the threshold
 (hysteresis: one shift, one alert, however many windows it lasts).
 
-Pure (numpy): :class:`~stream_app.drift.DriftMonitor` feeds it and turns the shifts into drift
+Pure (numpy): :class:`~drift.monitor.DriftMonitor` feeds it and turns the shifts into drift
 alerts (detector ``psi_reference``).
 
 >>> import numpy as np
 >>> from sentinel.settings import DriftSettings
->>> from training.reference_profile import Distribution, ReferenceProfile
+>>> from drift.reference_profile import Distribution, ReferenceProfile
 >>> profile = ReferenceProfile({"amount": Distribution.from_values(np.arange(1000.0))})
 >>> settings = DriftSettings(psi_window_events=500, psi_every_events=250, psi_min_events=250)
 >>> monitor = ReferencePsi(profile, "7", settings)
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drift.reference_profile import Distribution, ReferenceProfile, psi_of_shares
 from sentinel.settings import DriftSettings
-from training.reference_profile import Distribution, ReferenceProfile, psi_of_shares
 
 _EXPIRE_CHUNK = 256
 
@@ -198,7 +198,7 @@ class ReferencePsi:
         reference = {"n": float(ref.count), "threshold": self.threshold,
                      **{f"share_{i}": float(s) for i, s in enumerate(ref.shares)}}
         # "blocks": the window's span, so that the retrainer dates the shift's onset to the
-        # start of the window that showed it (training.retrainer.alert_onset)
+        # start of the window that showed it (lifecycle.retrainer.alert_onset)
         current = {"n": float(window.n), "blocks": window.span_s() / self.block_s,
                    **{f"share_{i}": float(s) for i, s in enumerate(window.shares())}}
         return PsiShift(name, value, reference, current)

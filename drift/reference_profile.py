@@ -5,7 +5,7 @@ of each declared numeric attribute of the transactions; the pipeline logs the pr
 JSON artifact (``reference_profile/reference_profile.json``) next to the model. The dashboard
 compares live windows of the topics with the profile of the champion serving now
 (:meth:`Distribution.psi`), and so does the worker's drift monitor, incrementally
-(:mod:`stream_app.drift_psi`, on :meth:`Distribution.bin_index` and :func:`psi_of_shares`),
+(:mod:`drift.psi`, on :meth:`Distribution.bin_index` and :func:`psi_of_shares`),
 as Evidently and NannyML compare live data with a model's reference data, instead of with the
 oldest messages still retained. Both read the threshold ``DriftSettings.psi_threshold`` (0.2).
 
@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from training.errors import TrainingError
+from sentinel.errors import SentinelError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ DEFAULT_BINS = 10
 _EPS = 1e-4
 
 
-class ProfileError(TrainingError):
+class ProfileError(SentinelError):
     """A reference profile cannot be read (missing, foreign format, corrupt)."""
 
 
@@ -193,7 +193,26 @@ def read_profile(path: Path) -> ReferenceProfile:
     return ReferenceProfile.from_json(text)
 
 
-def load_profile(registry: ModelRegistry, ref: ModelRef, directory: Path | None = None
+class VersionRef(Protocol):
+    """A registered version, as :func:`load_profile` needs it (``lifecycle.registry.ModelRef``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def run_id(self) -> str | None: ...
+
+
+class RunArtifacts(Protocol):
+    """Where a run's files are read (``lifecycle.registry.ModelRegistry``)."""
+
+    def download_run_artifact(self, run_id: str, path: str, dest: Path) -> Path | None: ...
+
+
+def load_profile(registry: RunArtifacts, ref: VersionRef, directory: Path | None = None
                  ) -> ReferenceProfile:
     """The reference profile logged with a registered version's run, downloaded into
     ``directory`` (None: a temporary one, removed after reading). Raises ProfileError when the
