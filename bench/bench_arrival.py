@@ -29,7 +29,7 @@ from features import compute_features
 from features.spec import FeatureConfig
 from training.dataset import make_dataset
 from training.learners import BoosterParams
-from training.metrics import average_precision, card_precision_at_k, roc_auc
+from training.model_metrics import average_precision, card_precision_at_k, roc_auc
 from training.simulation.arrival import PRESETS
 from training.simulation.config import SimulationConfig
 from training.simulation.simulator import simulate_ledger, to_frame

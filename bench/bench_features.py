@@ -29,7 +29,7 @@ from features.clock import series_to_micros
 from features.spec import DAY_US
 from training.dataset import make_dataset
 from training.learners import BoosterParams
-from training.metrics import average_precision, card_precision_at_k, roc_auc
+from training.model_metrics import average_precision, card_precision_at_k, roc_auc
 from training.simulation.fraud import TERMINAL_DAYS
 from training.split import days_since, split
 from training.stream_order import feature_events

@@ -64,7 +64,7 @@ from sentinel.settings import MlflowSettings, Settings, TopicSettings
 from sentinel.topics import TopicSpec, catalog
 from stream_app import scoring
 from stream_app.handoff import Handoff
-from stream_app.models import Slot
+from stream_app.serving import Slot
 from training.model import FraudModel, Thresholds
 from training.simulation import SimulationConfig, simulate
 

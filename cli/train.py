@@ -215,7 +215,7 @@ def evaluate(settings: Settings, args: argparse.Namespace) -> int:
     """Score a registered alias on the test window of ``--input`` (DVC stage ``evaluate``)."""
     from lifecycle.pipeline import featurize
     from training.dataset import make_dataset, read_transactions
-    from training.metrics import evaluate as measure
+    from training.model_metrics import evaluate as measure
     from training.split import days_since, split
 
     registry = ModelRegistry(settings)

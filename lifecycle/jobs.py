@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.backfill import cutoff_of
-from lifecycle.store import Job
+from lifecycle.state_store import Job
 from sentinel.errors import SentinelError
 from training.errors import RegistryUnavailableError
 

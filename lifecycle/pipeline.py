@@ -31,8 +31,8 @@ from training.dataset import Dataset, make_dataset
 from training.errors import ModelLoadRefusedError, TrainingError
 from training.gate import judge
 from training.learners import BoosterParams, fit_booster, fit_logistic
-from training.metrics import evaluate
 from training.model import FraudModel
+from training.model_metrics import evaluate
 from training.quality import QualityConfig, QualityReport, validate_transactions
 from training.selection import ThresholdPolicy, choose_thresholds
 from training.split import Split, SplitConfig, days_since, split

@@ -39,7 +39,7 @@ import numpy as np
 
 from lifecycle.sequential import Bounds, bounds, rejects_at_least, rejects_at_most
 from sentinel.settings import DriftSettings
-from training.metrics import average_precision
+from training.model_metrics import average_precision
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from schemas.events import LabelFeedback, Transaction
 from sentinel.errors import ConfigurationError
 from sentinel.infra.kafka_io import EventConsumer
 from sentinel.settings import Settings
-from training.metrics import average_precision
 from training.model import FraudModel
+from training.model_metrics import average_precision
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ labels (:mod:`lifecycle.promotion`), promoting or rolling back through the regis
 publishing a :class:`~schemas.events.ModelEvent` with the evidence. Times are event times.
 
 Under faults (issue 19): every decision and its state are saved in one transaction of the
-:class:`~lifecycle.store.LifecycleStore` (in the label store's database), so a restarted
+:class:`~lifecycle.state_store.LifecycleStore` (in the label store's database), so a restarted
 retrainer resumes exactly; every registry change is first recorded as a job and done by
 idempotent steps, so a crash leaves an open job that the next start completes (a version
 registered by a retrain carries the job's id in ``sentinel.retrain_job``, and is completed,
@@ -40,7 +40,7 @@ from lifecycle.promotion import (
     decide_rollback,
 )
 from lifecycle.segments import ShiftSegments
-from lifecycle.store import LifecycleStore
+from lifecycle.state_store import LifecycleStore
 from schemas.events import DriftAlert, ModelEvent
 from sentinel.errors import SentinelError
 from sentinel.settings import Settings

@@ -26,7 +26,7 @@ from stream_app.engine import Engine
 from stream_app.errors import PredictInputError
 from stream_app.http_api import Api, Json, Routes
 from stream_app.metrics import WorkerMetrics
-from stream_app.models import ModelFollower, ServingModels, Slot
+from stream_app.serving import ModelFollower, ServingModels, Slot
 from training.artifact import LOAD_REFUSED
 
 logger = logging.getLogger(__name__)

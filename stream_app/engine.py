@@ -39,9 +39,9 @@ from stream_app.card_stage import CardStage
 from stream_app.checkpoint import Checkpoint, CheckpointAborted
 from stream_app.dead_letter import dead_letter
 from stream_app.metrics import WorkerMetrics
-from stream_app.models import ServingModels
 from stream_app.restore import read_changelog
 from stream_app.scorer import Scorer
+from stream_app.serving import ServingModels
 from stream_app.store import StateStore
 from stream_app.terminal_stage import Held, TerminalStage
 from stream_app.topology import Topics

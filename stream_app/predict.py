@@ -27,7 +27,7 @@ from features.attributes import attributes_of
 from schemas import SchemaValidationError, Transaction, validate
 from stream_app import scoring
 from stream_app.errors import PredictInputError
-from stream_app.models import Slot
+from stream_app.serving import Slot
 from stream_app.state import KeyedState
 
 ALLOWED = {"id", "amount", "terminal_id", "event_time", "transaction_id", "currency",

@@ -27,7 +27,7 @@ from stream_app.card_stage import Output
 from stream_app.dead_letter import dead_letter
 from stream_app.handoff import Handoff
 from stream_app.metrics import WorkerMetrics
-from stream_app.models import ServingModels, Slot
+from stream_app.serving import ServingModels, Slot
 from stream_app.topology import Topics
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import numpy as np
 
 from features import attributes as attrs
 from stream_app.handoff import Handoff
-from stream_app.models import Slot
+from stream_app.serving import Slot
 
 _STR = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # json's C escaper
 

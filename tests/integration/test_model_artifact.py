@@ -12,7 +12,7 @@ from mlflow.pyfunc import PythonModel
 
 from lifecycle.registry import CANDIDATE, DIGEST_TAG, ModelRegistry
 from sentinel.settings import MlflowSettings, Settings
-from stream_app.models import ServingModels
+from stream_app.serving import ServingModels
 from tests.integration.model_support import FEATURES
 from tests.integration.model_support import booster as _booster
 from tests.integration.model_support import data as _data

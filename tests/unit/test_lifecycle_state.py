@@ -11,7 +11,7 @@ import pytest
 
 from lifecycle.guardrails import Guardrails
 from lifecycle.leadership import Lease
-from lifecycle.store import LifecycleStore, event_key
+from lifecycle.state_store import LifecycleStore, event_key
 from schemas.events import DriftAlert, ModelEvent
 from sentinel.settings import DriftSettings
 from training.errors import RegistryUnavailableError, redact_uri

@@ -15,8 +15,8 @@ from schemas import DeadLetter, Transaction, decode
 from sentinel.settings import ScoringSettings
 from stream_app.handoff import Handoff
 from stream_app.metrics import WorkerMetrics
-from stream_app.models import ServingModels, Slot
 from stream_app.scorer import Scorer
+from stream_app.serving import ServingModels, Slot
 from stream_app.topology import Topics
 from training.model import FraudModel, Thresholds
 

@@ -10,8 +10,8 @@ import pytest
 
 from training.gate import judge
 from training.learners import BoosterParams, fit_booster, fit_logistic
-from training.metrics import at_threshold, average_precision, card_precision_at_k, roc_auc
 from training.model import FraudModel, Thresholds
+from training.model_metrics import at_threshold, average_precision, card_precision_at_k, roc_auc
 from training.selection import ThresholdPolicy, budget_threshold, choose_thresholds
 from training.split import SplitConfig, known_compromised_mask, resolve_windows, split
 
