@@ -108,8 +108,9 @@ class Evidence:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """``action`` is promote, keep (not better), wait (too little data), or rollback."""
+class Judgement:
+    """A promotion or rollback judgement (not a payment's ``schemas.Verdict``): ``action`` is
+    promote, keep (not better), wait (too little data), or rollback."""
 
     action: str
     reason: str
@@ -200,7 +201,7 @@ def decide_promotion(y: np.ndarray, champion: np.ndarray, candidate: np.ndarray,
                      champion_flagged: np.ndarray, candidate_flagged: np.ndarray, *,
                      rules: PromotionRules,
                      shift: np.ndarray | Callable[[], np.ndarray] | None = None,
-                     live: np.ndarray | None = None) -> Verdict:
+                     live: np.ndarray | None = None) -> Judgement:
     """Promote when the gain is proved and neither guard is breached, on at least
     ``rules.min_live`` live results. Arrays are per payment in arrival (label-time) order;
     ``shift`` marks the shift's segment (none: every fraud is a known pattern; a callable is
@@ -211,7 +212,7 @@ def decide_promotion(y: np.ndarray, champion: np.ndarray, candidate: np.ndarray,
     candidate_flagged = np.asarray(candidate_flagged).astype(bool)
     live = np.ones(len(y), bool) if live is None else np.asarray(live).astype(bool)
     if len(y) < rules.min_labels or y.sum() < rules.min_frauds:
-        return Verdict("wait", f"need {rules.min_labels} labels and {rules.min_frauds} frauds, "
+        return Judgement("wait", f"need {rules.min_labels} labels and {rules.min_frauds} frauds, "
                                f"have {len(y)} and {int(y.sum())}")
     top = max(1.0, rules.false_alert_cost)
     proved = rejects_at_most(net_gain(y, champion_flagged, candidate_flagged,
@@ -226,26 +227,26 @@ def decide_promotion(y: np.ndarray, champion: np.ndarray, candidate: np.ndarray,
     if ev.gain_rule == "pass":
         ev = evidence_of(*args)  # a promotion, or a guard's veto: the record has the bounds
     if ev.gain_rule == "fail":
-        return Verdict("keep", f"no proved gain (net gain {ev.gain:+.4f} a payment, "
+        return Judgement("keep", f"no proved gain (net gain {ev.gain:+.4f} a payment, "
                                f"needs > {rules.min_gain:.4f} proved)", ev)
     if ev.known_rule == "fail":
-        return Verdict("keep", f"known-pattern recall {ev.known_recall_candidate:.3f} < "
+        return Judgement("keep", f"known-pattern recall {ev.known_recall_candidate:.3f} < "
                                f"{ev.known_recall_champion:.3f} by more than "
                                f"{rules.known_margin:.0%}", ev)
     if ev.budget_rule == "fail":
-        return Verdict("keep", f"flags {ev.genuine_flagged_candidate:.2%} of genuine payments, "
+        return Judgement("keep", f"flags {ev.genuine_flagged_candidate:.2%} of genuine payments, "
                                f"budget {rules.alert_budget:.2%}", ev)
     if ev.live < rules.min_live:
-        return Verdict("wait", f"gain proved, need {rules.min_live} live shadow results, have "
+        return Judgement("wait", f"gain proved, need {rules.min_live} live shadow results, have "
                                f"{ev.live} (and {ev.backfilled} backfilled)", ev)
-    return Verdict("promote", f"net gain {ev.gain:+.4f} (always-valid low {ev.gain_low:+.4f} "
+    return Judgement("promote", f"net gain {ev.gain:+.4f} (always-valid low {ev.gain_low:+.4f} "
                               f"> 0), known recall {ev.known_recall_candidate:.3f} vs "
                               f"{ev.known_recall_champion:.3f}, genuine flagged "
                               f"{ev.genuine_flagged_candidate:.2%}", ev)
 
 
 def decide_live_rollback(y: np.ndarray, flagged: np.ndarray, shift: np.ndarray, *,
-                         known_baseline: float, rules: PromotionRules) -> Verdict:
+                         known_baseline: float, rules: PromotionRules) -> Judgement:
     """Roll back a promoted champion whose own live verdicts (arrival order) prove a breach:
     known-pattern recall below ``(1 - known_margin) * known_baseline`` (the predecessor's
     known recall in the promotion's evidence), or a flagged share of genuine payments above
@@ -266,31 +267,31 @@ def decide_live_rollback(y: np.ndarray, flagged: np.ndarray, shift: np.ndarray, 
         "genuine_flagged_low": b.lower, "alert_budget": rules.alert_budget}
     if known_breach:
         extra["breach"] = "known"
-        return Verdict("rollback", f"live known-pattern recall {k.mean:.3f} (always-valid high "
+        return Judgement("rollback", f"live known-pattern recall {k.mean:.3f} (always-valid high "
                                    f"{k.upper:.3f}) < floor {floor:.3f}", extra=extra)
     if budget_breach:
         extra["breach"] = "budget"
-        return Verdict("rollback", f"live genuine flagged {b.mean:.2%} (always-valid low "
+        return Judgement("rollback", f"live genuine flagged {b.mean:.2%} (always-valid low "
                                    f"{b.lower:.2%}) > budget {rules.alert_budget:.2%}",
                        extra=extra)
-    return Verdict("keep", f"live known recall {k.mean:.3f}, genuine flagged {b.mean:.2%}",
+    return Judgement("keep", f"live known recall {k.mean:.3f}, genuine flagged {b.mean:.2%}",
                    extra=extra)
 
 
 def decide_rollback(y_new: np.ndarray, scores_new: np.ndarray, y_old: np.ndarray,
                     scores_old: np.ndarray, *, baseline_ap: float | None = None,
-                    min_labels: int, tolerance: float = 0.0) -> Verdict:
+                    min_labels: int, tolerance: float = 0.0) -> Judgement:
     """Roll back when the new champion's live AP (verdicts joined with labels since its
     promotion) falls below its predecessor's live AP (before the promotion) by more than
     ``tolerance``. ``baseline_ap`` overrides the predecessor's measured AP."""
     y_new = np.asarray(y_new).astype(int)
     if len(y_new) < min_labels or y_new.sum() == 0:
-        return Verdict("wait", f"need {min_labels} labelled verdicts of the new champion")
+        return Judgement("wait", f"need {min_labels} labelled verdicts of the new champion")
     live = _safe_ap(y_new, np.asarray(scores_new, float))
     before = baseline_ap if baseline_ap is not None else _safe_ap(
         np.asarray(y_old).astype(int), np.asarray(scores_old, float))
     extra: dict[str, float | str] = {"live_ap": live, "predecessor_ap": before,
                                      "n": float(len(y_new))}
     if live < before - tolerance:
-        return Verdict("rollback", f"live AP {live:.3f} < predecessor {before:.3f}", extra=extra)
-    return Verdict("keep", f"live AP {live:.3f} >= predecessor {before:.3f}", extra=extra)
+        return Judgement("rollback", f"live AP {live:.3f} < predecessor {before:.3f}", extra=extra)
+    return Judgement("keep", f"live AP {live:.3f} >= predecessor {before:.3f}", extra=extra)

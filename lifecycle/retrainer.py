@@ -33,8 +33,8 @@ from lifecycle.guardrails import Decision, Guardrails
 from lifecycle.jobs import CANDIDATE, CHAMPION, JOB_TAG, PREVIOUS_CHAMPION_TAG, RegistryJobs
 from lifecycle.labelstore import LabelStore
 from lifecycle.promotion import (
+    Judgement,
     PromotionRules,
-    Verdict,
     decide_live_rollback,
     decide_promotion,
     decide_rollback,
@@ -325,7 +325,7 @@ class Retrainer:
 
     # -- promotion and rollback -------------------------------------------------------------
 
-    def check_promotion(self) -> Verdict | None:
+    def check_promotion(self) -> Judgement | None:
         """Compare the candidate with the champion; promote on evidence only. With no
         @champion, nothing is promoted unless ``drift.promote_first_candidate`` is set: the
         first champion is a person's choice (``sentinel promote``)."""
@@ -337,8 +337,8 @@ class Retrainer:
             if not self.settings.drift.promote_first_candidate:
                 self.promotions["waiting_for_first_champion"] += 1
                 logger.info("no @champion: v%s waits for `sentinel promote`", candidate.version)
-                return Verdict("wait", "no @champion: the first is promoted by a person")
-            verdict = Verdict("promote", "no champion yet (drift.promote_first_candidate)")
+                return Judgement("wait", "no @champion: the first is promoted by a person")
+            verdict = Judgement("promote", "no champion yet (drift.promote_first_candidate)")
             self._schedule_promotion(candidate.version, None, verdict)
             return verdict
         joined = self.store.shadow_joined(candidate.version)
@@ -361,7 +361,7 @@ class Retrainer:
             self.promotions["kept"] += 1
         return verdict
 
-    def _schedule_promotion(self, version: str, previous: str | None, verdict: Verdict) -> None:
+    def _schedule_promotion(self, version: str, previous: str | None, verdict: Judgement) -> None:
         evidence = verdict.evidence.as_dict() if verdict.evidence else {}
         with self.durably():
             job = self.state.add_job("promote", {"version": version, "previous": previous,
@@ -371,7 +371,7 @@ class Retrainer:
                                                         "reason": verdict.reason})
         self.run_jobs()
 
-    def check_rollback(self) -> Verdict | None:
+    def check_rollback(self) -> Judgement | None:
         champion = self.registry.resolve(CHAMPION)
         if champion is None:
             return None
@@ -399,7 +399,7 @@ class Retrainer:
         self._judge(champion.version, previous, verdict)
         return verdict
 
-    def _judge(self, version: str, previous: str, verdict: Verdict) -> None:
+    def _judge(self, version: str, previous: str, verdict: Judgement) -> None:
         """Record a judgement of the champion; a rollback becomes a durable job."""
         with self.durably():
             self._judged_champion = version
@@ -412,7 +412,7 @@ class Retrainer:
                               {"action": verdict.action, "reason": verdict.reason})
         self.run_jobs()
 
-    def _check_live_guards(self, champion: Any, previous: str) -> Verdict:
+    def _check_live_guards(self, champion: Any, previous: str) -> Judgement:
         """The promotion's guards on the champion's own live verdicts, every tick (always-valid
         tests: :func:`lifecycle.promotion.decide_live_rollback`); rolls back on a proved breach."""
         new = self.store.verdicts_joined(champion.version)
