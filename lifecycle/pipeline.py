@@ -99,7 +99,7 @@ class Evaluation:
     feature_names: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingOutcome:
     """What a training run produced. ``status`` is ``registered`` or ``rejected`` (gate)."""
 
@@ -117,6 +117,17 @@ class TrainingOutcome:
     @property
     def accepted(self) -> bool:
         return self.status == "registered"
+
+
+def _outcome(status: Literal["registered", "rejected"], run_id: str | None,
+             model: ModelRef | None, evaluation: Evaluation, reasons: tuple[str, ...],
+             digest: str, windows: dict[str, str], promoted: bool = False) -> TrainingOutcome:
+    """The one place a run's outcome is built, by keyword."""
+    return TrainingOutcome(
+        status=status, run_id=run_id, model=model, metrics=evaluation.metrics,
+        baseline_metrics=evaluation.baseline_metrics,
+        champion_metrics=evaluation.champion_metrics, gate_reasons=reasons,
+        dataset_digest=digest, windows=windows, promoted=promoted)
 
 
 @contextmanager
@@ -398,17 +409,8 @@ def run_training(
             },
         )
         logger.warning("training gate failed: %s", "; ".join(verdict.reasons))
-        return TrainingOutcome(
-            "rejected",
-            logged.run_id,
-            None,
-            evaluation.metrics,
-            evaluation.baseline_metrics,
-            evaluation.champion_metrics,
-            verdict.reasons,
-            dataset.digest,
-            windows,
-        )
+        return _outcome("rejected", logged.run_id, None, evaluation, verdict.reasons,
+                        dataset.digest, windows)
     with _step("register"):
         tags = {
             "sentinel.dataset_digest": dataset.digest,
@@ -418,18 +420,8 @@ def run_training(
         model_ref = registry.register(logged, reason=reason or "sentinel train", tags=tags)
         if promote:
             model_ref = registry.promote(model_ref.version, reason=reason or "train --promote")
-    return TrainingOutcome(
-        "registered",
-        logged.run_id,
-        model_ref,
-        evaluation.metrics,
-        evaluation.baseline_metrics,
-        evaluation.champion_metrics,
-        verdict.reasons,
-        dataset.digest,
-        windows,
-        promoted=promote,
-    )
+    return _outcome("registered", logged.run_id, model_ref, evaluation, verdict.reasons,
+                    dataset.digest, windows, promoted=promote)
 
 
 def _log(

@@ -471,19 +471,8 @@ class ModelRegistry:
     ) -> None:
         if self._publish is None:
             return
-        event = ModelEvent(
-            event_id=uuid.uuid4().hex,
-            model_name=self.name,
-            action=action,  # type: ignore[arg-type]
-            alias=alias,
-            version=version,
-            previous_version=previous,
-            reason=reason,
-            evidence={
-                k: v if isinstance(v, float | str) else str(v) for k, v in (evidence or {}).items()
-            },
-            at=at or datetime.now(UTC),
-        )
+        event = model_event(self.name, action, version, previous=previous, reason=reason,
+                            alias=alias, evidence=evidence, at=at)
         try:
             self._publish(event)
         except Exception as exc:
@@ -491,3 +480,17 @@ class ModelRegistry:
                 f"{action} of {self.name} version {version} is done in the registry but the "
                 f"ModelEvent could not be published: {exc}"
             ) from exc
+
+
+def model_event(model_name: str, action: str, version: str, *, previous: str | None = None,
+                reason: str = "", alias: str | None = None,
+                evidence: Mapping[str, Any] | None = None, at: datetime | None = None,
+                event_id: str | None = None) -> ModelEvent:
+    """The one builder of a ``ModelEvent`` (registry operations and the retrainer's outbox)."""
+    return ModelEvent(
+        event_id=event_id or uuid.uuid4().hex, model_name=model_name,
+        action=action,  # type: ignore[arg-type]
+        alias=alias, version=version, previous_version=previous, reason=reason,
+        evidence={k: v if isinstance(v, float | str) else str(v)
+                  for k, v in (evidence or {}).items()},
+        at=at or datetime.now(UTC))

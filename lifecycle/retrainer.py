@@ -39,6 +39,7 @@ from lifecycle.promotion import (
     decide_promotion,
     decide_rollback,
 )
+from lifecycle.registry import model_event
 from lifecycle.segments import ShiftSegments
 from lifecycle.state_store import LifecycleStore
 from schemas.events import DriftAlert, ModelEvent
@@ -434,11 +435,8 @@ class Retrainer:
 
     def event(self, action: str, version: str, previous: str | None, reason: str,
                evidence: dict[str, float | str], alias: str | None = CHAMPION) -> ModelEvent:
-        return ModelEvent(
-            event_id="-", model_name=self.registry.name,
-            action=action,  # type: ignore[arg-type]
-            alias=alias, version=version, previous_version=previous, reason=reason,
-            evidence=evidence, at=datetime.now(UTC))
+        return model_event(self.registry.name, action, version, previous=previous,
+                           reason=reason, alias=alias, evidence=evidence, event_id="-")
 
     def publish_event(self, event: ModelEvent) -> None:
         """The outbox first (durable), then the topic when not inside a transaction."""
