@@ -23,7 +23,13 @@ from schemas import DriftAlert, ShadowResult, Transaction, Verdict, decode
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.settings import DriftSettings, FeatureSettings
 from tests.conftest import free_port
-from tests.e2e.worker_support import start_worker, stop_worker, wait_ready, worker_env
+from tests.e2e.worker_support import (
+    start_worker,
+    stop_worker,
+    wait_ready,
+    wait_serving,
+    worker_env,
+)
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -97,7 +103,7 @@ def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Pat
             assert thread.is_alive() or retrainer, "retrainer stopped"
             time.sleep(1)
         assert int(candidate.version) > 3
-        time.sleep(2.5)  # > the worker's model poll interval: it follows @candidate
+        wait_serving(port, candidate=candidate.version)  # the worker follows @candidate
         produce(settings, phase2, pd.concat([phase1[phase1["label_time"] >= cut], phase2])
                  .sort_values("label_time"))
         # the worker shadows the candidate (300 results, or fewer when the backfilled evidence
@@ -113,7 +119,7 @@ def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Pat
         extra = Transaction(transaction_id="after-promotion", card_id=tail.card_id,
                             terminal_id=tail.terminal_id, amount=3.0,
                             event_time=tail.event_time + timedelta(minutes=5))
-        time.sleep(2.5)
+        wait_serving(port, champion=candidate.version)  # the promoted champion is serving
         with EventProducer(settings.librdkafka()) as producer:
             producer.send(settings.topics.name("transactions"), extra.card_id, extra)
         out = verdicts.until(lambda v: any(x.transaction_id == "after-promotion" for x in v))

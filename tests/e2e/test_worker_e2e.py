@@ -24,6 +24,7 @@ from tests.e2e.worker_support import (
     stop_worker,
     transactions,
     wait_ready,
+    wait_serving,
     worker_env,
 )
 
@@ -72,7 +73,7 @@ def test_stream_poison_shadow_swap_predict_metrics(worker_settings, tmp_path: Pa
         registry.client.set_registered_model_alias(settings.mlflow.model_name, "champion", "2")
         registry.client.set_registered_model_alias(settings.mlflow.model_name, "candidate", "3")
         produce(settings, second[:2500])
-        time.sleep(2.5)  # > poll interval: the new champion is serving
+        wait_serving(port, champion="2", candidate="3")
         produce(settings, second[2500:])
         ids = {t.transaction_id for t in first + second}
         seen = verdicts.until(lambda v: ids <= {x.transaction_id for x in v})

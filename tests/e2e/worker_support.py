@@ -121,6 +121,23 @@ def http(port: int, path: str, body: Any = None) -> tuple[int, Any]:
         return status, raw.decode()
 
 
+def wait_serving(port: int, champion: str | None = None, candidate: str | None = None,
+                 timeout_s: float = 90.0) -> None:
+    """Until the worker's /health says it serves these versions (None: whatever)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            _, body = http(port, "/health")
+        except OSError:
+            body = None
+        if isinstance(body, dict) and all(
+                want is None or (body.get(role) or {}).get("version") == want
+                for role, want in (("champion", champion), ("candidate", candidate))):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"worker not serving champion={champion} candidate={candidate}")
+
+
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
