@@ -5,8 +5,10 @@ feature at event time ``t`` only if its ``label_time <= t``. The simulator deliv
 ``label_delay_days`` after its transaction; online, a label counts once it has been applied
 before the event, and the replay applies labels with ``label_time <= t`` before the transaction
 at ``t``; a label with ``label_time <= transaction time`` is therefore never counted, in either
-form. Terminal windows are shifted back by the delay ``D``: transactions with time in
-``(t - (D + w), t - D]`` (with ``D = 0``: ``(t - w, t)``, never the transaction itself).
+form. A transaction with several labels (a chargeback, fraud reports: ``features.reports``)
+is a fraud from the earliest ``label_time`` of its fraud labels; a genuine label never takes a
+fraud back, so the arrival order of labels does not matter. Terminal windows are shifted back
+by the delay ``D``: transactions with time in ``(t - (D + w), t - D]`` (with ``D = 0``: ``(t - w, t)``, never the transaction itself).
 Card windows include the current transaction: ``(t - w, t]``, and among transactions with the
 same time only those earlier in stream order. The card's history comparisons use its previous
 transactions in ``(t - h, t)`` (``h`` the widest card window): the amount ratio to their mean,
