@@ -32,6 +32,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from features import CardState, FeatureConfig, TerminalState
+from features.reports import lookback_us
 from sentinel.errors import SentinelKafkaError
 from sentinel.settings import Settings
 from stream_app.alignment import encode_marker
@@ -89,7 +90,8 @@ class Engine:
         remember = not self.exactly_once
         self.card_stage = CardStage(topics, self.cards, self.checkpoint, metrics, config,
                                     s.max_event_time_skew_s, s.dead_letter_max_bytes, remember,
-                                    local=self._local_card_partition)
+                                    local=self._local_card_partition,
+                                    lookback_us=lookback_us(settings.reports.lookback_days))
         self.terminal_stage = TerminalStage(topics, self.terminals, self.checkpoint, metrics,
                                             config, self.card_stage, w.alignment_grace_ms)
         self.scorer = Scorer(topics, self.checkpoint, models, metrics, config.names, s, drift)
