@@ -256,3 +256,27 @@ def test_several_labels_of_one_payment_give_the_same_features_in_any_order() -> 
     offline = compute_features(frame, labels, FeatureConfig(label_delay_days=0))
     assert offline["terminal_nb_fraud_30d"].tolist() == [0.0, 1.0]
     assert np.isclose(offline["terminal_seconds_since_first_fraud_30d"].iloc[1], 5 * 3600)
+
+
+def test_the_simulators_reports_keep_every_reported_fraud_labelled() -> None:
+    """Frauds turned into reports by range or id are still labelled (by the resolution), no
+    later than their own report; a range also names the card's genuine payments in it."""
+    from training.simulation import SimulationConfig, simulate
+    from training.simulation.arrival import REPORTS
+    from training.simulation.reports import fraud_reports, labels_with_reports
+    from training.stream_order import label_frame
+
+    frame = simulate(SimulationConfig(n_customers=120, n_terminals=240, n_days=20, seed=7,
+                                      arrival=REPORTS))
+    labels = label_frame(frame)
+    kept, reports = fraud_reports(frame, labels, seed=3)
+    again = fraud_reports(frame, labels, seed=3)
+    assert kept.equals(again[0]) and reports.equals(again[1])
+    assert {"range", "id"} <= {r.split("-")[0] for r in reports.report_id}
+    combined = labels_with_reports(frame, kept, reports)
+    frauds = combined[combined.is_fraud.astype(bool)]
+    earliest = frauds.groupby("transaction_id")["label_time"].min()
+    own = labels[labels.is_fraud].set_index("transaction_id")["label_time"]
+    assert set(own.index) <= set(earliest.index)
+    assert (earliest.loc[own.index] <= own).all()
+    assert len(kept) < len(labels) and len(set(earliest.index) - set(own.index)) > 0
