@@ -44,9 +44,12 @@ class Handoff:
         return MARSHAL + marshal.dumps(self.fields(), 4)
 
     def fields(self) -> tuple[Any, ...]:
-        return (self.transaction_id, self.card_id, self.terminal_id, self.amount,
+        """The record's fields; ``reported_us`` only when set, so that a worker of the version
+        before it still reads every record without a report label."""
+        base = (self.transaction_id, self.card_id, self.terminal_id, self.amount,
                 self.event_time, self.event_time_us, self.arrival_ms, self.head, self.read_ms,
-                self.attrs, self.reported_us)
+                self.attrs)
+        return base if self.reported_us is None else (*base, self.reported_us)
 
     @staticmethod
     def encode_batch(records: list[Handoff]) -> bytes:
