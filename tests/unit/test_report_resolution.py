@@ -280,3 +280,12 @@ def test_the_simulators_reports_keep_every_reported_fraud_labelled() -> None:
     assert set(own.index) <= set(earliest.index)
     assert (earliest.loc[own.index] <= own).all()
     assert len(kept) < len(labels) and len(set(earliest.index) - set(own.index)) > 0
+
+
+def test_the_modules_example_runs() -> None:
+    import doctest
+
+    import features.reports
+
+    result = doctest.testmod(features.reports)
+    assert result.attempted > 0 and result.failed == 0
