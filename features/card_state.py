@@ -3,6 +3,9 @@
 The state keeps the card's events of the last ``history + slack`` as parallel lists (time in
 microseconds, amount in cents, terminal) plus running prefix sums of cents and cents squared,
 so every window is two bisects and a subtraction.
+
+``payments`` (:class:`features.reports.CardPayments`) is the card's longer memory of payment
+ids for fraud reports; the card features never read it.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from itertools import accumulate
 from typing import Any
 
 from features import packed
+from features.reports import CardPayments
 from features.spec import DAY_US, HOUR_US, SECOND_US, FeatureConfig
 
 
 class CardState:
     """One card's recent events. Serialise with :meth:`to_dict` for a changelog-backed table."""
 
-    __slots__ = ("cents", "cum_cents", "cum_squares", "terminals", "times", "watermark")
+    __slots__ = ("cents", "cum_cents", "cum_squares", "payments", "terminals", "times",
+                 "watermark")
 
     def __init__(self) -> None:
         # int64 arrays, not lists: one contiguous buffer each instead of an int object per
@@ -33,6 +38,7 @@ class CardState:
         self.cum_cents: list[int] = [0]
         self.cum_squares: list[int] = [0]
         self.watermark: int | None = None
+        self.payments = CardPayments()
 
     def __len__(self) -> int:
         return len(self.times)
@@ -108,8 +114,12 @@ class CardState:
         return self._columns(packed.pack_ints, packed.pack_strings)
 
     def _columns(self, ints: Callable[[Any], Any], strings: Callable[[Any], Any]) -> dict[str, Any]:
-        return {"t": ints(self.times), "c": ints(self.cents), "k": strings(self.terminals),
-                "w": self.watermark}
+        out = {"t": ints(self.times), "c": ints(self.cents), "k": strings(self.terminals),
+               "w": self.watermark}
+        if self.payments.watermark is not None or self.payments.open:
+            pay = self.payments
+            out["p"] = pay.pack() if ints is packed.pack_ints else pay.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CardState:
@@ -119,5 +129,7 @@ class CardState:
         state.cents = packed.unpack_ints(data["c"])
         state.terminals = [sys.intern(k) for k in packed.unpack_strings(data["k"])]
         state.watermark = data.get("w")
+        if "p" in data:
+            state.payments = CardPayments.from_dict(data["p"])
         state._rebuild_sums()
         return state

@@ -28,6 +28,11 @@ def to_micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _ONE_US
 
 
+def from_micros(micros: int) -> datetime:
+    """The UTC datetime of microseconds since the epoch (the inverse of :func:`to_micros`)."""
+    return _EPOCH + micros * _ONE_US
+
+
 def series_to_micros(times: pd.Series) -> np.ndarray:
     """A datetime column (tz-aware or naive = UTC) as int64 microseconds since the epoch."""
     values = pd.to_datetime(times, utc=True)

@@ -46,8 +46,11 @@ def compute_features(
 ) -> pd.DataFrame:
     """transaction_id and ``config.names`` columns, one row per input row, in input order.
 
-    ``labels`` has transaction_id, is_fraud, label_time (one label per transaction); without
-    it the transactions' own is_fraud and label_time columns are the labels.
+    ``labels`` has transaction_id, is_fraud, label_time; a transaction may have several (a
+    chargeback and fraud reports, :func:`features.reports.resolve_reports`): it is a fraud from
+    the earliest label_time of its fraud labels, and a genuine label never takes that back
+    (as online, in any arrival order). Without ``labels`` the transactions' own is_fraud and
+    label_time columns are the labels.
     """
     config = config or FeatureConfig()
     missing = [c for c in REQUIRED if c not in transactions]
@@ -225,9 +228,14 @@ def _frauds(
                 raise FeatureError(f"no labels given and transactions lack {column}", field=column)
         fraud = tx["is_fraud"].to_numpy().astype(bool)
         return codes[fraud], t[fraud], series_to_micros(tx["label_time"])[fraud]
-    labels = labels.sort_values("label_time", kind="stable").drop_duplicates("transaction_id")
-    labels = labels[labels["is_fraud"].astype(bool)]
-    row = pd.Index(tx["transaction_id"]).get_indexer(labels["transaction_id"])
+    frauds = labels[labels["is_fraud"].astype(bool)]
+    row = pd.Index(tx["transaction_id"]).get_indexer(frauds["transaction_id"])
+    label_t = series_to_micros(frauds["label_time"])
     known = row >= 0
-    row = row[known]
-    return codes[row], t[row], series_to_micros(labels["label_time"])[known]
+    row, label_t = row[known], label_t[known]
+    counts = label_t > t[row]  # a label known no later than its payment never counts
+    row, label_t = row[counts], label_t[counts]
+    order = np.lexsort((label_t, row))  # a payment is a fraud from its earliest fraud label
+    row, label_t = row[order], label_t[order]
+    first = np.concatenate([[True], row[1:] != row[:-1]]) if len(row) else np.zeros(0, bool)
+    return codes[row[first]], t[row[first]], label_t[first]

@@ -5,18 +5,21 @@ feature at event time ``t`` only if its ``label_time <= t``. The simulator deliv
 ``label_delay_days`` after its transaction; online, a label counts once it has been applied
 before the event, and the replay applies labels with ``label_time <= t`` before the transaction
 at ``t``; a label with ``label_time <= transaction time`` is therefore never counted, in either
-form. Terminal windows are shifted back by the delay ``D``: transactions with time in
-``(t - (D + w), t - D]`` (with ``D = 0``: ``(t - w, t)``, never the transaction itself).
-Card windows include the current transaction: ``(t - w, t]``, and among transactions with the
-same time only those earlier in stream order. The card's history comparisons use its previous
-transactions in ``(t - h, t)`` (``h`` the widest card window): the amount ratio to their mean,
-the z-score, the rank (share of them with a smaller amount, 0.5 when there are none), and the
-ratio to the mean of the older ones in ``(t - h, t - w]`` for each shorter window ``w``, a
-baseline that a burst of recent frauds on a compromised card does not inflate. The terminal's
-fraud history over the widest shifted window: the number of counted frauds and the seconds from
-the earliest and the latest of them to ``t`` (-1 when there is none), which tell a terminal whose
-compromise is ongoing from one whose compromise has ended. Times are int64 microseconds since
-the epoch and amounts int64 cents, so the online and offline forms agree exactly.
+form. A transaction with several labels (a chargeback, fraud reports: ``features.reports``) is a
+fraud from the earliest ``label_time`` of its fraud labels; a genuine label never takes a fraud
+back, so the arrival order of labels does not matter. Terminal windows are shifted back by the
+delay ``D``: transactions with time in ``(t - (D + w), t - D]`` (with ``D = 0``: ``(t - w, t)``,
+never the transaction itself). Card windows include the current transaction: ``(t - w, t]``, and
+among transactions with the same time only those earlier in stream order. The card's history
+comparisons use its previous transactions in ``(t - h, t)`` (``h`` the widest card window): the
+amount ratio to their mean, the z-score, the rank (share of them with a smaller amount, 0.5 when
+there are none), and the ratio to the mean of the older ones in ``(t - h, t - w]`` for each
+shorter window ``w``, a baseline that a burst of recent frauds on a compromised card does not
+inflate. The terminal's fraud history over the widest shifted window: the number of counted
+frauds and the seconds from the earliest and the latest of them to ``t`` (-1 when there is
+none), which tell a terminal whose compromise is ongoing from one whose compromise has ended.
+Times are int64 microseconds since the epoch and amounts int64 cents, so the online and offline
+forms agree exactly.
 """
 
 from __future__ import annotations

@@ -118,6 +118,10 @@ class TerminalState:
         """Record a label; False when it was not applied: ignored (the transaction expired, or
         the label was known no later than it), or kept pending until its transaction arrives.
 
+        Several labels of one transaction give the same result in any order: it is a fraud
+        from the earliest ``label_time_us`` of its fraud labels, and a genuine label never
+        takes a fraud back (a correction would need an event of its own).
+
         ``label_time_us`` is when the label became known; features at ``t`` count the fraud only
         if it is ``<= t``; a label known no later than its transaction is ignored (in the replay
         it arrives before the transaction). None means: count it from now on. Idempotent.
@@ -126,20 +130,33 @@ class TerminalState:
             return False
         if not self._holds(transaction_id, transaction_time_us):
             # kept until the transaction arrives; dropped with the window horizon (``_evict``)
-            self.pending[transaction_id] = (transaction_time_us, is_fraud, label_time_us)
+            self._pend(transaction_id, transaction_time_us, is_fraud, label_time_us)
             return False
+        if not is_fraud:  # labels are monotone: a genuine label never takes a fraud back
+            return True
         lo = bisect_left(self.fraud_times, transaction_time_us)
         hi = bisect_right(self.fraud_times, transaction_time_us, lo)
         present = next((i for i in range(lo, hi) if self.fraud_ids[i] == transaction_id), None)
-        if is_fraud and present is None:
+        known = transaction_time_us if label_time_us is None else label_time_us
+        if present is None:
             self.fraud_times.insert(hi, transaction_time_us)
             self.fraud_ids.insert(hi, transaction_id)
-            known = transaction_time_us if label_time_us is None else label_time_us
             self.fraud_label_times.insert(hi, known)
-        elif not is_fraud and present is not None:
-            del self.fraud_times[present], self.fraud_ids[present]
-            del self.fraud_label_times[present]
+        elif known < self.fraud_label_times[present]:  # the earliest fraud label counts
+            self.fraud_label_times[present] = known
         return True
+
+    def _pend(self, transaction_id: str, time_us: int, is_fraud: bool,
+              label_time_us: int | None) -> None:
+        """Keep a label for a transaction not seen yet; several merge as :meth:`apply_label`
+        would apply them (a fraud stays a fraud, from its earliest label)."""
+        old = self.pending.get(transaction_id)
+        if old is not None and old[0] == time_us and old[1]:
+            if not is_fraud:
+                return
+            if old[2] is None or (label_time_us is not None and old[2] < label_time_us):
+                label_time_us = old[2]
+        self.pending[transaction_id] = (time_us, is_fraud, label_time_us)
 
     def _holds(self, transaction_id: str, time_us: int) -> bool:
         i = bisect_left(self.times, time_us)

@@ -199,6 +199,20 @@ class FeatureSettings(_Section):
         return self.label_delay_days if self.split_gap_days is None else self.split_gap_days
 
 
+class ReportSettings(_Section):
+    """Fraud reports (``FraudReport`` on the labels topic or ``POST /reports``).
+
+    ``lookback_days``: a report by transaction id or by a card's time range names payments of
+    the card at most this long before its ``reported_at``. The worker keeps each card's
+    payments (id, terminal, time) for this long, by the card's event time, in its
+    changelogged state; offline resolution (``features.reports.resolve_reports``) applies the
+    same bound. 0 keeps no payments: such reports then label nothing (an id report is
+    dead-lettered ``report_unresolved``).
+    """
+
+    lookback_days: float = Field(default=120.0, ge=0)
+
+
 class ScoringSettings(_Section):
     """How the worker scores."""
 
@@ -420,6 +434,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     mlflow: MlflowSettings = MlflowSettings()
     features: FeatureSettings = FeatureSettings()
+    reports: ReportSettings = ReportSettings()
     scoring: ScoringSettings = ScoringSettings()
     drift: DriftSettings = DriftSettings()
     worker: WorkerSettings = WorkerSettings()
@@ -431,8 +446,8 @@ class Settings(BaseSettings):
         exactly them (the worker started by the demo or a test)."""
         env = {"SENTINEL_DATA_DIR": str(self.data_dir.resolve()),
                "SENTINEL_LOG_LEVEL": self.log_level}
-        for section in ("kafka", "broker", "topics", "mlflow", "features", "scoring", "drift",
-                        "worker", "http", "dashboard"):
+        for section in ("kafka", "broker", "topics", "mlflow", "features", "reports", "scoring",
+                        "drift", "worker", "http", "dashboard"):
             for name, value in getattr(self, section):
                 if value is None:
                     continue

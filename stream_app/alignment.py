@@ -32,15 +32,17 @@ after ``r``. Both rules assume each partition is roughly in event-time order, as
 Nothing here reads a clock.
 
 A transaction whose card lives on a card partition owned by another worker takes one more hop:
-re-keyed through ``<app>-cards`` before its hand-off. So each owner of an external transactions
-partition also writes its transaction marks into every ``<app>-cards`` partition, after the
-transactions it re-keyed there; the owner of ``<app>-cards`` partition ``c`` relays the latest
-marks it read on ``c`` (``via``) in its own markers, after the hand-offs of what preceded
-them. A message passes only when every external partition has been read past ``t - D`` both
-directly and through every ``c``: a backlog re-keyed to a slower worker holds it back.
+re-keyed through ``<app>-cards`` before its hand-off, and so does a fraud report that must be
+resolved in its card's state before it becomes labels. So each owner of external partitions
+also writes its marks into every ``<app>-cards`` partition, after what it re-keyed there; the
+owner of ``<app>-cards`` partition ``c`` relays the latest marks it read on ``c`` (``via`` for
+transactions, ``via_labels`` for labels) in its own markers, after the hand-offs and labels
+of what preceded them. A message passes only when every rule holds both directly and through
+every ``c``: a backlog re-keyed to a slower worker holds it back.
 
 >>> f = Frontier(label_partitions=2, transaction_partitions=1, delay_us=100, grace_ms=0)
->>> f.update({0: (500, None), 1: (100, 900)}, {0: (350, None)}, {0: {0: (350, None)}})
+>>> f.update({0: (500, None), 1: (100, 900)}, {0: (350, None)}, {0: {0: (350, None)}},
+...          {0: {0: (500, None), 1: (100, 900)}})
 >>> f.passes(max_event_us=400, read_ms=800)
 True
 >>> f.passes(max_event_us=400, read_ms=1000)  # labels partition 1 is behind
@@ -48,7 +50,8 @@ False
 >>> f.passes(max_event_us=460, read_ms=800)  # transactions before 360 may be missing
 False
 >>> g = Frontier(label_partitions=1, transaction_partitions=2, delay_us=100)
->>> g.update({0: (900, None)}, {0: (800, None), 1: (800, None)})
+>>> g.update({0: (900, None)}, {0: (800, None), 1: (800, None)}, None,
+...          {0: {0: (900, None)}, 1: {0: (900, None)}})
 >>> g.passes(max_event_us=400, read_ms=0)  # nothing relayed through <app>-cards yet
 False
 >>> g.update({}, {}, {0: {0: (800, None), 1: (800, None)}, 1: {0: (350, None), 1: (800, None)}})
@@ -81,23 +84,29 @@ class Frontier:
     labels: Marks = field(default_factory=dict)
     transactions: Marks = field(default_factory=dict)
     via: Via = field(default_factory=dict)
+    via_labels: Via = field(default_factory=dict)  # label marks relayed (reports via -cards)
     # the latest mark said: caught up; per (card partition relayed through, or -1: direct, p)
     idle: dict[tuple[int, int], bool] = field(default_factory=dict)
 
-    def update(self, labels: Marks, transactions: Marks, via: Via | None = None) -> None:
+    def update(self, labels: Marks, transactions: Marks, via: Via | None = None,
+               via_labels: Via | None = None) -> None:
         """Take a marker's marks. What a mark states stays true, so each part only moves
         forward (a later "not caught up" does not undo an earlier "caught up at w")."""
         merge_marks(self.labels, labels)
         merge_marks(self.transactions, transactions)
         self.idle.update({(-1, p): c is not None for p, (_, c) in transactions.items()})
+        for card, marks in (via_labels or {}).items():
+            merge_marks(self.via_labels.setdefault(card, {}), marks)
         for card, marks in (via or {}).items():
             merge_marks(self.via.setdefault(card, {}), marks)
             self.idle.update({(card, p): c is not None for p, (_, c) in marks.items()})
 
     def passes(self, max_event_us: int, read_ms: int) -> bool:
         after, older = read_ms + self.grace_ms, max_event_us - self.delay_us
-        n = self.transaction_partitions
-        return (_passed(self.labels, self.label_partitions, max_event_us, after)
+        n, q = self.transaction_partitions, self.label_partitions
+        return (_passed(self.labels, q, max_event_us, after)
+                and all(_passed(self.via_labels.get(c, {}), q, max_event_us, after)
+                        for c in range(n))
                 and _passed(self.transactions, n, older, after)
                 and all(_passed(self.via.get(c, {}), n, older, after) for c in range(n)))
 
@@ -137,10 +146,13 @@ def _passed(marks: Marks, partitions: int, time_us: int, read_ms: int) -> bool:
     return True
 
 
-def encode_marker(labels: Marks, transactions: Marks, via: Via | None = None) -> bytes:
+def encode_marker(labels: Marks, transactions: Marks, via: Via | None = None,
+                  via_labels: Via | None = None) -> bytes:
     data: dict[str, object] = {"l": _plain(labels), "t": _plain(transactions)}
     if via:
         data["v"] = {str(c): _plain(marks) for c, marks in via.items()}
+    if via_labels:
+        data["w"] = {str(c): _plain(marks) for c, marks in via_labels.items()}
     return MARKER + json.dumps(data).encode()
 
 
@@ -148,17 +160,20 @@ def _plain(marks: Marks) -> dict[str, list[int | None]]:
     return {str(q): [r, c] for q, (r, c) in marks.items()}
 
 
-def decode_marker(value: bytes) -> tuple[Marks, Marks, Via]:
-    """(label marks, transaction marks, relayed marks) of a marker; ValueError on anything
-    malformed (a hostile internal record)."""
+def decode_marker(value: bytes) -> tuple[Marks, Marks, Via, Via]:
+    """(label marks, transaction marks, relayed transaction marks, relayed label marks) of a
+    marker; ValueError on anything malformed (a hostile internal record)."""
     data = json.loads(value[1:])
     if not isinstance(data, dict):
         raise ValueError("frontier marker is not an object")
-    via = data.get("v", {})
-    if not isinstance(via, dict):
+    return (_marks(data.get("l", {})), _marks(data.get("t", {})), _via(data.get("v", {})),
+            _via(data.get("w", {})))
+
+
+def _via(data: object) -> Via:
+    if not isinstance(data, dict):
         raise ValueError("relayed frontier marks are not an object")
-    return (_marks(data.get("l", {})), _marks(data.get("t", {})),
-            {int(c): _marks(marks) for c, marks in via.items()})
+    return {int(c): _marks(marks) for c, marks in data.items()}
 
 
 def _marks(data: object) -> Marks:

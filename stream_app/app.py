@@ -16,7 +16,8 @@ from typing import Any
 
 from drift.reference_profile import ProfileError, ReferenceProfile, load_profile
 from features import FeatureConfig
-from schemas import LabelFeedback
+from schemas import FraudReport, LabelFeedback
+from sentinel.errors import SentinelKafkaError
 from sentinel.http_guard import REJECTED, HttpGuard, require_bind_allowed
 from sentinel.infra.kafka_io import EventProducer
 from sentinel.redact import redact_text
@@ -167,8 +168,10 @@ class Worker:
         return (503 if stalled else 200), body
 
     def reports(self, body: Any) -> Json:
-        """``POST /reports``: a fraud report becomes labels on the labels topic at once (202);
-        a report the worker cannot resolve answers 422 with the reason."""
+        """``POST /reports``: a complete fraud report becomes its label on the labels topic at
+        once; a report by id alone or by a card's range goes to the labels topic keyed by card,
+        resolved in the stream (202 either way, once the broker has it); 422 for a bad body,
+        503 when the broker does not take it."""
         with self._reports_lock:
             if self._reports is None:
                 self._reports = EventProducer(self.settings.librdkafka())
@@ -177,8 +180,15 @@ class Worker:
             def send(label: LabelFeedback) -> None:
                 producer.send(topic, label.terminal_id, label)
 
-            status, answer = reports.intake(body, send)
-            producer.flush()  # durable before the 202
+            def forward(report: FraudReport) -> None:
+                producer.send(topic, report.card_id, report)
+
+            try:
+                status, answer = reports.intake(body, send, forward)
+                producer.flush()  # durable before the 202
+            except SentinelKafkaError as exc:
+                logger.warning("a fraud report was not delivered error=%s", exc)
+                return 503, {"error": "the labels topic did not take the report; send it again"}
         return status, answer
 
     def predict(self, body: Any) -> Json:

@@ -15,8 +15,16 @@ partition count, co-partitioned by the range assignor) and the external ``labels
 - Labels are validated and re-keyed by terminal to ``<app>-labels``; the stage tracks, per
   external labels partition, the newest ``reported_at`` it forwarded (``stream_app.alignment``).
   A fraud report that names its payment fully (``FraudReport`` with transaction id, terminal
-  and time) is accepted there too and forwarded as its label; other reports are dead-lettered
-  (``report_unresolved``): resolving them needs the card's payment ids (``stream_app.reports``).
+  and time) is accepted there too and forwarded as its label.
+- A report by transaction id alone, or of a card's time range, goes to its card's partition
+  like a transaction (in place when this worker owns it, else through ``<app>-cards``). There
+  the card's state (``features.reports.CardPayments``: its payments of the last
+  ``reports.lookback_days``) resolves it: each payment already read that it names becomes a
+  label (``source="report"``) forwarded like a chargeback; while the card has not been read up
+  to ``reported_at`` the report stays open in the card's state and each payment it names that
+  is read later carries its label in its hand-off. A by-id report whose payment the card
+  never had is dead-lettered ``report_unresolved`` once the card has been read past
+  ``reported_at``.
 - Bad input is dead-lettered with its reason; it never stops the stage.
 """
 
@@ -36,7 +44,8 @@ from features import (
     transaction_stage,
 )
 from features.attributes import attributes_of
-from features.clock import to_micros
+from features.clock import from_micros, to_micros
+from features.reports import OpenReport, ReportRecord
 from schemas import FraudReport, LabelFeedback, Transaction, decode, encode
 from stream_app.alignment import MARKER, Via, decode_marker, merge_marks
 from stream_app.dead_letter import category, dead_letter
@@ -50,6 +59,8 @@ from stream_app.topology import Topics
 logger = logging.getLogger(__name__)
 
 REKEYED = b"R"  # first byte of a re-keyed transaction on <app>-cards
+REPORTED = b"F"  # first byte of a fraud report sent to its card's partition on <app>-cards
+NOTE_MAX = 4096  # bytes of a report kept in card state for its dead letter
 HANDOFF_CHUNK = 500  # records per hand-off message (about 200 KB, well under 1 MB)
 
 
@@ -86,7 +97,8 @@ class CardStage:
                  metrics: WorkerMetrics, config: FeatureConfig, max_skew_s: float,
                  dead_letter_bytes: int, remember: bool,
                  local: Callable[[int], bool] = lambda partition: False,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 lookback_us: int = 0) -> None:
         self.topics = topics
         self.store = store
         self.out = out
@@ -97,9 +109,11 @@ class CardStage:
         self.remember = remember  # at_least_once: replayed transactions get the same features
         self.local = local  # is this card partition's state here (owned and restored)?
         self.clock = clock
+        self.lookback = lookback_us  # reports.lookback_days (features.reports)
         self.reported: dict[int, int] = {}  # external labels partition -> newest reported_at
         self.read_event: dict[int, int] = {}  # external transactions partition -> newest time
         self.via: Via = {}  # <app>-cards partition -> the latest transaction marks read on it
+        self.via_labels: Via = {}  # ... and the latest label marks
         self._handoffs: dict[int, list[Handoff]] = {}
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -128,56 +142,120 @@ class CardStage:
 
     def rekeyed(self, msg: Input) -> None:
         """A message of the internal ``<app>-cards`` topic (written by a card stage): a
-        re-keyed transaction, or the transaction marks of the partition owner that wrote the
-        re-keyed transactions before it, to relay (``stream_app.alignment``)."""
-        value = msg.value() or b""
+        transaction, or a fraud report, sent to its card's partition; or the transaction
+        marks of the partition owner that wrote them before it, to relay
+        (``stream_app.alignment``)."""
+        value, partition = msg.value() or b"", _partition(msg)
         if value[:1] == MARKER:
             try:
-                marks = decode_marker(value)[1]
+                labels, marks, _, _ = decode_marker(value)
             except Exception as exc:  # a hostile record on an internal topic
                 self.reject(msg, exc, "internal_undecodable")
                 return
-            merge_marks(self.via.setdefault(_partition(msg), {}), marks)
-            self.out.done(self.topics.cards, _partition(msg), _offset(msg) + 1)
+            merge_marks(self.via.setdefault(partition, {}), marks)
+            merge_marks(self.via_labels.setdefault(partition, {}), labels)
+            self.out.done(self.topics.cards, partition, _offset(msg) + 1)
             return
         try:
-            arrival_ms, read_ms, value = _rekeyed(msg.value())
-            tx = decode(Transaction, value)
+            if value[:1] == REPORTED:
+                note = value[1:]
+                report = decode(FraudReport, _unnote(note)[4])
+            else:
+                arrival_ms, read_ms, raw = _rekeyed(value)
+                tx = decode(Transaction, raw)
         except Exception as exc:  # a hostile record on an internal topic
             self.reject(msg, exc, "internal_undecodable")
             return
-        self._card(tx, _partition(msg), arrival_ms, read_ms, _offset(msg))
-        self.out.done(self.topics.cards, _partition(msg), _offset(msg) + 1)
+        if value[:1] == REPORTED:
+            self._report(report, partition, note)
+        else:
+            self._card(tx, partition, arrival_ms, read_ms, _offset(msg))
+        self.out.done(self.topics.cards, partition, _offset(msg) + 1)
 
     def label(self, msg: Input) -> None:
         """A message of the external labels topic: validated, re-keyed by terminal. A complete
         fraud report (``FraudReport`` naming the payment's terminal and time) becomes its label
-        here (``stream_app.reports``)."""
+        here (``stream_app.reports``); any other report goes to its card's partition."""
         value = msg.value()
         try:
-            labels, reported_at = self._labels_of(value)
+            event = self._label_event(value)
         except Exception as exc:
             self.reject(msg, exc)
             return
-        for label, raw in labels:
-            target = partition_for(label.terminal_id.encode(), self.topics.terminal_partitions)
-            self.out.produce(self.topics.labels_internal, label.terminal_id.encode(), raw, target)
+        if isinstance(event, FraudReport) and not event.complete:
+            self._route_report(event, msg)
+        elif isinstance(event, FraudReport):
+            for label in labels_for(event):
+                self._forward(label, encode(label))
+        else:
+            assert value is not None  # noqa: S101 - decode refused None
+            self._forward(event, value)
         q = _partition(msg)
-        reported = to_micros(reported_at)
+        reported = to_micros(event.reported_at)
         if reported > self.reported.get(q, -1):
             self.reported[q] = reported
         self.out.done(self.topics.labels, q, _offset(msg) + 1)
 
-    def _labels_of(self, value: bytes | None) -> tuple[list[tuple[LabelFeedback, bytes]], datetime]:
+    def _label_event(self, value: bytes | None) -> LabelFeedback | FraudReport:
         if value is not None and b'"report_id"' in value:
-            report = self._valid(decode(FraudReport, value), "reported_at")
-            if not report.complete:
-                raise _Rejected("report_unresolved", "a report on the labels topic needs "
-                                "transaction_id, terminal_id and transaction_time")
-            return [(x, encode(x)) for x in labels_for(report)], report.reported_at
-        label = self._valid(decode(LabelFeedback, value), "reported_at")
-        assert value is not None  # noqa: S101 - decode refused None
-        return [(label, value)], label.reported_at
+            report: FraudReport = self._valid(decode(FraudReport, value), "reported_at")
+            return report
+        label: LabelFeedback = self._valid(decode(LabelFeedback, value), "reported_at")
+        return label
+
+    def _forward(self, label: LabelFeedback, raw: bytes) -> None:
+        target = partition_for(label.terminal_id.encode(), self.topics.terminal_partitions)
+        self.out.produce(self.topics.labels_internal, label.terminal_id.encode(), raw, target)
+
+    # -- fraud reports by id or range ----------------------------------------------------------
+    def _route_report(self, report: FraudReport, msg: Input) -> None:
+        """To the card's partition, as a transaction of that card would go."""
+        self.metrics.reports.labels(outcome="received").inc()
+        value = msg.value() or b""
+        if len(value) > NOTE_MAX:  # only padding can make a valid report this long
+            value = encode(report)
+        note = marshal.dumps((msg.topic() or "", _partition(msg), _offset(msg), msg.key(),
+                              value), 4)
+        home = partition_for(report.card_id.encode(), self.topics.card_partitions)
+        if self.local(home):
+            self._report(report, home, note)
+        else:
+            self.out.produce(self.topics.cards, report.card_id.encode(), REPORTED + note, home)
+            self.metrics.rekeyed.labels(topic="labels").inc()
+
+    def _report(self, report: FraudReport, partition: int, note: bytes) -> None:
+        """Resolve a report in its card's state: labels for the payments read so far that it
+        names; it stays open for those not read yet (``features.reports``)."""
+        entry = self.store.get(partition, report.card_id)
+        hits, closed = entry.state.payments.report(ReportRecord.from_event(report), note,
+                                                   self.lookback)
+        for transaction_id, terminal_id, time_us in hits:
+            label = LabelFeedback(transaction_id=transaction_id, card_id=report.card_id,
+                                  terminal_id=terminal_id, is_fraud=True,
+                                  transaction_time=from_micros(time_us),
+                                  reported_at=report.reported_at, source="report")
+            self._forward(label, encode(label))
+        self.metrics.report_labels.inc(len(hits))
+        for unresolved in closed:
+            self._unresolved(unresolved)
+
+    def _unresolved(self, report: OpenReport) -> None:
+        """Dead-letter a by-id report whose payment its card never had (within the lookback,
+        before ``reported_at``), with the report's original bytes and source."""
+        record = report.record
+        days = self.lookback / 86_400_000_000
+        exc = _Rejected("report_unresolved", (
+            f"report {record.report_id!r}: transaction {record.transaction_id!r} is not a payment "
+            f"of card {record.card_id!r} in the {days:g} days before reported_at "
+            f"{from_micros(record.reported_us).isoformat()}"))
+        try:
+            topic, partition, offset, key, value = _unnote(report.note)
+        except Exception:  # a note that is not ours (a hostile changelog): its bytes
+            topic, partition, offset, key, value = "", -1, -1, None, report.note
+        self.out.produce(self.topics.dead_letters, key, dead_letter(
+            value, key, exc.reason, exc, topic, partition, offset, self.dead_letter_bytes))
+        self.metrics.dead_letters.labels(reason=exc.reason).inc()
+        self.metrics.reports.labels(outcome="unresolved").inc()
 
     # -- outputs ---------------------------------------------------------------------------------
     def flush_handoffs(self) -> None:
@@ -219,9 +297,16 @@ class CardStage:
                                   lambda s: card_stage(s, rec, config))
         else:
             card = tuple(card_stage(entry.state, rec, config))
+        reported, closed = entry.state.payments.payment(
+            rec.transaction_id, rec.terminal_id, rec.event_time_us, self.lookback)
+        if reported is not None:
+            self.metrics.report_labels.inc()
+        for unresolved in closed:
+            self._unresolved(unresolved)
         handoff = Handoff(rec.transaction_id, rec.card_id, rec.terminal_id, rec.amount,
                           tx.event_time.isoformat(), rec.event_time_us, arrival_ms,
-                          [*transaction_stage(rec), *card], read_ms, attributes_of(tx))
+                          [*transaction_stage(rec), *card], read_ms, attributes_of(tx),
+                          reported)
         target = partition_for(rec.terminal_id.encode(), self.topics.terminal_partitions)
         self._handoffs.setdefault(target, []).append(handoff)
 
@@ -241,6 +326,16 @@ def _rekeyed(value: bytes | None) -> tuple[int, int, bytes]:
     if (not isinstance(fields, tuple) or len(fields) != 3 or not isinstance(fields[0], int)
             or not isinstance(fields[1], int) or not isinstance(fields[2], bytes)):
         raise ValueError("re-keyed transaction has the wrong shape")
+    return fields
+
+
+def _unnote(note: bytes) -> tuple[str, int, int, bytes | None, bytes]:
+    """(topic, partition, offset, key, value) of a report's note (``_route_report``)."""
+    fields = marshal.loads(note)  # noqa: S302 - checked below; internal topic and state
+    if (not isinstance(fields, tuple) or len(fields) != 5 or not isinstance(fields[0], str)
+            or not isinstance(fields[1], int) or not isinstance(fields[2], int)
+            or not isinstance(fields[3], bytes | None) or not isinstance(fields[4], bytes)):
+        raise ValueError("a report note has the wrong shape")
     return fields
 
 

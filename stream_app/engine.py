@@ -32,6 +32,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from features import CardState, FeatureConfig, TerminalState
+from features.reports import lookback_us
 from sentinel.errors import SentinelKafkaError
 from sentinel.settings import Settings
 from stream_app.alignment import encode_marker
@@ -90,7 +91,8 @@ class Engine:
         remember = not self.exactly_once
         self.card_stage = CardStage(topics, self.cards, self.checkpoint, metrics, config,
                                     s.max_event_time_skew_s, s.dead_letter_max_bytes, remember,
-                                    local=self._local_card_partition)
+                                    local=self._local_card_partition,
+                                    lookback_us=lookback_us(settings.reports.lookback_days))
         self.terminal_stage = TerminalStage(topics, self.terminals, self.checkpoint, metrics,
                                             config, self.card_stage, w.alignment_grace_ms)
         self.scorer = Scorer(topics, self.checkpoint, models, metrics, config.names, s, drift)
@@ -277,18 +279,20 @@ class Engine:
             reported, read = self.card_stage.reported, self.card_stage.read_event
             transactions = {p: (read.get(p, -1), caught_up.get((t.transactions, p)))
                             for topic, p in owned if topic == t.transactions}
-            via = {c: dict(marks) for c, marks in self.card_stage.via.items()
-                   if (t.cards, c) in self.assigned}
-            marker = encode_marker(
-                {q: (reported.get(q, -1), caught_up.get((t.labels, q)))
-                 for topic, q in owned if topic == t.labels}, transactions, via)
+            labels = {q: (reported.get(q, -1), caught_up.get((t.labels, q)))
+                      for topic, q in owned if topic == t.labels}
+            stage = self.card_stage
+            via = {c: dict(m) for c, m in stage.via.items() if (t.cards, c) in self.assigned}
+            via_labels = {c: dict(m) for c, m in stage.via_labels.items()
+                          if (t.cards, c) in self.assigned}
+            marker = encode_marker(labels, transactions, via, via_labels)
             for p in range(t.terminal_partitions):  # after this checkpoint's labels, hand-offs
                 produce(t.labels_internal, MARKER_KEY, marker, p)
                 produce(t.terminals, MARKER_KEY, marker, p)
-            if transactions:  # after this checkpoint's re-keyed transactions, for relaying
-                relay = encode_marker({}, transactions)
-                for c in range(t.card_partitions):
-                    produce(t.cards, MARKER_KEY, relay, c)
+            # after this checkpoint's re-keyed transactions and reports, for relaying
+            relay = encode_marker(labels, transactions)
+            for c in range(t.card_partitions):
+                produce(t.cards, MARKER_KEY, relay, c)
             self.last_marker = time.monotonic()
 
     def _caught_up(self, owned: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -362,6 +366,7 @@ class Engine:
         self.card_stage.reported.clear()
         self.card_stage.read_event.clear()
         self.card_stage.via.clear()
+        self.card_stage.via_labels.clear()
         self.start_positions.clear()
         for topic, partition in list(self.assigned):
             self._drop(topic, partition)
@@ -409,6 +414,7 @@ class Engine:
                 self.card_stage.read_event.pop(partition, None)
             if topic == self.topics.cards:
                 self.card_stage.via.pop(partition, None)
+                self.card_stage.via_labels.pop(partition, None)
             if topic == self.topics.terminals:
                 self.paused.discard(partition)
         self.checkpoint.forget(gone)

@@ -21,6 +21,9 @@ class Handoff:
     (``stream_app.alignment`` compares it with the label frontier). ``attrs`` holds the event's
     ``attributes`` and its ``merchant_category``/``channel`` when it has any (``None``
     otherwise): the scorer reads a model's attribute inputs from it (``features.attributes``).
+    ``reported_us`` is when a fraud report that was read before this payment labels it (the
+    earliest such ``reported_at``, ``features.reports``), else None: the label travels with
+    the payment, so the terminal stage applies it before any frontier that passed the payment.
     """
 
     transaction_id: str
@@ -33,6 +36,7 @@ class Handoff:
     head: list[float]
     read_ms: int = 0
     attrs: dict[str, Any] | None = None
+    reported_us: int | None = None
 
     def encode(self) -> bytes:
         """``b"M"`` + marshal of the fields: floats travel as binary, exact, and encoding costs
@@ -40,9 +44,12 @@ class Handoff:
         return MARSHAL + marshal.dumps(self.fields(), 4)
 
     def fields(self) -> tuple[Any, ...]:
-        return (self.transaction_id, self.card_id, self.terminal_id, self.amount,
+        """The record's fields; ``reported_us`` only when set, so that a worker of the version
+        before it still reads every record without a report label."""
+        base = (self.transaction_id, self.card_id, self.terminal_id, self.amount,
                 self.event_time, self.event_time_us, self.arrival_ms, self.head, self.read_ms,
                 self.attrs)
+        return base if self.reported_us is None else (*base, self.reported_us)
 
     @staticmethod
     def encode_batch(records: list[Handoff]) -> bytes:

@@ -45,6 +45,11 @@ class WorkerMetrics:
         self.fraud_rate = Gauge("sentinel_fraud_rate",
                                 "share of review+decline over the last verdicts", registry=r)
         self.labels = Counter("sentinel_labels", "label feedback events applied", registry=r)
+        self.reports = Counter("sentinel_reports", "fraud reports by id alone or by a card's "
+                               "range, by outcome (received, unresolved)", ["outcome"],
+                               registry=r)
+        self.report_labels = Counter("sentinel_report_labels", "fraud labels resolved from "
+                                     "reports by id alone or by a card's range", registry=r)
         self.drift_alerts = Counter("sentinel_drift_alerts", "drift alerts published",
                                     ["detector", "signal"], registry=r)
         self.drift_psi = Gauge("sentinel_drift_psi",
@@ -92,6 +97,8 @@ class WorkerMetrics:
             self.shadow_results.labels(agree=agree)
         for outcome in ("committed", "aborted"):
             self.checkpoints.labels(outcome=outcome)
+        for outcome in ("received", "unresolved"):
+            self.reports.labels(outcome=outcome)
 
     def observe_decisions(self, flagged: list[bool]) -> None:
         """Feed the rolling fraud rate (review or decline counts as flagged)."""

@@ -2,13 +2,15 @@
 passed them, compute the terminal features and hand the rows to the scorer.
 
 Inputs are ``<app>-terminals`` (hand-off messages, then the frontier's transaction marks) and
-``<app>-labels`` (re-keyed labels, then its label marks), co-partitioned. Everything is applied
-to the terminal state as soon as it is read: a label counts only from its ``reported_at`` and a
-transaction only in windows that end before a later one (``features.spec``), so early is safe,
-and the order in which card partitions (and workers) hand transactions over does not matter.
-A hand-off message is scored once :class:`~stream_app.alignment.Frontier` says everything that
-can count in its features has been read; its offset is done only once its transactions are
-scored or dead-lettered.
+``<app>-labels`` (re-keyed labels, then its label marks), co-partitioned. A hand-off record may
+carry its payment's fraud label (a report read before the payment, ``features.reports``): it is
+applied with the payment, ahead of any transaction mark that passed the payment. Everything is
+applied to the terminal state as soon as it is read: a label counts only from its
+``reported_at`` and a transaction only in windows that end before a later one
+(``features.spec``), so early is safe, and the order in which card partitions (and workers) hand
+transactions over does not matter. A hand-off message is scored once
+:class:`~stream_app.alignment.Frontier` says everything that can count in its features has been
+read; its offset is done only once its transactions are scored or dead-lettered.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ class TerminalStage:
         partition, value = msg.partition() or 0, msg.value() or b""
         try:
             if value[:1] == MARKER:
-                self.frontiers[partition].update(decode_marker(value)[0], {})
+                labels, _, _, via_labels = decode_marker(value)
+                self.frontiers[partition].update(labels, {}, None, via_labels)
             else:
                 label = LabelRecord.from_event(decode(LabelFeedback, value))
                 entry = self.store.get(partition, label.terminal_id)
@@ -95,7 +98,7 @@ class TerminalStage:
         value = msg.value() or b""
         if value[:1] == MARKER:
             try:
-                _, transactions, via = decode_marker(value)
+                _, transactions, via, _ = decode_marker(value)
                 self.frontiers[partition].update({}, transactions, via)
             except Exception as exc:
                 self.rejects.reject(msg, exc, "internal_undecodable")
@@ -119,8 +122,11 @@ class TerminalStage:
                 self.rejects.reject(msg, exc, "internal_undecodable")
             return
         for h in records:
-            self.store.get(partition, h.terminal_id).state.insert(h.transaction_id,
-                                                                  h.event_time_us)
+            state = self.store.get(partition, h.terminal_id).state
+            state.insert(h.transaction_id, h.event_time_us)
+            if h.reported_us is not None:  # a fraud report read before the payment
+                state.apply_label(h.transaction_id, h.event_time_us, True, h.reported_us)
+                self.metrics.labels.inc()
         self.held[partition].append(Held(partition, offset, records, max_event, read_ms,
                                          min_event))
 

@@ -10,10 +10,11 @@ DAY = 86_400_000_000
 
 
 def update(f: Frontier, labels: Marks, transactions: Marks) -> None:
-    """A marker whose transaction marks also came relayed through every card partition (no
-    re-keyed backlog in flight): the direct rules alone decide."""
-    f.update(labels, transactions,
-             {c: transactions for c in range(f.transaction_partitions)} if transactions else None)
+    """A marker whose marks also came relayed through every card partition (no re-keyed
+    backlog or report in flight): the direct rules alone decide."""
+    cards = range(f.transaction_partitions)
+    f.update(labels, transactions, {c: transactions for c in cards} if transactions else None,
+             {c: labels for c in cards} if labels else None)
 
 
 def test_a_message_waits_for_every_labels_and_transactions_partition() -> None:
@@ -57,7 +58,7 @@ def test_safe_time_is_the_slowest_busy_transactions_partition() -> None:
 def test_markers_round_trip_and_hostile_ones_are_refused() -> None:
     marker = encode_marker({0: (5, None)}, {1: (7, 99)})
     assert marker[:1] == MARKER
-    assert decode_marker(marker) == ({0: (5, None)}, {1: (7, 99)}, {})
+    assert decode_marker(marker) == ({0: (5, None)}, {1: (7, 99)}, {}, {})
     for bad in (MARKER + b"[]", MARKER + b'{"l": {"0": ["x", null]}}', MARKER + b"{"):
         with pytest.raises(ValueError):
             decode_marker(bad)
@@ -77,7 +78,8 @@ def test_a_payment_re_keyed_through_a_lagging_card_partition_holds_the_message()
     """Read directly past t - D is not enough: payments re-keyed to another worker's card
     partition reach the terminal stage one hop later, so card partition 1's relay lags."""
     f = Frontier(label_partitions=1, transaction_partitions=2, delay_us=7 * DAY)
-    f.update({0: (100 * DAY, None)}, {0: (30 * DAY, None), 1: (30 * DAY, None)})
+    f.update({0: (100 * DAY, None)}, {0: (30 * DAY, None), 1: (30 * DAY, None)}, None,
+             {0: {0: (100 * DAY, None)}, 1: {0: (100 * DAY, None)}})
     assert not f.passes(30 * DAY, read_ms=0)  # nothing relayed yet
     f.update({}, {}, {0: {0: (30 * DAY, None), 1: (30 * DAY, None)},
                       1: {0: (20 * DAY, None), 1: (30 * DAY, None)}})
@@ -89,7 +91,19 @@ def test_a_payment_re_keyed_through_a_lagging_card_partition_holds_the_message()
 
 
 def test_relayed_marks_round_trip() -> None:
-    marker = encode_marker({}, {0: (7, None)}, {1: {0: (5, 99)}})
-    assert decode_marker(marker) == ({}, {0: (7, None)}, {1: {0: (5, 99)}})
+    marker = encode_marker({}, {0: (7, None)}, {1: {0: (5, 99)}}, {0: {2: (3, None)}})
+    assert decode_marker(marker) == ({}, {0: (7, None)}, {1: {0: (5, 99)}}, {0: {2: (3, None)}})
     with pytest.raises(ValueError):
         decode_marker(MARKER + b'{"v": []}')
+
+
+def test_a_report_re_keyed_to_its_card_holds_the_labels_it_may_resolve() -> None:
+    """A fraud report forwarded to its card's partition becomes labels there, one hop later
+    than its labels partition's direct mark says."""
+    f = Frontier(label_partitions=1, transaction_partitions=2, delay_us=0)
+    update(f, {0: (50, None)}, {0: (60, None), 1: (60, None)})
+    assert f.passes(50, read_ms=0)
+    f.update({0: (80, None)}, {}, None, {0: {0: (80, None)}, 1: {0: (55, None)}})
+    assert not f.passes(60, read_ms=0)  # reports read before 60 may still be in card 1's hop
+    f.update({}, {}, None, {1: {0: (70, 10)}})  # card 1 relayed: caught up at 10 ms
+    assert f.passes(60, read_ms=0)
