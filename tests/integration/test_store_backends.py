@@ -299,3 +299,63 @@ def test_unreachable_or_refused_postgresql_is_one_line_without_the_password(
         assert message.startswith("cannot connect to the label store at postgresql://***@")
         assert says in message and "SENTINEL_LABEL_STORE__URI" in message
         assert secret not in message and "\n" not in message
+
+
+class _Message:
+    """What the retrainer's consumer hands over: a topic, a key, a value, a position."""
+
+    def __init__(self, topic: str, value: bytes, offset: int) -> None:
+        self._topic, self._value, self._offset = topic, value, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def send(self, topic: str, key: object, value: object) -> None:
+        self.sent.append((topic, value))
+
+
+def test_a_payment_postgresql_refuses_is_dead_lettered_and_its_batch_stored(
+        postgres_uri: str, tmp_path: Path) -> None:
+    """The retrainer's store step on PostgreSQL: a payment whose id holds a NUL character
+    (SQLite keeps it, PostgreSQL's text cannot) goes to the dead-letter topic with the
+    store's reason; the payments beside it in the batch are stored."""
+    from schemas import encode
+    from schemas.events import DeadLetter
+    from sentinel.settings import DriftSettings, LabelStoreSettings, Settings
+    from training.retrainer import Retrainer
+    from training.retrainer_kafka import _Loop
+
+    settings = Settings(data_dir=tmp_path, drift=DriftSettings(enabled=False),
+                        label_store=LabelStoreSettings(uri=postgres_uri))  # type: ignore[arg-type]
+    store = LabelStore(settings.label_store_location)
+    producer = _Producer()
+    loop = _Loop(settings, Retrainer(settings, store, None, lambda e: None), producer)  # type: ignore[arg-type]
+    topic = settings.topics.name("transactions")
+    ids = ["ok-1", "nul\x00id", "ok-2"]
+    loop._store([_Message(topic, encode(Transaction(
+        transaction_id=i, card_id="c", terminal_id="t", amount=1.0, event_time=T0)), n)
+        for n, i in enumerate(ids)])
+    assert store.count("transactions") == 2
+    assert list(store.training_frame()[0]["transaction_id"]) == ["ok-1", "ok-2"]
+    [(to, dead)] = producer.sent
+    assert to == settings.topics.name("dead_letters") and isinstance(dead, DeadLetter)
+    assert dead.source_offset == 1 and dead.error_type == "StoreDataError"
+    assert "refused a row" in dead.reason and loop.retrainer.retrains["bad_input"] == 1
+    store.close()
