@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from lifecycle.backfill import cutoff_of
 from lifecycle.state_store import Job
-from sentinel.errors import SentinelError
+from sentinel.errors import SentinelError, StoreUnavailableError
 from training.errors import RegistryUnavailableError
 
 if TYPE_CHECKING:
@@ -56,8 +56,8 @@ class RegistryJobs:
                 return
             try:
                 runners[job.kind](job)
-            except RegistryUnavailableError:
-                raise
+            except (RegistryUnavailableError, StoreUnavailableError):
+                raise  # an outage, not the job's failure: it stays open
             except Exception as exc:  # a job that cannot succeed must not stop the others
                 logger.exception("%s job=%s failed", job.kind, job.job_id[:8])
                 self.supersede(job, f"failed: {exc}", status="failed")
@@ -109,8 +109,8 @@ class RegistryJobs:
                               config=r.training_config(_time(job.payload["shift_onset"])),
                               registry=self._publishing_registry(),
                               version_tags={JOB_TAG: job.job_id})
-        except RegistryUnavailableError:
-            raise  # the job stays open: retried when the registry is back
+        except (RegistryUnavailableError, StoreUnavailableError):
+            raise  # the job stays open: retried when the registry (or the store) is back
         except SentinelError as exc:
             r.retrains["failed"] += 1
             logger.warning("retrain failed reason=%s error=%s", reason, exc)

@@ -102,7 +102,7 @@ class Retrainer:
         self.registry = registry  # ModelRegistry without its own publisher: we add evidence
         self.publish = publish
         self.train = train or _default_train
-        self.state = state or LifecycleStore(store.path)
+        self.state = state or LifecycleStore(store.location)
         self.on_step = on_step or _no_step
         self.is_leader: Callable[[], bool] = lambda: True
         self.guardrails = Guardrails(settings.drift)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -39,15 +38,17 @@ from schemas.events import (
     Transaction,
     Verdict,
 )
-from sentinel.errors import SentinelError
+from sentinel.errors import SentinelError, StoreDataError
 from sentinel.infra.kafka_io import EventConsumer, EventProducer
 from sentinel.settings import Settings
 
 logger = logging.getLogger(__name__)
 POLL_MAX = 5000  # messages per poll; a smaller poll means the consumer has caught up
 ALERT_MAX_WAIT_S = 120.0  # act on an alert after this long even if the data never catches up
-# what a row the store refuses raises (an out-of-range time, a value SQLite cannot hold)
-STORE_ERRORS = (ValueError, OverflowError, TypeError, sqlite3.Error)
+# what a row the store refuses raises (an out-of-range time, a value the database cannot
+# hold); a store that cannot be reached raises StoreUnavailableError, which stops the process
+# before the batch's offsets are committed (its supervisor restarts it; nothing is lost)
+STORE_ERRORS = (ValueError, OverflowError, TypeError, StoreDataError)
 
 
 def build(settings: Settings, on_step: StepHook | None = None, train: Train | None = None
@@ -55,6 +56,8 @@ def build(settings: Settings, on_step: StepHook | None = None, train: Train | No
     """The retrainer wired to a producer for ModelEvents and the local MLflow registry."""
     from lifecycle.registry import ModelRegistry
 
+    store = LabelStore(settings.label_store_location)  # first: a bad store fails at once
+    logger.info("label store at %s", store.location)
     producer = EventProducer(settings.librdkafka())
     topic = settings.topics.name("model_events")
 
@@ -62,7 +65,6 @@ def build(settings: Settings, on_step: StepHook | None = None, train: Train | No
         producer.send(topic, event.model_name, event)
         producer.flush()
 
-    store = LabelStore(settings.data_dir / "retrainer" / "labelstore.sqlite")
     return Retrainer(settings, store, ModelRegistry(settings), publish, train=train,
                      on_step=on_step), producer
 
@@ -87,7 +89,7 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
     from lifecycle.retrainer_http import RetrainerMetrics, serve, status_of
 
     retrainer, producer = build(settings, on_step, train)
-    lease = Lease(retrainer.store.path, group_id, settings.drift.leader_lease_s)
+    lease = Lease(retrainer.store.location, group_id, settings.drift.leader_lease_s)
     retrainer.is_leader = lease.held
     server = None
     if serve_metrics and settings.drift.retrainer_port:

@@ -1,4 +1,5 @@
-"""The retrainer's durable lifecycle state, in the label store's SQLite database.
+"""The retrainer's durable lifecycle state, in the label store's database (SQLite or
+PostgreSQL, :mod:`sentinel.infra.database`).
 
 What must survive a restart lives here, each change in one transaction: the guardrails and
 follow-ups (``lifecycle_state``), the drift alerts read (``lifecycle_alerts``: an alert is
@@ -12,7 +13,6 @@ says, so a retry publishes it once) and the decision history (``lifecycle_decisi
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,18 +23,21 @@ from typing import Any
 
 from schemas import decode, encode
 from schemas.events import DriftAlert, ModelEvent
+from sentinel.infra.database import StoreLocation, as_location, open_database
 
+# {serial}: an autoincrement key; {rowid}/{rowid_column}: the order alerts were queued in
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lifecycle_state (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS lifecycle_alerts (alert_id TEXT PRIMARY KEY, payload BLOB,
-  status TEXT, decision TEXT, at TEXT);
-CREATE TABLE IF NOT EXISTS lifecycle_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE IF NOT EXISTS lifecycle_alerts (alert_id TEXT PRIMARY KEY, payload {blob},
+  status TEXT, decision TEXT, at TEXT{rowid_column});
+CREATE TABLE IF NOT EXISTS lifecycle_jobs (seq {serial},
   job_id TEXT UNIQUE, kind TEXT, payload TEXT, status TEXT, created TEXT, updated TEXT);
-CREATE TABLE IF NOT EXISTS lifecycle_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  key TEXT UNIQUE, event BLOB, sent INTEGER DEFAULT 0);
-CREATE TABLE IF NOT EXISTS lifecycle_decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE IF NOT EXISTS lifecycle_outbox (seq {serial},
+  key TEXT UNIQUE, event {blob}, sent INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS lifecycle_decisions (seq {serial},
   at TEXT, kind TEXT, subject TEXT, detail TEXT);
 """
+_ALERTS = ("alert_id", "payload", "status", "decision", "at")
 OPEN = "open"
 
 
@@ -59,80 +62,62 @@ def _now() -> str:
 
 
 class LifecycleStore:
-    """The lifecycle tables at ``path`` (the label store's file); one connection, autocommit
-    outside :meth:`transaction`."""
+    """The lifecycle tables in the store at ``location`` (the label store's database); one
+    connection, autocommit outside :meth:`transaction`."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._depth = 0
+    def __init__(self, location: StoreLocation | Path | str) -> None:
+        self.location = as_location(location)
+        self._db = open_database(self.location, timeout_s=30.0)
+        self._db.create(_SCHEMA)
+        self._save_state = self._db.upsert("lifecycle_state", ("key", "value"), "key")
+        self._queue_alert = self._db.insert_new("lifecycle_alerts", _ALERTS, "alert_id")
+        self._mark_alert = self._db.upsert("lifecycle_alerts", _ALERTS, "alert_id")
+        self._add_event = self._db.insert_new("lifecycle_outbox", ("key", "event"), "key")
 
     def close(self) -> None:
         self._db.close()
 
     @property
     def in_transaction(self) -> bool:
-        return self._depth > 0
+        return self._db.in_transaction
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all (nested calls join the outer)."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
+        """All writes inside commit together or not at all (nested calls join the outer);
+        one writer at a time (the store's write lock)."""
+        with self._db.transaction(exclusive=True):
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
-        finally:
-            self._depth = 0
 
     # -- state ------------------------------------------------------------------------------
 
     def load_state(self) -> dict[str, Any]:
-        row = self._db.execute("SELECT value FROM lifecycle_state WHERE key = 'retrainer'"
-                               ).fetchone()
-        return dict(json.loads(row[0])) if row else {}
+        value = self._db.query("SELECT value FROM lifecycle_state WHERE key = 'retrainer'"
+                               ).scalar()
+        return dict(json.loads(value)) if value is not None else {}
 
     def save_state(self, state: dict[str, Any]) -> None:
-        self._db.execute("INSERT OR REPLACE INTO lifecycle_state VALUES ('retrainer', ?)",
-                         (json.dumps(state),))
+        self._db.execute(self._save_state, ("retrainer", json.dumps(state)))
 
     # -- alerts -----------------------------------------------------------------------------
 
     def enqueue_alerts(self, alerts: list[DriftAlert]) -> int:
         """Queue alerts not seen before; returns how many were new (the rest are redelivered)."""
-        before = self._db.total_changes
         with self.transaction():
-            self._db.executemany(
-                "INSERT OR IGNORE INTO lifecycle_alerts VALUES (?, ?, 'queued', NULL, ?)",
-                [(a.alert_id, encode(a), _now()) for a in alerts])
-        return self._db.total_changes - before
+            return self._db.execute_many(self._queue_alert, [
+                (a.alert_id, encode(a), "queued", None, _now()) for a in alerts])
 
     def queued_alerts(self) -> list[DriftAlert]:
-        rows = self._db.execute("SELECT payload FROM lifecycle_alerts WHERE status = 'queued' "
-                                "ORDER BY rowid").fetchall()
+        rows = self._db.query(self._db.sql(
+            "SELECT payload FROM lifecycle_alerts WHERE status = 'queued' ORDER BY {rowid}")).rows
         return [decode(DriftAlert, bytes(r[0])) for r in rows]
 
     def alert_done(self, alert_id: str) -> bool:
-        row = self._db.execute("SELECT status FROM lifecycle_alerts WHERE alert_id = ?",
-                               (alert_id,)).fetchone()
-        return row is not None and row[0] != "queued"
+        status = self._db.query("SELECT status FROM lifecycle_alerts WHERE alert_id = ?",
+                                (alert_id,)).scalar()
+        return status is not None and status != "queued"
 
     def mark_alert(self, alert: DriftAlert, decision: str, status: str = "done") -> None:
-        self._db.execute("INSERT OR REPLACE INTO lifecycle_alerts VALUES (?, ?, ?, ?, ?)",
+        self._db.execute(self._mark_alert,
                          (alert.alert_id, encode(alert), status, decision, _now()))
 
     # -- jobs -------------------------------------------------------------------------------
@@ -145,8 +130,8 @@ class LifecycleStore:
         return job
 
     def open_jobs(self) -> list[Job]:
-        rows = self._db.execute("SELECT job_id, kind, payload FROM lifecycle_jobs "
-                                "WHERE status = ? ORDER BY seq", (OPEN,)).fetchall()
+        rows = self._db.query("SELECT job_id, kind, payload FROM lifecycle_jobs "
+                              "WHERE status = ? ORDER BY seq", (OPEN,)).rows
         return [Job(r[0], r[1], json.loads(r[2])) for r in rows]
 
     def finish_job(self, job: Job, status: str) -> None:
@@ -155,8 +140,8 @@ class LifecycleStore:
 
     def jobs(self) -> list[tuple[str, str, str]]:
         """(kind, status, payload JSON) of every job, oldest first."""
-        return [(r[0], r[1], r[2]) for r in self._db.execute(
-            "SELECT kind, status, payload FROM lifecycle_jobs ORDER BY seq")]
+        return [(r[0], r[1], r[2]) for r in self._db.query(
+            "SELECT kind, status, payload FROM lifecycle_jobs ORDER BY seq").rows]
 
     # -- the event outbox -------------------------------------------------------------------
 
@@ -166,18 +151,17 @@ class LifecycleStore:
         key = event_key(event)
         event = event.model_copy(update={
             "event_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{event.model_name}/{key}").hex})
-        self._db.execute("INSERT OR IGNORE INTO lifecycle_outbox (key, event) VALUES (?, ?)",
-                         (key, encode(event)))
+        self._db.execute(self._add_event, (key, encode(event)))
         return event
 
     def has_event(self, event: ModelEvent) -> bool:
-        return self._db.execute("SELECT 1 FROM lifecycle_outbox WHERE key = ?",
-                                (event_key(event),)).fetchone() is not None
+        return self._db.query("SELECT 1 FROM lifecycle_outbox WHERE key = ?",
+                              (event_key(event),)).first() is not None
 
     def unsent_events(self) -> list[tuple[int, ModelEvent]]:
-        rows = self._db.execute("SELECT seq, event FROM lifecycle_outbox WHERE sent = 0 "
-                                "ORDER BY seq").fetchall()
-        return [(r[0], decode(ModelEvent, bytes(r[1]))) for r in rows]
+        rows = self._db.query("SELECT seq, event FROM lifecycle_outbox WHERE sent = 0 "
+                              "ORDER BY seq").rows
+        return [(int(r[0]), decode(ModelEvent, bytes(r[1]))) for r in rows]
 
     def mark_sent(self, seq: int) -> None:
         self._db.execute("UPDATE lifecycle_outbox SET sent = 1 WHERE seq = ?", (seq,))
@@ -197,4 +181,4 @@ class LifecycleStore:
         args: tuple[str, ...] = ()
         if kind is not None:
             sql, args = sql + " WHERE kind = ?", (kind,)
-        return [(r[0], r[1], r[2]) for r in self._db.execute(sql + " ORDER BY seq", args)]
+        return [(r[0], r[1], r[2]) for r in self._db.query(sql + " ORDER BY seq", args).rows]

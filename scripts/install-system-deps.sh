@@ -6,14 +6,16 @@
 #   docker-compose  `docker-compose config` validates docker-compose.yml; the stack test runs it
 #   docker.io       the Docker engine the stack test starts (tests/stack; make stack-test)
 #   debootstrap     the Debian base image of scripts/build-local-images.sh (no registry needed)
+#   postgresql      initdb, pg_ctl and postgres: the label store's PostgreSQL backend, tested on a
+#                   private server per test session (tests/integration/postgres_server.py)
 #
 # Packages already installed are skipped. Without apt (not Debian, or not root) this prints a
 # note and exits 0: the tests that need a missing tool skip with a reason that names it.
-# The Debian prometheus package starts a service on :9090; the tests run their own Prometheus
-# on free ports, so that service is stopped and disabled here.
+# The Debian prometheus package starts a service on :9090, and postgresql a cluster on :5432;
+# the tests run their own on free ports, so those services are stopped and disabled here.
 set -u
 
-PACKAGES=(prometheus chromium docker-compose docker.io debootstrap)
+PACKAGES=(prometheus chromium docker-compose docker.io debootstrap postgresql)
 
 note() { printf 'install-system-deps: %s\n' "$*" >&2; }
 
@@ -65,14 +67,16 @@ else
     fi
 fi
 
-# The package's own service would hold :9090 and scrape nothing of ours: stop it.
-if dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'install ok installed'; then
-    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        ${SUDO:-} systemctl disable --now prometheus >/dev/null 2>&1 || true
-    elif command -v service >/dev/null 2>&1; then
-        ${SUDO:-} service prometheus stop >/dev/null 2>&1 || true
+# The packages' own services would hold :9090 and :5432 and serve nothing of ours: stop them.
+for service in prometheus postgresql; do
+    if dpkg-query -W -f='${Status}' "$service" 2>/dev/null | grep -q 'install ok installed'; then
+        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+            ${SUDO:-} systemctl disable --now "$service" >/dev/null 2>&1 || true
+        elif command -v service >/dev/null 2>&1; then
+            ${SUDO:-} service "$service" stop >/dev/null 2>&1 || true
+        fi
     fi
-fi
+done
 
 for tool in prometheus promtool chromium docker-compose dockerd debootstrap; do
     if command -v "$tool" >/dev/null 2>&1; then
@@ -81,4 +85,11 @@ for tool in prometheus promtool chromium docker-compose dockerd debootstrap; do
         note "missing: $tool"
     fi
 done
+# Debian keeps the server's binaries off PATH, under /usr/lib/postgresql/<version>/bin.
+initdb=$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1)
+if [ -n "$initdb" ]; then
+    note "ok: initdb -> $initdb"
+else
+    note "missing: initdb (postgresql)"
+fi
 exit 0

@@ -42,3 +42,18 @@ class PortInUseError(BrokerError):
             "that cluster"
         )
         self.host, self.port = host, port
+
+
+class StoreError(SentinelError):
+    """The label store's database (SQLite or PostgreSQL) failed; the message names it by its
+    redacted location."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached or opened (refused, timed out, bad credentials, no such
+    database, disk full): retry later or fix ``SENTINEL_LABEL_STORE__URI``."""
+
+
+class StoreDataError(StoreError):
+    """The database refused a row (a value it cannot hold, a broken constraint): that input is
+    bad, the store is fine."""

@@ -3,8 +3,9 @@
 :func:`redact_uri` drops a URI's userinfo (``http://user:pw@host`` -> ``http://***@host``) and
 masks secret-looking query values; :func:`redact_text` does the same to every URI inside free
 text (an exception message) and masks the literal secrets of a :class:`Settings` (SASL
-password, HTTP tokens, the userinfo of the MLflow URIs); :func:`redact_settings` is a settings
-dump fit to print. :class:`RedactingFormatter` applies :func:`redact_text` to every log line.
+password, HTTP tokens, the userinfo of the MLflow and label store URIs); :func:`redact_settings`
+is a settings dump fit to print. :class:`RedactingFormatter` applies :func:`redact_text` to
+every log line.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from pydantic import SecretStr
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from sentinel.settings import Settings
 
 MASK = "***"
-_SECRET_KEYS = re.compile(r"pass|secret|token|key|sig|auth|credential", re.IGNORECASE)
+SECRET_KEYS = re.compile(r"pass|secret|token|key|sig|auth|credential", re.IGNORECASE)
 # scheme://userinfo@ inside any text; userinfo stops at the first "/", whitespace or quote
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"<>]+@")
 _QUERY_SECRET = re.compile(
@@ -47,22 +48,29 @@ def redact_uri(uri: str) -> str:
         out = out.replace(parts.netloc, f"{MASK}@{parts.netloc.rpartition('@')[2]}", 1)
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(_SECRET_KEYS.search(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if _SECRET_KEYS.search(k) else v) for k, v in pairs])
+        if any(SECRET_KEYS.search(k) for k, _ in pairs):
+            query = urlencode([(k, MASK if SECRET_KEYS.search(k) else v) for k, v in pairs])
             out = out.replace(f"?{parts.query}", f"?{query}", 1)
     return out
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """The literal secrets in ``settings``: SecretStr values and the userinfo of URIs."""
+    """The literal secrets in ``settings``: SecretStr values, and the user info and secret
+    query values of the MLflow and label store URIs."""
     found: list[str] = []
     if settings.kafka.sasl_password is not None:
         found.append(settings.kafka.sasl_password.get_secret_value())
     found += [t.get_secret_value() for t in settings.http.tokens]
-    for uri in (settings.mlflow.tracking_uri, settings.mlflow.registry_uri):
-        if uri and "@" in (netloc := urlsplit(uri).netloc):
-            userinfo = netloc.rpartition("@")[0]
-            found += [userinfo, *userinfo.split(":", 1)[1:]]
+    uris = [settings.mlflow.tracking_uri, settings.mlflow.registry_uri]
+    if settings.label_store.uri is not None:
+        uris.append(settings.label_store.uri.get_secret_value())
+    for uri in filter(None, uris):
+        parts = urlsplit(uri)
+        if "@" in parts.netloc:
+            userinfo = parts.netloc.rpartition("@")[0]
+            password = userinfo.split(":", 1)[1:]
+            found += [userinfo, *password, *map(unquote, password)]
+        found += [v for k, v in parse_qsl(parts.query) if SECRET_KEYS.search(k)]
     return [s for s in found if len(s) >= 4]  # a 1-3 character "secret" would mask everything
 
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from sentinel.infra.database.location import StoreLocation
 
 
 class _Section(BaseModel):
@@ -336,6 +339,33 @@ class DriftSettings(_Section):
         return self
 
 
+class LabelStoreSettings(_Section):
+    """Where the retrainer keeps its label store, its lifecycle state (guardrails, follow-ups,
+    judged champions, jobs, event outbox, decision history, alert ids) and its leadership
+    lease: one database.
+
+    ``uri`` unset: SQLite at ``<data_dir>/retrainer/labelstore.sqlite``. A file path or
+    ``sqlite:///relative/path`` / ``sqlite:////absolute/path`` selects another SQLite file;
+    ``postgresql://user:password@host:port/database`` (libpq options in the query, e.g.
+    ``?sslmode=require``) selects PostgreSQL, which retrainers on several hosts can share:
+    one leads, the others stand by (``docs/operations.md``). A secret: never printed with its
+    credentials.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    uri: SecretStr | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _parses(cls, value: SecretStr | None) -> SecretStr | None:
+        from sentinel.infra.database.location import parse_store_uri
+
+        if value is not None:
+            parse_store_uri(value.get_secret_value())  # its ValueError names no secret
+        return value
+
+
 class WorkerSettings(_Section):
     """The streaming worker: identity (consumer group, internal topics), delivery, web server."""
 
@@ -424,7 +454,8 @@ class Settings(BaseSettings):
     """All of Sentinel's configuration. Frozen: pass it down, never mutate it."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SENTINEL_", env_nested_delimiter="__", frozen=True, extra="ignore"
+        env_prefix="SENTINEL_", env_nested_delimiter="__", frozen=True, extra="ignore",
+        hide_input_in_errors=True,  # a rejected value may hold a secret (a store URI)
     )
 
     data_dir: Path = Path(".sentinel")
@@ -440,6 +471,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     http: HttpSettings = HttpSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    label_store: LabelStoreSettings = LabelStoreSettings()
 
     def as_env(self) -> dict[str, str]:
         """These settings as ``SENTINEL_*`` variables, for a child process that must see
@@ -447,7 +479,7 @@ class Settings(BaseSettings):
         env = {"SENTINEL_DATA_DIR": str(self.data_dir.resolve()),
                "SENTINEL_LOG_LEVEL": self.log_level}
         for section in ("kafka", "broker", "topics", "mlflow", "features", "reports", "scoring",
-                        "drift", "worker", "http", "dashboard"):
+                        "drift", "worker", "http", "dashboard", "label_store"):
             for name, value in getattr(self, section):
                 if value is None:
                     continue
@@ -482,6 +514,15 @@ class Settings(BaseSettings):
     @property
     def registry_uri(self) -> str:
         return self.mlflow.registry_uri or self.tracking_uri
+
+    @property
+    def label_store_location(self) -> StoreLocation:
+        """The label store's database: ``label_store.uri``, else SQLite in the data dir."""
+        from sentinel.infra.database.location import StoreLocation, parse_store_uri
+
+        if self.label_store.uri is None:
+            return StoreLocation.sqlite(self.data_dir / "retrainer" / "labelstore.sqlite")
+        return parse_store_uri(self.label_store.uri.get_secret_value())
 
     @property
     def artifact_root(self) -> Path:

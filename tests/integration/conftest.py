@@ -8,6 +8,10 @@ SSL listener that requires a client certificate. It yields a :class:`SecuredKafk
 the ``SENTINEL_KAFKA__*`` variables of a child process (``sentinel produce``, the worker).
 ``secured_settings`` is the per-test factory: a unique topic prefix, the catalog's topics
 created over SASL_SSL, deleted afterwards.
+
+``postgres`` (session scope) is a private PostgreSQL server, started once when a test asks for
+it; ``postgres_uri`` a fresh database on it per test; ``store_uri`` runs a test over both label
+store backends (SQLite, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from sentinel.settings import (
     TopicSettings,
 )
 from sentinel.topics import catalog
+from tests.integration.postgres_server import PostgresServer, postgres_bindir
 
 Listener = Literal["sasl_ssl", "mtls"]
 
@@ -128,3 +133,36 @@ def secured_settings(secured_kafka: SecuredKafka,
     yield make
     for settings in made:
         delete_topics(settings.librdkafka(), [s.name for s in catalog(settings.topics)])
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the session, started when a test first asks for it
+    (:mod:`tests.integration.postgres_server`); skips only when the binaries are missing."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's "
+                    "postgresql package (scripts/install-system-deps.sh, run by make test)")
+    server = PostgresServer(bindir, free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_uri(postgres: PostgresServer) -> Iterator[str]:
+    """The URI of a fresh database on the session's server, dropped after the test."""
+    name = postgres.create_database()
+    yield postgres.uri(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_uri(request: pytest.FixtureRequest) -> str | None:
+    """The label store of a test run on both backends: None (the default SQLite file in the
+    data directory) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_uri"))

@@ -10,10 +10,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from pydantic import SecretStr
 
 from schemas import decode, encode
 from schemas.events import DriftAlert, ModelEvent
-from sentinel.settings import DriftSettings, MlflowSettings, Settings
+from sentinel.settings import DriftSettings, LabelStoreSettings, MlflowSettings, Settings
 from training.learners import BoosterParams, fit_booster
 from training.model import FraudModel, Thresholds
 
@@ -38,14 +39,17 @@ def quick_train(settings: Settings, frame: Any, labels: Any, *, reason: str, reg
     return SimpleNamespace(status="registered", model=ref)
 
 
-def fault_settings(data_dir: Path, tracking_uri: str | None = None, **drift: Any) -> Settings:
+def fault_settings(data_dir: Path, tracking_uri: str | None = None,
+                   store_uri: str | None = None, **drift: Any) -> Settings:
     """Settings for one test: its own data directory and model name; ``tracking_uri`` shares
-    one MLflow store between tests (creating one costs seconds)."""
+    one MLflow store between tests (creating one costs seconds); ``store_uri`` is the label
+    store's database (None: SQLite in the data directory)."""
     base: dict[str, Any] = {"retrain_min_labels": 0, "promotion_backfill": False,
                             "retrainer_port": 0, "promotion_interval_s": 3600}
     return Settings(data_dir=data_dir, mlflow=MlflowSettings(
         tracking_uri=tracking_uri, model_name=f"faults-{data_dir.parent.name}"),
-        drift=DriftSettings(**(base | drift)))
+        drift=DriftSettings(**(base | drift)),
+        label_store=LabelStoreSettings(uri=SecretStr(store_uri) if store_uri else None))
 
 
 def alert(alert_id: str, signal: str = "score", at: datetime = T0) -> DriftAlert:

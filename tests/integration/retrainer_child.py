@@ -29,7 +29,7 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     settings = Settings()
-    store = LabelStore(settings.data_dir / "retrainer" / "labelstore.sqlite")
+    store = LabelStore(settings.label_store_location)
     retrainer = Retrainer(settings, store, ModelRegistry(settings), EventLog(Path(log)),
                           train=quick_train, on_step=die_at)
     retrainer.start()

@@ -117,8 +117,8 @@ def _verdicts(ids: list[str], version: str, scores: np.ndarray) -> list[Verdict]
             for i, s in zip(ids, scores, strict=True)]
 
 
-def test_label_store_is_idempotent(tmp_path: Path) -> None:
-    store = LabelStore(tmp_path / "s.sqlite")
+def test_label_store_is_idempotent(tmp_path: Path, store_uri: str | None) -> None:
+    store = LabelStore(store_uri or tmp_path / "s.sqlite")
     tx = Transaction(transaction_id="x1", card_id="c", terminal_id="t", amount=5.0,
                      event_time=T0)
     label = LabelFeedback(transaction_id="x1", card_id="c", terminal_id="t", is_fraud=True,

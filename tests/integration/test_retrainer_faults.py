@@ -1,5 +1,6 @@
-"""The retrainer under faults, on the real MLflow store (SQLite): kill -9 at each step of a
-retrain, a restart mid-sequence, a registry outage, and registry changes left half done."""
+"""The retrainer under faults, on the real MLflow store (SQLite) and each label store backend
+(SQLite, PostgreSQL): kill -9 at each step of a retrain, a restart mid-sequence, a registry
+outage, and registry changes left half done."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _retrainer(settings: Settings, log: EventLog, registry: ModelRegistry | None = None
                ) -> Retrainer:
     """A fresh retrainer on the same files: what a restarted process builds."""
-    store = LabelStore(settings.data_dir / "retrainer" / "labelstore.sqlite")
+    store = LabelStore(settings.label_store_location)
     return Retrainer(settings, store, registry or ModelRegistry(settings), log,
                      train=quick_train)
 
@@ -82,18 +83,22 @@ def _run_until_killed(settings: Settings, log: EventLog, step: str, first: Drift
 
 
 # a real kill -9 where a crash leaves the registry and the store apart (a process start costs
-# ~5 s, and 15-30 s on a loaded machine), the same code stopped in-process elsewhere
+# ~5 s, and 15-30 s on a loaded machine), the same code stopped in-process elsewhere; on
+# PostgreSQL one real kill (its server drops the dead process's connection)
 @pytest.mark.parametrize(("step", "real_kill"), [
     ("queued", False), ("job_started", False), ("trained", False), ("registered", True),
     ("alias_set", True)])
 def test_kill_9_at_each_step_of_a_retrain_then_a_restart_completes_it_once(
-        tmp_path: Path, step: str, real_kill: bool, mlflow_uri: str) -> None:
+        tmp_path: Path, step: str, real_kill: bool, mlflow_uri: str,
+        store_uri: str | None) -> None:
     """The alert read (queued, offset committed); its retrain recorded; the model trained
     and logged; the version registered; @candidate set: kill there, start again, and there
     is exactly one candidate, and each event is published once."""
-    settings = fault_settings(tmp_path / "data", mlflow_uri)
+    settings = fault_settings(tmp_path / "data", mlflow_uri, store_uri)
     log = EventLog(tmp_path / "events.jsonl")
     first = alert("a1")
+    if store_uri and step == "alias_set":  # one real kill per backend beyond SQLite's two
+        real_kill = False
     _run_until_killed(settings, log, step, first, real_kill)
 
     retrainer = _retrainer(settings, log)
@@ -114,8 +119,8 @@ def test_kill_9_at_each_step_of_a_retrain_then_a_restart_completes_it_once(
 
 
 def test_a_restart_mid_sequence_resumes_guardrails_follow_ups_and_judged_champion(
-        tmp_path: Path, mlflow_uri: str) -> None:
-    settings = fault_settings(tmp_path / "data", mlflow_uri, retrain_cooldown_s=3600,
+        tmp_path: Path, mlflow_uri: str, store_uri: str | None) -> None:
+    settings = fault_settings(tmp_path / "data", mlflow_uri, store_uri, retrain_cooldown_s=3600,
                               retrain_followups=2,
                               retrain_followup_hours=6, retrain_daily_cap=3,
                               rollback_min_labels=100)
@@ -156,13 +161,14 @@ def test_a_restart_mid_sequence_resumes_guardrails_follow_ups_and_judged_champio
 
 def test_a_registry_outage_is_retried_and_never_burns_the_retrain(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-        mlflow_uri: str) -> None:
+        mlflow_uri: str, store_uri: str | None) -> None:
     """The registry points at an address that refuses connections (with credentials in its
     URI): no exception, /ready and the metric say down, the URI's password is printed
     nowhere; restored, the retrain held open completes, counted once."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    settings = fault_settings(tmp_path / "data", mlflow_uri, registry_retry_initial_s=0.01,
+    settings = fault_settings(tmp_path / "data", mlflow_uri, store_uri,
+                              registry_retry_initial_s=0.01,
                               registry_retry_max_s=0.02)
     down_uri = "http://alice:s3cret@127.0.0.1:9"
     down = ModelRegistry(settings.model_copy(update={"mlflow": MlflowSettings(
@@ -210,8 +216,8 @@ def test_a_registry_outage_is_retried_and_never_burns_the_retrain(
 
 
 def test_no_promotion_without_evidence_and_half_done_changes_are_completed_on_start(
-        tmp_path: Path, mlflow_uri: str) -> None:
-    settings = fault_settings(tmp_path / "data", mlflow_uri)
+        tmp_path: Path, mlflow_uri: str, store_uri: str | None) -> None:
+    settings = fault_settings(tmp_path / "data", mlflow_uri, store_uri)
     log = EventLog(tmp_path / "events.jsonl")
     registry = ModelRegistry(settings)
     logged = registry.log_run(tiny_model(), params={}, metrics={}, tags={})

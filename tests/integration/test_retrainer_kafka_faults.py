@@ -1,6 +1,7 @@
 """The retrainer process under faults on the real broker: poison on every input topic,
 offsets committed only once an alert is safe (and a redelivered alert ignored), and a
-standby that takes over when the leader is killed."""
+standby that takes over when the leader is killed (on one host with SQLite, across two data
+directories sharing a PostgreSQL store)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,21 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from lifecycle.labelstore import LabelStore
 from lifecycle.leadership import Lease
 from lifecycle.registry import CANDIDATE, ModelRegistry
 from lifecycle.retrainer_kafka import run
 from schemas import decode, encode
 from schemas.events import DeadLetter, LabelFeedback, ModelEvent, Transaction
 from sentinel.infra.kafka_io import EventProducer, read_all
-from sentinel.settings import DriftSettings, Settings
+from sentinel.settings import DriftSettings, LabelStoreSettings, Settings
 from tests.integration.lifecycle_support import T0, alert, quick_train
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+LEADS = b" leads (lease sentinel-retrainer"  # what a retrainer logs when it takes the lease
 
 
 def _tx(i: int, year: int = 2024) -> Transaction:
@@ -112,36 +116,53 @@ def _wait(what: str, check, timeout_s: float) -> float:
 
 
 def test_one_retrainer_leads_and_a_standby_takes_over_when_it_is_killed(
-        settings_factory, tmp_path: Path) -> None:
+        settings_factory, tmp_path: Path, store_uri: str | None) -> None:
+    """Two ``sentinel retrainer`` processes: on SQLite they share the data directory (one
+    host); on PostgreSQL each has a data directory of its own, as on two hosts, and they share
+    only the database (and the MLflow store). One leads, the other stands by; kill -9 the
+    leader and the standby leads within a bound, and stores what arrives next."""
     lease_s = 3.0
-    settings: Settings = settings_factory(drift=DriftSettings(
-        retrainer_port=0, promotion_interval_s=3600, retrain_min_labels=10**9,
-        leader_lease_s=lease_s))
-    t = settings.topics
-    store_path = settings.data_dir / "retrainer" / "labelstore.sqlite"
-    lease = Lease(store_path, "sentinel-retrainer", lease_s, holder="observer")
-    with EventProducer(settings.librdkafka()) as producer:
+    drift = DriftSettings(retrainer_port=0, promotion_interval_s=3600, retrain_min_labels=10**9,
+                          leader_lease_s=lease_s)
+    base: Settings = settings_factory(drift=drift)
+    shared = {"mlflow": base.mlflow.model_copy(update={
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})}
+    if store_uri:
+        shared["label_store"] = LabelStoreSettings(uri=SecretStr(store_uri))
+    hosts = {name: base.model_copy(update={
+        **shared, "data_dir": tmp_path / f"host-{name}" if store_uri else base.data_dir})
+        for name in ("a", "b")}
+    location = hosts["a"].label_store_location
+    assert location == hosts["b"].label_store_location
+    t = base.topics
+    lease = Lease(location, "sentinel-retrainer", lease_s, holder="observer")
+    store = LabelStore(location)
+    with EventProducer(base.librdkafka()) as producer:
         producer.send(t.name("transactions"), "c", _tx(1))
-    first, second = (_start(settings, tmp_path / f"{n}.log") for n in ("a", "b"))
+    first, second = (_start(hosts[n], tmp_path / f"{n}.log") for n in ("a", "b"))
     procs = {str(first.pid): (first, "a"), str(second.pid): (second, "b")}
     try:
         _wait("a leader", lambda: _holder(lease) in procs, 120)
-        leader, _ = procs[_holder(lease)]
+        leader, leader_name = procs[_holder(lease)]
         standby, name = next(v for k, v in procs.items() if k != str(leader.pid))
         standby_log = tmp_path / f"{name}.log"
-        _wait("the leader to store the first payment", lambda: _count(store_path) == 1, 60)
+        _wait("the leader to store the first payment",
+              lambda: store.count("transactions") == 1, 60)
         _wait("the other to stand by", lambda: b"stands by" in standby_log.read_bytes()
               or standby.poll() is not None, 90)
         time.sleep(1.5 * lease_s)  # the standby polls the lease: it must not take it
         assert _holder(lease) == str(leader.pid) and standby.poll() is None
+        assert LEADS not in standby_log.read_bytes()  # exactly one leads
+        assert LEADS in (tmp_path / f"{leader_name}.log").read_bytes()
 
         leader.send_signal(signal.SIGKILL)
         leader.wait(10)
         took = _wait("the standby to lead", lambda: _holder(lease) == str(standby.pid), 60)
         assert took < 5 * lease_s, took  # bounded: the lease, a poll, and slack for a busy CI
-        with EventProducer(settings.librdkafka()) as producer:
+        with EventProducer(base.librdkafka()) as producer:
             producer.send(t.name("transactions"), "c", _tx(2))
-        _wait("the new leader to store the next payment", lambda: _count(store_path) == 2, 60)
+        _wait("the new leader to store the next payment",
+              lambda: store.count("transactions") == 2, 60)
     finally:
         for proc, _ in procs.values():
             if proc.poll() is None:
@@ -152,22 +173,11 @@ def test_one_retrainer_leads_and_a_standby_takes_over_when_it_is_killed(
                     proc.kill()
                     proc.wait(10)
         lease.close()
-    assert "leads" in standby_log.read_text()
+        store.close()
+    assert LEADS in standby_log.read_bytes()
 
 
 def _holder(lease: Lease) -> str:
     """The process id in the lease holder's name (host:pid:nonce), or ""."""
     parts = (lease.holder_of() or "").split(":")
     return parts[1] if len(parts) == 3 else ""
-
-
-def _count(store_path: Path) -> int:
-    import sqlite3
-
-    if not store_path.exists():
-        return 0
-    with sqlite3.connect(store_path, timeout=10) as db:
-        try:
-            return int(db.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0

@@ -16,9 +16,16 @@ from sentinel.redact import (
     redact_uri,
     secrets_of,
 )
-from sentinel.settings import HttpSettings, KafkaSettings, MlflowSettings, Settings
+from sentinel.settings import (
+    HttpSettings,
+    KafkaSettings,
+    LabelStoreSettings,
+    MlflowSettings,
+    Settings,
+)
 
 PW, SASL, TOKEN = "S3cret-mlflow-pw", "S3cret-sasl-pw", "S3cret-http-token-0123"
+STORE = "S3cret-store-pw"
 
 
 def _settings() -> Settings:
@@ -27,6 +34,8 @@ def _settings() -> Settings:
                             sasl_username="svc", sasl_password=SecretStr(SASL)),
         mlflow=MlflowSettings(tracking_uri=f"https://alice:{PW}@mlflow.internal:5000/"),
         http=HttpSettings(tokens=(SecretStr(TOKEN),)),
+        label_store=LabelStoreSettings(
+            uri=SecretStr(f"postgresql://retrainer:{STORE}@db.internal:5432/sentinel")),
     )
 
 
@@ -42,17 +51,18 @@ def test_uri_userinfo_and_secret_query_values_are_removed() -> None:
 def test_text_masks_uris_inside_messages_and_the_settings_secrets() -> None:
     settings = _settings()
     message = (f"API request to https://alice:{PW}@mlflow.internal:5000/api failed; "
-               f"sasl.password={SASL} token {TOKEN}; again 'http://bob:{PW}@x/'")
+               f"sasl.password={SASL} token {TOKEN}; again 'http://bob:{PW}@x/'; "
+               f"store password {STORE!r} rejected")
     out = redact_text(message, settings)
-    for secret in (PW, SASL, TOKEN, "alice:"):
+    for secret in (PW, SASL, TOKEN, STORE, "alice:"):
         assert secret not in out, secret
     assert "https://***@mlflow.internal:5000/api" in out
-    assert set(secrets_of(settings)) >= {PW, SASL, TOKEN}
+    assert set(secrets_of(settings)) >= {PW, SASL, TOKEN, STORE}
 
 
 def test_settings_dump_shows_no_secret() -> None:
     dump = json.dumps(redact_settings(_settings()))
-    for secret in (PW, SASL, TOKEN):
+    for secret in (PW, SASL, TOKEN, STORE):
         assert secret not in dump
     assert MASK in dump and "mlflow.internal" in dump
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from sentinel.settings import KafkaSettings, Settings
+from sentinel.settings import KafkaSettings, LabelStoreSettings, Settings
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -75,6 +75,30 @@ def test_bad_setting_in_env_is_one_line() -> None:
     )
 
 
+def test_bad_label_store_uri_is_one_line_without_its_password() -> None:
+    result = run_cli("retrainer", SENTINEL_LABEL_STORE__URI="mysql://app:S3cret-pw@db/x")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "sentinel: error: invalid setting label_store.uri: unsupported label store URI "
+        "mysql://***@db/x: expected a file path, sqlite:///relative/path, "
+        "sqlite:////absolute/path or postgresql://user:password@host:port/database")
+
+
+def test_unreachable_label_store_is_one_line_without_its_password(tmp_path: object) -> None:
+    """Nothing listens at the port: the retrainer stops at start with one line."""
+    from sentinel.infra.worker_process import free_port
+
+    uri = f"postgresql://app:S3cret-pw@127.0.0.1:{free_port()}/sentinel"
+    result = run_cli("retrainer", SENTINEL_LABEL_STORE__URI=uri,
+                     SENTINEL_DATA_DIR=str(tmp_path), SENTINEL_LOG_LEVEL="ERROR")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("sentinel: error: cannot connect to the label store at "
+                               "postgresql://***@127.0.0.1:")
+    assert "Connection refused" in lines[0] and "S3cret-pw" not in result.stderr
+
+
 def test_configured_cluster_means_nothing_is_started() -> None:
     result = run_cli("kafka", "start", SENTINEL_KAFKA__BOOTSTRAP_SERVERS="10.0.0.1:9092")
     assert result.returncode == 0
@@ -86,7 +110,8 @@ def test_as_env_gives_a_child_process_exactly_these_settings(
 ) -> None:
     kafka = KafkaSettings(bootstrap_servers="b:1", security_protocol="SASL_PLAINTEXT",
                           sasl_mechanism="PLAIN", sasl_username="u", sasl_password=SecretStr("pw"))
-    original = Settings(kafka=kafka, log_level="WARNING")
+    original = Settings(kafka=kafka, log_level="WARNING", label_store=LabelStoreSettings(
+        uri=SecretStr("postgresql://u:pw@db:5432/sentinel")))
     original = original.model_copy(update={
         "drift": original.drift.model_copy(update={"grace_events": 123})})
     for key, value in original.as_env().items():
@@ -96,3 +121,4 @@ def test_as_env_gives_a_child_process_exactly_these_settings(
     assert rebuilt.kafka.sasl_password is not None
     assert rebuilt.kafka.sasl_password.get_secret_value() == "pw"
     assert rebuilt.as_env() == original.as_env()
+    assert rebuilt.label_store_location.target == "postgresql://u:pw@db:5432/sentinel"
