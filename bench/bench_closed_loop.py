@@ -45,6 +45,7 @@ from lifecycle.retrainer import Retrainer
 from schemas.events import LabelFeedback, ModelEvent, ShadowResult, Transaction, Verdict
 from sentinel.settings import DriftSettings, FeatureSettings, MlflowSettings, Settings
 from training.simulation import DriftScenario, SimulationConfig, simulate
+from training.simulation.arrival import PRESETS as ARRIVALS
 from training.split import SplitConfig
 
 logger = logging.getLogger("bench_closed_loop")
@@ -80,6 +81,10 @@ class Scenario:
     alert_budget: float = 0.01  # flagged share of genuine payments (promotion guard, rollback)
     backfill: bool = True  # shadow evidence from the payments after the candidate's data
     rollback_min_labels: int = 2000
+    # label arrival (training.simulation.arrival): "fixed" = every label label_delay_hours
+    # late; "reports" / "reports-fast" = frauds reported by card-holders (genuine labels at
+    # +7 days); pair those with --feature-delay-days 0 (each label from its own time)
+    arrival: str = "fixed"
 
 
 PRESETS = {
@@ -123,6 +128,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Scenario, list[int], bool
     base = PRESETS[args.preset]
     chosen = {k: v for k, v in vars(args).items()
               if k not in ("preset", "seeds", "aa") and v is not None}
+    if chosen.get("arrival", "fixed") not in ARRIVALS:
+        parser.error(f"--arrival: one of {', '.join(sorted(ARRIVALS))}")
     sc = Scenario(**{**base.__dict__, **chosen})
     return sc, args.seeds or [sc.seed], args.aa
 
@@ -238,6 +245,7 @@ def run(sc: Scenario, aa: bool = False) -> dict:
     frame = simulate(SimulationConfig(
         n_customers=sc.customers, n_terminals=sc.terminals, n_days=DAYS, seed=sc.seed,
         label_delay_days=sc.label_delay_hours / 24,
+        arrival=None if sc.arrival == "fixed" else ARRIVALS[sc.arrival],
         drift=DriftScenario("card_testing", ONSET_DAY, sc.intensity)))
     frame = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
     day0 = frame["event_time"].min().normalize()
