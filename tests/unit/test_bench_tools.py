@@ -101,6 +101,9 @@ class _Msg:
     def value(self) -> bytes:
         return self._v
 
+    def timestamp(self) -> tuple[int, int]:
+        return 1, 1_000 + self._o
+
 
 def test_fault_bench_counts_a_reread_message_once_and_a_second_verdict_twice() -> None:
     faults = _load("bench_faults")
