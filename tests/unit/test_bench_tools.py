@@ -118,6 +118,7 @@ def test_fault_bench_counts_a_reread_message_once_and_a_second_verdict_twice() -
     v = faults.Verdicts.__new__(faults.Verdicts)
     v.reader = type("R", (), {"consumer": Consumer()})()
     v.count, v.rows, v.next_offset, v.last_new = faults.collections.Counter(), {}, {}, 0.0
+    v.meta = {}
     v.poll(0.5)
     assert dict(v.count) == {"t1": 2, "t2": 1}
 
@@ -130,6 +131,7 @@ def test_fault_bench_check_fails_on_a_missing_verdict_a_duplicate_and_a_differin
     faults = _load("bench_faults")
     data = type("D", (), {})()
     data.names = ["a", "b"]
+    data.dump_to = None
     data.ids = {"t1", "t2", "t3"}
     data.offline = pd.DataFrame([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], columns=data.names,
                                 index=["t1", "t2", "t3"])
