@@ -34,7 +34,8 @@ def decode(event_type: type[E], data: bytes | str | None) -> E:
 def decode_label(data: bytes | str | None) -> LabelFeedback | FraudReport:
     """A message of the labels topic: a ``FraudReport`` when it has a ``report_id`` key, else
     a ``LabelFeedback``. The one reading of that topic, the worker's and the retrainer's."""
-    if data is not None and (b'"report_id"' if isinstance(data, bytes) else '"report_id"') in data:
+    raw = data.encode() if isinstance(data, str) else data
+    if raw is not None and b'"report_id"' in raw:
         return decode(FraudReport, data)
     return decode(LabelFeedback, data)
 
