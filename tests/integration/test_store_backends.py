@@ -465,7 +465,7 @@ def test_reports_are_stored_once_and_resolved_into_every_label_read(where: str |
     since = T0 + timedelta(days=12)
     later = expected.merge(frame[["transaction_id", "event_time"]], on="transaction_id")
     later = later[later["event_time"] >= since]
-    tx_since, labels_since = store.training_frame(since)
+    _, labels_since = store.training_frame(since)
     assert set(labels_since["transaction_id"]) == set(later["transaction_id"])
     assert store.labels_since(since) == len(later)
     assert store.frauds_since(since) == int(later["is_fraud"].sum())

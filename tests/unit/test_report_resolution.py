@@ -262,7 +262,8 @@ def test_several_labels_of_one_payment_give_the_same_features_in_any_order() -> 
 def test_one_merged_label_per_payment_gives_the_same_features_as_all_of_them(seed: int) -> None:
     """Chargebacks (fraud or genuine, some known no later than their payment) and the labels
     of reports, several per payment: ``merge_labels`` keeps one per payment, and the features
-    over it equal those over all of them (what the retrainer trains on, ``lifecycle.labelstore``)."""
+    over it equal those over all of them (the retrainer trains on it, ``lifecycle.labelstore``).
+    """
     from features.offline import merge_labels
 
     frame, reports = _world(seed)
