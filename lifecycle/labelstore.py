@@ -59,7 +59,6 @@ CREATE INDEX IF NOT EXISTS report_time ON reports(reported_at);
 """
 
 _TRANSACTIONS = ("transaction_id", "card_id", "terminal_id", "amount", "event_time")
-_LABELS = ("transaction_id", "is_fraud", "label_time", "source")
 _REPORTS = ("report_id", "card_id", "reported_at", "transaction_id", "terminal_id",
             "transaction_time", "range_start", "range_end")
 # a label replaces the stored one only when it wins by the features' rules: a fraud over a
