@@ -74,6 +74,36 @@ def compute_features(
     return frame
 
 
+def merge_labels(transactions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """One label per payment standing for all of its labels (a chargeback, fraud reports:
+    :func:`features.reports.resolve_reports`), by the rules :func:`compute_features` applies,
+    so that ``compute_features(tx, merge_labels(tx, labels))`` equals
+    ``compute_features(tx, labels)``; a training set needs one target per payment.
+
+    A payment with a fraud label is a fraud, known from its earliest fraud label that counts
+    (known after the payment; without one, from its earliest fraud label, which the features
+    ignore as they would anyway); a genuine label never takes a fraud back. A payment without
+    a fraud label keeps its earliest genuine label. ``transactions``: transaction_id,
+    event_time; ``labels``: transaction_id, is_fraud, label_time and any other columns, which
+    come from the label chosen. Sorted by label_time, then transaction_id.
+    """
+    if labels.empty:
+        return labels.reset_index(drop=True)
+    fraud = labels["is_fraud"].to_numpy().astype(bool)
+    label_t = series_to_micros(labels["label_time"])
+    row = pd.Index(transactions["transaction_id"]).get_indexer(labels["transaction_id"])
+    paid = series_to_micros(transactions["event_time"])
+    known = row >= 0
+    counts = fraud & known
+    counts[known] &= label_t[known] > paid[row[known]]
+    ids = pd.factorize(labels["transaction_id"])[0]
+    order = np.lexsort((np.arange(len(labels)), label_t, ~counts, ~fraud, ids))
+    first = np.concatenate([[True], ids[order][1:] != ids[order][:-1]])
+    merged = labels.iloc[order[first]]
+    return merged.sort_values(["label_time", "transaction_id"], kind="stable",
+                              ignore_index=True)
+
+
 def _card_features(
     tx: pd.DataFrame, t: np.ndarray, cents: np.ndarray, config: FeatureConfig
 ) -> dict[str, np.ndarray]:

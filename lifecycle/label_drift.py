@@ -2,7 +2,9 @@
 
 The worker scores a payment days before its label arrives and keeps no per-transaction score
 (docs/streaming.md), so the champion's errors are watched where verdicts and labels meet: the
-retrainer's label store. Each batch of arriving labels is joined with the stored verdicts and fed
+retrainer's label store. Each batch of arriving labels (chargebacks, and the fraud labels a
+batch of fraud reports gives the payments stored when it is read,
+:meth:`~lifecycle.labelstore.LabelStore.resolve`) is joined with the stored verdicts and fed
 to :meth:`drift.monitor.DriftMonitor.observe_labels` (ADWIN on missed frauds, HDDM-A on the
 error, a Poisson CUSUM on frauds per batch). Its alerts go to the drift-alerts topic like the
 worker's, so the retrainer acts on them through the same guardrails.

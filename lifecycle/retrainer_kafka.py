@@ -1,7 +1,9 @@
 """The retrainer process: Kafka in and out around :class:`~lifecycle.retrainer.Retrainer`.
 
-Consumes transactions, labels, verdicts and shadow results into the label store and drift
-alerts into the retrainer; watches the champion's errors on arriving labels
+Consumes transactions, labels and fraud reports (both on the labels topic), verdicts and
+shadow results into the label store and drift alerts into the retrainer; watches the
+champion's errors on arriving labels (a report's: those it gives the payments stored when it
+is read)
 (:mod:`lifecycle.label_drift`) and publishes those alerts to the drift-alerts topic, which it
 consumes like the worker's; publishes ModelEvents; serves ``/metrics`` and ``/ready``
 (:mod:`lifecycle.retrainer_http`).
@@ -22,16 +24,18 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from lifecycle.label_drift import LabelDriftWatch
 from lifecycle.labelstore import LabelStore
 from lifecycle.leadership import Lease
 from lifecycle.retrainer import Retrainer, StepHook, Train, alert_onset
-from schemas import decode
+from schemas import decode, decode_label
 from schemas.events import (
     DeadLetter,
     DriftAlert,
+    FraudReport,
     LabelFeedback,
     ModelEvent,
     ShadowResult,
@@ -56,7 +60,8 @@ def build(settings: Settings, on_step: StepHook | None = None, train: Train | No
     """The retrainer wired to a producer for ModelEvents and the local MLflow registry."""
     from lifecycle.registry import ModelRegistry
 
-    store = LabelStore(settings.label_store_location)  # first: a bad store fails at once
+    # first: a bad store fails at once
+    store = LabelStore(settings.label_store_location, settings.reports.lookback_days)
     logger.info("label store at %s", store.location)
     producer = EventProducer(settings.librdkafka())
     topic = settings.topics.name("model_events")
@@ -134,16 +139,17 @@ class _Loop:
                  ) -> None:
         self.settings, self.retrainer, self.producer = settings, retrainer, producer
         t = settings.topics
-        self.kinds: dict[str, type[Any]] = {
-            t.name("transactions"): Transaction, t.name("labels"): LabelFeedback,
-            t.name("verdicts"): Verdict, t.name("shadow"): ShadowResult,
-            t.name("drift_alerts"): DriftAlert,
+        self.decoders: dict[str, Callable[[bytes], Any]] = {
+            t.name("transactions"): partial(decode, Transaction), t.name("labels"): decode_label,
+            t.name("verdicts"): partial(decode, Verdict),
+            t.name("shadow"): partial(decode, ShadowResult),
+            t.name("drift_alerts"): partial(decode, DriftAlert),
         }
         store = retrainer.store
         self.adders: dict[type[Any], Callable[[list[Any]], int]] = {
             Transaction: store.add_transactions, LabelFeedback: store.add_labels,
-            Verdict: store.add_verdicts, ShadowResult: store.add_shadow,
-            DriftAlert: self._queue_alerts}
+            FraudReport: store.add_reports, Verdict: store.add_verdicts,
+            ShadowResult: store.add_shadow, DriftAlert: self._queue_alerts}
         self.watch = LabelDriftWatch(settings, store) if settings.drift.enabled else None
         self.newest: datetime | None = None  # the newest transaction's event time: the clock
 
@@ -152,7 +158,7 @@ class _Loop:
         retrainer, interval = self.retrainer, self.settings.drift.promotion_interval_s
         last_tick = time.monotonic()
         alerts_since = 0.0
-        with EventConsumer(self.settings.librdkafka(), group_id, list(self.kinds),
+        with EventConsumer(self.settings.librdkafka(), group_id, list(self.decoders),
                            **{"enable.auto.commit": False}) as consumer:
             while not done() and leading():
                 msgs = consumer.poll(POLL_MAX, 0.5)
@@ -179,33 +185,37 @@ class _Loop:
         """Decode and store a batch; what fails is dead-lettered, one message at a time."""
         batch: dict[type[Any], list[tuple[Any, Any]]] = {k: [] for k in self.adders}
         for msg in msgs:
-            kind = self.kinds[str(msg.topic())]
             try:
-                event = decode(kind, msg.value() or b"")
-                if kind is DriftAlert:
+                event = self.decoders[str(msg.topic())](msg.value() or b"")
+                if isinstance(event, DriftAlert):
                     alert_onset(event, self.settings.drift.block_seconds)
             except (SentinelError, *STORE_ERRORS) as exc:
                 self._dead_letter(msg, exc)
                 continue
-            batch[kind].append((msg, event))
+            batch[type(event)].append((msg, event))
+        stored: dict[type[Any], list[Any]] = {}
         for kind, add in self.adders.items():
             pairs = batch[kind]
             if not pairs:
                 continue
+            stored[kind] = [event for _, event in pairs]
             try:
-                add([event for _, event in pairs])
+                add(stored[kind])
             except STORE_ERRORS:  # find the culprits: one by one (rows are idempotent)
+                stored[kind] = []
                 for msg, event in pairs:
                     try:
                         add([event])
                     except STORE_ERRORS as exc:
                         self._dead_letter(msg, exc)
-        good = [event for _, event in batch[Transaction]]
-        if good:
-            latest = max(x.event_time for x in good)
+                    else:
+                        stored[kind].append(event)
+        if stored.get(Transaction):
+            latest = max(x.event_time for x in stored[Transaction])
             self.newest = latest if self.newest is None else max(self.newest, latest)
-        if self.watch is not None and batch[LabelFeedback]:
-            self._watch_labels([event for _, event in batch[LabelFeedback]])
+        labels, reports = stored.get(LabelFeedback, []), stored.get(FraudReport, [])
+        if self.watch is not None and (labels or reports):
+            self._watch_labels(labels + self.retrainer.store.resolve(reports))
 
     def _queue_alerts(self, alerts: list[DriftAlert]) -> int:
         new = self.retrainer.state.enqueue_alerts(alerts)

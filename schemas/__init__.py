@@ -3,7 +3,7 @@
 Layer 2 of 9: may import ``sentinel`` (the error base).
 """
 
-from schemas.codec import decode, encode, validate
+from schemas.codec import decode, decode_label, encode, validate
 from schemas.errors import SchemaValidationError
 from schemas.events import (
     EVENT_TYPES,
@@ -33,6 +33,7 @@ __all__ = [
     "Transaction",
     "Verdict",
     "decode",
+    "decode_label",
     "encode",
     "validate",
 ]

@@ -8,7 +8,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from schemas.errors import SchemaValidationError
-from schemas.events import SCHEMA_VERSION, Event
+from schemas.events import SCHEMA_VERSION, Event, FraudReport, LabelFeedback
 
 E = TypeVar("E", bound=Event)
 
@@ -29,6 +29,15 @@ def decode(event_type: type[E], data: bytes | str | None) -> E:
         return event_type.model_validate_json(data)
     except ValidationError as exc:
         raise SchemaValidationError(event_type.__name__, _problems(exc, data)) from exc
+
+
+def decode_label(data: bytes | str | None) -> LabelFeedback | FraudReport:
+    """A message of the labels topic: a ``FraudReport`` when it has a ``report_id`` key, else
+    a ``LabelFeedback``. The one reading of that topic, the worker's and the retrainer's."""
+    raw = data.encode() if isinstance(data, str) else data
+    if raw is not None and b'"report_id"' in raw:
+        return decode(FraudReport, data)
+    return decode(LabelFeedback, data)
 
 
 def validate(event_type: type[E], payload: dict[str, object]) -> E:

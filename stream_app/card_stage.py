@@ -46,7 +46,7 @@ from features import (
 from features.attributes import attributes_of
 from features.clock import from_micros, to_micros
 from features.reports import OpenReport, ReportRecord
-from schemas import FraudReport, LabelFeedback, Transaction, decode, encode
+from schemas import FraudReport, LabelFeedback, Transaction, decode, decode_label, encode
 from stream_app.alignment import MARKER, Via, decode_marker, merge_marks
 from stream_app.dead_letter import category, dead_letter
 from stream_app.handoff import Handoff
@@ -178,7 +178,7 @@ class CardStage:
         here (``stream_app.reports``); any other report goes to its card's partition."""
         value = msg.value()
         try:
-            event = self._label_event(value)
+            event: LabelFeedback | FraudReport = self._valid(decode_label(value), "reported_at")
         except Exception as exc:
             self.reject(msg, exc)
             return
@@ -195,13 +195,6 @@ class CardStage:
         if reported > self.reported.get(q, -1):
             self.reported[q] = reported
         self.out.done(self.topics.labels, q, _offset(msg) + 1)
-
-    def _label_event(self, value: bytes | None) -> LabelFeedback | FraudReport:
-        if value is not None and b'"report_id"' in value:
-            report: FraudReport = self._valid(decode(FraudReport, value), "reported_at")
-            return report
-        label: LabelFeedback = self._valid(decode(LabelFeedback, value), "reported_at")
-        return label
 
     def _forward(self, label: LabelFeedback, raw: bytes) -> None:
         target = partition_for(label.terminal_id.encode(), self.topics.terminal_partitions)

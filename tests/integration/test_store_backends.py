@@ -18,7 +18,15 @@ import pytest
 from lifecycle.labelstore import LabelStore
 from lifecycle.leadership import Lease
 from lifecycle.state_store import LifecycleStore, event_key
-from schemas.events import DriftAlert, LabelFeedback, ModelEvent, ShadowResult, Transaction, Verdict
+from schemas.events import (
+    DriftAlert,
+    FraudReport,
+    LabelFeedback,
+    ModelEvent,
+    ShadowResult,
+    Transaction,
+    Verdict,
+)
 from sentinel.errors import StoreDataError, StoreUnavailableError
 from sentinel.infra.worker_process import free_port
 from tests.integration.postgres_server import PostgresServer
@@ -189,7 +197,17 @@ def _fill(store: LabelStore, seed: int) -> list[str]:
                            candidate_decision="approve" if s >= 0.5 else "review",
                            agree=False, event_time=t)
               for i, s, t in zip(ids[::3], scores[::3], times[::3], strict=True)]
+    reports = [FraudReport(report_id=f"r{k}", card_id=tx.card_id,
+                           reported_at=tx.event_time + timedelta(hours=3),
+                           **({"transaction_id": tx.transaction_id} if k % 3 == 0 else
+                              {"transaction_id": tx.transaction_id,
+                               "terminal_id": tx.terminal_id,
+                               "transaction_time": tx.event_time} if k % 3 == 1 else
+                              {"start": tx.event_time - timedelta(hours=5),
+                               "end": tx.event_time + timedelta(hours=1)}))
+               for k, tx in enumerate(txs[250::9])]
     for _ in range(2):  # at-least-once: a redelivered batch overwrites itself
+        store.add_reports(reports)
         store.add_transactions(txs)
         store.add_labels(labels)
         store.add_verdicts(verdicts)
@@ -204,8 +222,14 @@ def test_both_backends_answer_the_same(tmp_path: Path, postgres_uri: str) -> Non
     ids = _fill(lite, seed=11)
     assert _fill(pg, seed=11) == ids
     since = T0 + timedelta(hours=30)
-    for name in ("transactions", "labels", "verdicts", "shadow"):
+    for name in ("transactions", "labels", "reports", "verdicts", "shadow"):
         assert lite.count(name) == pg.count(name) > 0
+    pd.testing.assert_frame_equal(_by_report(lite.reports_frame()),
+                                  _by_report(pg.reports_frame()))
+    for moment in (None, since):
+        pd.testing.assert_frame_equal(_by_id(lite.report_labels(moment)),
+                                      _by_id(pg.report_labels(moment)))
+    assert len(lite.report_labels()) > 0
     assert lite.newest_transaction_time() == pg.newest_transaction_time() is not None
     assert lite.labels_since(since) == pg.labels_since(since) > 0
     assert lite.frauds_since(since) == pg.frauds_since(since) > 0
@@ -233,6 +257,10 @@ def test_both_backends_answer_the_same(tmp_path: Path, postgres_uri: str) -> Non
 
 def _by_id(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("transaction_id").reset_index(drop=True)
+
+
+def _by_report(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values("report_id").reset_index(drop=True)
 
 
 def test_time_order_is_byte_order_whatever_the_database_locale(
@@ -358,4 +386,130 @@ def test_a_payment_postgresql_refuses_is_dead_lettered_and_its_batch_stored(
     assert to == settings.topics.name("dead_letters") and isinstance(dead, DeadLetter)
     assert dead.source_offset == 1 and dead.error_type == "StoreDataError"
     assert "refused a row" in dead.reason and loop.retrainer.retrains["bad_input"] == 1
+    store.close()
+
+
+# -- fraud reports in the label store ---------------------------------------------------------
+
+
+def _report_world(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list[FraudReport]]:
+    """Payments of a few cards, chargebacks (fraud or genuine, 7 days late; a genuine one for
+    some payments a report names) and reports of every kind (``test_report_resolution``)."""
+    from tests.unit.test_report_resolution import _world
+
+    frame, reports = _world(seed, cards=25, days=30)
+    rng = np.random.default_rng(seed)
+    charged = frame.sample(frac=0.7, random_state=seed)
+    chargebacks = pd.DataFrame({
+        "transaction_id": charged["transaction_id"].to_numpy(),
+        "card_id": charged["card_id"].to_numpy(), "terminal_id": charged["terminal_id"].to_numpy(),
+        "transaction_time": charged["event_time"].to_numpy(),
+        "is_fraud": rng.random(len(charged)) < 0.2,
+        "label_time": charged["event_time"].to_numpy() + pd.Timedelta(days=7),
+        "label_source": "chargeback"})
+    return frame, chargebacks, reports
+
+
+def _feedback(labels: pd.DataFrame) -> list[LabelFeedback]:
+    return [LabelFeedback(transaction_id=x.transaction_id, card_id=x.card_id,
+                          terminal_id=x.terminal_id, is_fraud=bool(x.is_fraud),
+                          transaction_time=x.transaction_time, reported_at=x.label_time,
+                          source=x.label_source) for x in labels.itertuples(index=False)]
+
+
+def _offline_labels(frame: pd.DataFrame, chargebacks: pd.DataFrame,
+                    reports: list[FraudReport]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every label, one per payment): what training offline gives the same history."""
+    from features.offline import merge_labels
+    from features.reports import report_frame, resolve_reports
+
+    resolved, _ = resolve_reports(frame, report_frame(reports), 120)
+    columns = ["transaction_id", "is_fraud", "label_time", "label_source"]
+    every = pd.concat([chargebacks[columns], resolved[columns]], ignore_index=True)
+    return every, merge_labels(frame, every)
+
+
+def test_reports_are_stored_once_and_resolved_into_every_label_read(where: str | Path) -> None:
+    """Reports stored before the payments they name (and redelivered) resolve once the
+    payments are stored: the training frame has exactly the labels offline resolution and
+    the chargebacks give (one per payment, a report's fraud winning over a genuine
+    chargeback), the same features, and the counts, verdicts and shadow evidence see them."""
+    from features import FeatureConfig, compute_features
+
+    frame, chargebacks, reports = _report_world(seed=5)
+    every, expected = _offline_labels(frame, chargebacks, reports)
+    store = LabelStore(where)
+    assert store.add_reports(reports) == len(reports)
+    assert store.report_labels().empty  # no payment stored yet: nothing to label
+    store.add_reports(reports[::2])  # redelivered
+    store.add_transactions([Transaction(transaction_id=x.transaction_id, card_id=x.card_id,
+                                        terminal_id=x.terminal_id, amount=x.amount,
+                                        event_time=x.event_time)
+                            for x in frame.itertuples(index=False)])
+    store.add_labels(_feedback(chargebacks))
+    assert store.count("reports") == len(reports)
+
+    tx, labels = store.training_frame()
+    assert labels["transaction_id"].is_unique
+    pd.testing.assert_frame_equal(_by_id(labels), _by_id(expected), check_dtype=False)
+    assert labels["is_fraud"].dtype == np.int64
+    reported = labels[labels["label_source"] == "report"]
+    assert len(reported) > 0 and reported["is_fraud"].eq(1).all()
+    genuine_then_reported = set(chargebacks.loc[~chargebacks["is_fraud"], "transaction_id"])
+    assert genuine_then_reported & set(reported["transaction_id"])  # the report wins
+    config = FeatureConfig(label_delay_days=0)
+    ordered = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(compute_features(tx, labels, config),
+                                  compute_features(ordered, every, config))
+
+    since = T0 + timedelta(days=12)
+    later = expected.merge(frame[["transaction_id", "event_time"]], on="transaction_id")
+    later = later[later["event_time"] >= since]
+    _, labels_since = store.training_frame(since)
+    assert set(labels_since["transaction_id"]) == set(later["transaction_id"])
+    assert store.labels_since(since) == len(later)
+    assert store.frauds_since(since) == int(later["is_fraud"].sum())
+
+    # a genuine label never takes a fraud back, a later fraud label never delays one
+    fraud = chargebacks[chargebacks["is_fraud"]].head(3)
+    store.add_labels(_feedback(fraud.assign(is_fraud=False, label_time=fraud["label_time"]
+                                            + pd.Timedelta(days=1))))
+    store.add_labels(_feedback(fraud.assign(label_time=fraud["label_time"]
+                                            + pd.Timedelta(days=2))))
+    pd.testing.assert_frame_equal(_by_id(store.training_frame()[1]), _by_id(labels))
+
+    # the verdicts and the shadow evidence (a backfill) are joined with the same labels
+    ids = frame["transaction_id"].tolist()
+    store.add_verdicts([Verdict(transaction_id=x.transaction_id, card_id=x.card_id,
+                                model_name="m", model_version="1", score=0.5,
+                                decision="review", feature_hash="h", event_time=x.event_time,
+                                scored_at=x.event_time, latency_ms=1.0)
+                        for x in frame.itertuples(index=False)])
+    store.add_backfilled_shadow(ids, "1", "2", [0.1] * len(ids), [0.9] * len(ids),
+                                [False] * len(ids), [True] * len(ids),
+                                frame["event_time"].tolist())
+    for joined in (store.verdicts_joined("1"), store.shadow_joined("2")):
+        got = _by_id(joined[["transaction_id", "is_fraud", "label_time", "label_source"]])
+        pd.testing.assert_frame_equal(got, _by_id(labels), check_dtype=False)
+    store.close()
+
+
+def test_a_store_from_before_reports_gains_them(tmp_path: Path) -> None:
+    """A SQLite store whose labels table has no source column (written before reports) is
+    upgraded on open; its labels read back with no source."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE labels (transaction_id TEXT PRIMARY KEY, is_fraud INTEGER, "
+                    "label_time TEXT)")
+        old.execute("INSERT INTO labels VALUES ('a', 1, '2024-03-02T00:00:00+00:00')")
+    store = LabelStore(path)
+    store.add_transactions([Transaction(transaction_id=i, card_id="c", terminal_id="t",
+                                        amount=1.0, event_time=T0) for i in ("a", "b")])
+    store.add_reports([FraudReport(report_id="r", card_id="c", transaction_id="b",
+                                   reported_at=T0 + timedelta(hours=1))])
+    _, labels = store.training_frame()
+    assert labels[["transaction_id", "is_fraud", "label_source"]].values.tolist() == [
+        ["b", 1, "report"], ["a", 1, None]]
     store.close()

@@ -62,3 +62,75 @@ def test_labels_without_a_stored_verdict_are_counted_not_guessed(tmp_path: Path)
     assert watch.observe(labels) == []
     assert (watch.joined, watch.unmatched) == (60, 40)
     assert watch.observe([]) == []
+
+
+class _Message:
+    """What the retrainer's consumer hands over."""
+
+    def __init__(self, topic: str, value: bytes, offset: int) -> None:
+        self._topic, self._value, self._offset = topic, value, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def send(self, topic: str, key: object, value: object) -> None:
+        self.sent.append((topic, value))
+
+
+def test_fraud_reports_on_the_labels_topic_are_stored_and_watched(tmp_path: Path) -> None:
+    """The retrainer's store step: reports (by id, by range, of a payment not stored) and a
+    chargeback on the labels topic; the reports are stored, the labels they give the stored
+    payments reach the watch with the chargeback, and an invalid report is dead-lettered."""
+    from lifecycle.retrainer import Retrainer
+    from lifecycle.retrainer_kafka import _Loop
+    from schemas import encode
+    from schemas.events import DeadLetter, FraudReport, Transaction
+
+    settings = Settings(data_dir=tmp_path, drift=DriftSettings(grace_events=1000))
+    store = LabelStore(settings.label_store_location)
+    verdicts, _ = _world(10, change_at=10)
+    store.add_verdicts(verdicts)
+    producer = _Producer()
+    loop = _Loop(settings, Retrainer(settings, store, None, lambda e: None), producer)  # type: ignore[arg-type]
+    t, at = settings.topics, T0 + timedelta(hours=2)
+    labels = [
+        FraudReport(report_id="id", card_id="c", transaction_id="t3", reported_at=at),
+        FraudReport(report_id="range", card_id="c", start=T0 + timedelta(seconds=5),
+                    end=T0 + timedelta(seconds=8), reported_at=at),
+        FraudReport(report_id="elsewhere", card_id="c", transaction_id="t99", reported_at=at),
+        LabelFeedback(transaction_id="t0", card_id="c", terminal_id="m", is_fraud=False,
+                      transaction_time=T0, reported_at=at, source="chargeback")]
+    poison = (b'{"report_id": "bad", "card_id": "c", "start": "2024-05-02T00:00:00Z", '
+              b'"end": "2024-05-01T00:00:00Z", "reported_at": "2024-05-03T00:00:00Z"}')
+    msgs = [_Message(t.name("transactions"), encode(Transaction(
+        transaction_id=v.transaction_id, card_id="c", terminal_id="m", amount=1.0,
+        event_time=v.event_time)), n) for n, v in enumerate(verdicts)]
+    msgs += [_Message(t.name("labels"), encode(x), n) for n, x in enumerate(labels)]
+    msgs.append(_Message(t.name("labels"), poison, len(labels)))
+    loop._store(msgs)
+    assert store.count("reports") == 3 and store.count("labels") == 1
+    assert loop.watch is not None and loop.watch.joined == 1 + 1 + 3  # t0; t3; t5, t6, t7
+    assert set(store.report_labels()["transaction_id"]) == {"t3", "t5", "t6", "t7"}
+    [(to, dead)] = producer.sent
+    assert to == t.name("dead_letters") and isinstance(dead, DeadLetter)
+    assert dead.source_topic == t.name("labels") and dead.source_offset == len(labels)
+    assert dead.error_type == "SchemaValidationError" and "start < end" in dead.reason
+    assert loop.retrainer.retrains["bad_input"] == 1
+    store.close()

@@ -258,6 +258,47 @@ def test_several_labels_of_one_payment_give_the_same_features_in_any_order() -> 
     assert np.isclose(offline["terminal_seconds_since_first_fraud_30d"].iloc[1], 5 * 3600)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_merged_label_per_payment_gives_the_same_features_as_all_of_them(seed: int) -> None:
+    """Chargebacks (fraud or genuine, some known no later than their payment) and the labels
+    of reports, several per payment: ``merge_labels`` keeps one per payment, and the features
+    over it equal those over all of them (the retrainer trains on it, ``lifecycle.labelstore``).
+    """
+    from features.offline import merge_labels
+
+    frame, reports = _world(seed)
+    rng = np.random.default_rng(seed)
+    picked = frame.sample(frac=0.6, random_state=seed)
+    shift = rng.integers(-HOUR_US, 10 * DAY_US, len(picked))  # some known before the payment
+    chargebacks = pd.DataFrame({
+        "transaction_id": picked["transaction_id"].to_numpy(),
+        "is_fraud": rng.random(len(picked)) < 0.3,
+        "label_time": pd.to_datetime(picked["t"].to_numpy() + shift, unit="us", utc=True),
+        "label_source": "chargeback"})
+    resolved, _ = resolve_reports(frame, report_frame(reports), 120)
+    early = frame.sample(n=30, random_state=seed)  # a fraud label at the payment's own time
+    late = early.assign(t=early["t"] + DAY_US)  # ... and one that counts, a day later
+    extra = pd.DataFrame({
+        "transaction_id": pd.concat([early, late])["transaction_id"].to_numpy(),
+        "is_fraud": True, "label_source": "investigation",
+        "label_time": pd.to_datetime(pd.concat([early, late])["t"].to_numpy(), unit="us",
+                                     utc=True)})
+    labels = pd.concat([chargebacks, resolved[list(chargebacks.columns)], extra],
+                       ignore_index=True)
+    labels = labels.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # any order
+    merged = merge_labels(frame, labels)
+    assert merged["transaction_id"].is_unique
+    assert set(merged["transaction_id"]) == set(labels["transaction_id"])
+    assert len(merged) < len(labels)  # some payments had several labels
+    config = FeatureConfig(label_delay_days=0)
+    pd.testing.assert_frame_equal(compute_features(frame, merged, config),
+                                  compute_features(frame, labels, config))
+    fraud = merged.set_index("transaction_id")["is_fraud"].astype(bool)
+    assert fraud.loc[list(set(resolved["transaction_id"]))].all()  # never taken back
+    both = set(resolved["transaction_id"]) & set(chargebacks["transaction_id"])
+    assert (merged.set_index("transaction_id").loc[list(both), "label_source"] == "report").any()
+
+
 def test_the_simulators_reports_keep_every_reported_fraud_labelled() -> None:
     """Frauds turned into reports by range or id are still labelled (by the resolution), no
     later than their own report; a range also names the card's genuine payments in it."""
