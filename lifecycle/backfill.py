@@ -7,8 +7,8 @@ full label delay after T. Here those payments get the candidate's score from the
 code the worker runs (:func:`features.offline.compute_features`, proven equal to the online
 state) over the stored history and its labels (fraud reports' included, as
 :meth:`~lifecycle.labelstore.LabelStore.training_frame` reads them), beside the champion's
-live verdict, and are stored as shadow results with source ``backfill``. They are out of sample (no label of theirs existed when the
-candidate was trained) and their labels mature from T on, so the promotion test can start
+live verdict, and are stored as shadow results with source ``backfill``. They are out of
+sample (no label of theirs existed when the candidate was trained) and their labels mature from T on, so the promotion test can start
 as soon as there is enough of them. The worker's own shadow results are added as they come.
 """
 
