@@ -9,7 +9,8 @@ state) over the stored history and its labels (fraud reports' included, as
 :meth:`~lifecycle.labelstore.LabelStore.training_frame` reads them), beside the champion's
 live verdict, and are stored as shadow results with source ``backfill``. They are out of
 sample (no label of theirs existed when the candidate was trained) and their labels mature
-from T on, so the promotion test can start as soon as there is enough of them. The worker's own shadow results are added as they come.
+from T on, so the promotion test can start as soon as there is enough of them. The worker's
+own shadow results are added as they come.
 """
 
 from __future__ import annotations
