@@ -1,6 +1,6 @@
 """Sentinel's monitoring dashboard (Streamlit). Layout only; the reads are in
 :mod:`dashboard.headline`, :mod:`dashboard.series`, :mod:`dashboard.topics` and
-:mod:`dashboard.champion`, the logic in :mod:`dashboard.drift` and :mod:`dashboard.timeline`.
+:mod:`dashboard.champion`, the logic in :mod:`dashboard.drift_panel` and :mod:`dashboard.timeline`.
 
 Run: ``sentinel dashboard``. Every source comes from the settings (``SENTINEL_DASHBOARD__*``,
 ``SENTINEL_KAFKA__*``, ``SENTINEL_TOPICS__PREFIX``, ``SENTINEL_MLFLOW__*``); the page's URL
@@ -23,7 +23,7 @@ import streamlit as st
 from dashboard import charts
 from dashboard.access import require_password
 from dashboard.champion import Champion, read_champion
-from dashboard.drift import Drift, compare
+from dashboard.drift_panel import Drift, compare
 from dashboard.errors import SourceUnavailable
 from dashboard.headline import Headline, read_headline
 from dashboard.objectives import REGISTRY_UP, WORKERS_READY

@@ -13,7 +13,7 @@ from datetime import datetime
 import altair as alt
 import pandas as pd
 
-from dashboard.drift import Drift
+from dashboard.drift_panel import Drift
 from dashboard.series import ChartData
 from dashboard.timeline import Marker
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from dashboard import objectives
-from dashboard.drift import compare
+from dashboard.drift_panel import compare
 from dashboard.errors import SourceUnavailable
 from dashboard.headline import TILES
 from dashboard.prometheus import PrometheusAPI
@@ -139,15 +139,27 @@ def test_timeline_is_newest_first_with_run_links() -> None:
     assert markers[1].row()["detail"] == "adwin on score, statistic 3"
 
 
-@pytest.mark.parametrize("module", ["dashboard.access", "dashboard.drift", "dashboard.objectives",
-                                    "dashboard.prometheus", "dashboard.series",
-                                    "dashboard.timeline", "drift.reference_profile"])
+@pytest.mark.parametrize("module", ["dashboard.access", "dashboard.drift_panel",
+                                    "dashboard.objectives", "dashboard.prometheus",
+                                    "dashboard.series", "dashboard.timeline",
+                                    "drift.reference_profile"])
 def test_doctests(module: str) -> None:
     import doctest
     import importlib
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_no_dashboard_module_shadows_a_top_level_package() -> None:
+    # `streamlit run dashboard/app.py` puts dashboard/ first on sys.path, so a module there
+    # named like a project package (say drift.py) hides that package from every import.
+    root = Path(__file__).resolve().parents[2]
+    top = {p.name for p in root.iterdir() if (p / "__init__.py").exists()}
+    top |= {p.stem for p in root.glob("*.py")}
+    mine = {p.stem for p in (root / "dashboard").glob("*.py")}
+    assert "drift" in top and "schemas" in top
+    assert not mine & top, f"dashboard modules shadow packages: {sorted(mine & top)}"
 
 
 def test_no_credential_of_a_url_reaches_the_page() -> None:
