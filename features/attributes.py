@@ -18,7 +18,7 @@ worker can tell from a name alone whether it knows how to encode it (:func:`enco
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -206,3 +206,38 @@ def encode_frame(spec: AttributeSpec, frame: pd.DataFrame) -> Any:
         if a.name in frame.columns:
             out[:, j] = [frame_value(a, v) for v in frame[a.name].tolist()]
     return out
+
+
+def training_columns(spec: AttributeSpec, events: Sequence[Mapping[str, Any] | None],
+                     ) -> tuple[pd.DataFrame, Any]:
+    """A spec's attributes of each event (what :func:`attributes_of` read from it) as the
+    columns a training file holds: numeric ones float64 (booleans 1/0, missing NaN),
+    categorical ones the values as sent (missing ``None``); and a boolean array of the events
+    whose values all have their kind's type. A wrong type is a missing value here: the worker
+    dead-letters that event at scoring (after its card and terminal state counted it), so a
+    retrain keeps the row and a backtest does not score it.
+
+    >>> spec = AttributeSpec((Attribute("risk", "num"), Attribute("channel", "cat")))
+    >>> cols, ok = training_columns(spec, [{"risk": True, "channel": "pos"}, None,
+    ...                                    {"risk": "high"}])
+    >>> cols["risk"].tolist(), cols["channel"].tolist(), ok.tolist()
+    ([1.0, nan, nan], ['pos', None, None], [True, True, False])
+    """
+    import numpy as np
+    import pandas as pd
+
+    ok = np.ones(len(events), dtype=bool)
+    columns: dict[str, Any] = {}
+    for a in spec.attributes:
+        values: list[Any] = []
+        for i, event in enumerate(events):
+            value = event.get(a.name) if event else None
+            try:
+                encoded = encode_value(a, value)
+            except AttributeTypeError:
+                ok[i] = False
+                value, encoded = None, math.nan
+            values.append(encoded if a.kind == "num" else value)
+        columns[a.name] = (np.asarray(values, dtype=np.float64) if a.kind == "num"
+                           else pd.Series(values, dtype=object))
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(events))), ok

@@ -1,13 +1,17 @@
 """The retrainer's memory: transactions, labels, verdicts and shadow results in SQLite.
 
 Filled from the topics by the retrainer's Kafka adapter; read back as pandas frames to build a
-training set (transactions with the labels that have arrived) and to join scores with matured
-labels for promotion and rollback. Idempotent by transaction id (a redelivered message
-overwrites itself), so at-least-once consumption is safe.
+training set (transactions with the labels that have arrived, and the attributes a model's
+feature spec reads: each transaction's ``attributes``, ``merchant_category`` and ``channel`` are
+kept as JSON) and to join scores with matured labels for promotion and rollback. Idempotent
+by transaction id (a redelivered message overwrites itself), so at-least-once consumption is
+safe.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
@@ -15,11 +19,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.attributes import AttributeSpec, attributes_of, training_columns
 from schemas.events import LabelFeedback, ShadowResult, Transaction, Verdict
+from training.errors import TrainingError
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (transaction_id TEXT PRIMARY KEY, card_id TEXT,
-  terminal_id TEXT, amount REAL, event_time TEXT);
+  terminal_id TEXT, amount REAL, event_time TEXT, attributes TEXT);
 CREATE TABLE IF NOT EXISTS labels (transaction_id TEXT PRIMARY KEY, is_fraud INTEGER,
   label_time TEXT);
 CREATE TABLE IF NOT EXISTS verdicts (transaction_id TEXT PRIMARY KEY, model_version TEXT,
@@ -32,6 +40,7 @@ CREATE INDEX IF NOT EXISTS label_time ON labels(label_time);
 """
 
 
+_TRANSACTION = "transaction_id, card_id, terminal_id, amount, event_time"
 _SHADOW = ("transaction_id, champion_version, candidate_version, champion_score, "
            "candidate_score, champion_flagged, event_time, source, candidate_flagged")
 
@@ -55,14 +64,18 @@ class LabelStore:
             self._db.execute("ALTER TABLE shadow ADD COLUMN source TEXT DEFAULT 'worker'")
         if "candidate_flagged" not in columns:  # ... and before it was kept
             self._db.execute("ALTER TABLE shadow ADD COLUMN candidate_flagged INTEGER")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(transactions)")}
+        if "attributes" not in columns:  # a store written before attributes were kept
+            self._db.execute("ALTER TABLE transactions ADD COLUMN attributes TEXT")
 
     def close(self) -> None:
         self._db.close()
 
     def add_transactions(self, items: Iterable[Transaction]) -> int:
-        rows = [(t.transaction_id, t.card_id, t.terminal_id, t.amount, _iso(t.event_time))
-                for t in items]
-        self._db.executemany("INSERT OR REPLACE INTO transactions VALUES (?,?,?,?,?)", rows)
+        rows = [(t.transaction_id, t.card_id, t.terminal_id, t.amount, _iso(t.event_time),
+                 _json(attributes_of(t))) for t in items]
+        sql = f"INSERT OR REPLACE INTO transactions ({_TRANSACTION}, attributes) VALUES "  # noqa: S608
+        self._db.executemany(sql + "(?,?,?,?,?,?)", rows)
         self._db.commit()
         return len(rows)
 
@@ -137,11 +150,18 @@ class LabelStore:
                "WHERE t.event_time >= ? AND l.is_fraud = 1")
         return int(self._db.execute(sql, (_iso(moment),)).fetchone()[0])
 
-    def training_frame(self, since: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(transactions, labels that arrived) from ``since`` on, in the pipeline's columns."""
+    def training_frame(self, since: datetime | None = None, spec: AttributeSpec | None = None,
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(transactions, labels that arrived) from ``since`` on, in the pipeline's columns;
+        with a feature ``spec``, its attributes as columns named after them, as in a training
+        file (:func:`features.attributes.training_columns`: a value of the wrong type, which
+        the worker dead-letters, is a missing value here, and is counted in the log)."""
         where, args = ("WHERE event_time >= ?", (_iso(since),)) if since else ("", ())
-        tx = pd.read_sql_query(f"SELECT * FROM transactions {where} ORDER BY event_time",  # noqa: S608
-                               self._db, params=args)
+        select = f"{_TRANSACTION}, attributes" if spec else _TRANSACTION
+        tx = pd.read_sql_query(f"SELECT {select} FROM transactions {where} "  # noqa: S608
+                               "ORDER BY event_time", self._db, params=args)
+        if spec:
+            tx = _with_attributes(tx, spec)
         labels = pd.read_sql_query("SELECT * FROM labels", self._db)
         tx["event_time"] = pd.to_datetime(tx["event_time"], utc=True, format="ISO8601")
         labels["label_time"] = pd.to_datetime(labels["label_time"], utc=True, format="ISO8601")
@@ -174,3 +194,21 @@ class LabelStore:
                "USING (transaction_id) "
                "WHERE v.model_version = ?")
         return pd.read_sql_query(sql, self._db, params=(model_version,))
+
+
+def _json(attributes: dict[str, object] | None) -> str | None:
+    return json.dumps(attributes, separators=(",", ":")) if attributes is not None else None
+
+
+def _with_attributes(tx: pd.DataFrame, spec: AttributeSpec) -> pd.DataFrame:
+    """``tx`` with the stored ``attributes`` JSON replaced by the spec's columns."""
+    clash = sorted({a.name for a in spec.attributes} & {*tx.columns, "is_fraud", "label_time"})
+    if clash:
+        raise TrainingError(f"attributes {clash} have the names of transaction columns: "
+                            "a retrain cannot tell them apart")
+    events = [json.loads(text) if text else None for text in tx["attributes"].tolist()]
+    columns, ok = training_columns(spec, events)
+    if not ok.all():
+        logger.warning("%d stored transactions have attributes of the wrong type (the worker "
+                       "dead-letters them): read as missing values", int((~ok).sum()))
+    return pd.concat([tx.drop(columns=["attributes"]), columns.set_index(tx.index)], axis=1)

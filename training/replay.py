@@ -15,7 +15,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from features.attributes import attributes_of, encode_frame
+from features.attributes import attributes_of, training_columns
+from features.spec import FeatureConfig
 from schemas import SchemaValidationError, decode
 from schemas.events import LabelFeedback, Transaction
 from sentinel.errors import ConfigurationError
@@ -39,28 +40,25 @@ class ReplayReport:
     recall_at_alert_rate: float
 
 
-def model_inputs(model: FraudModel, feats: pd.DataFrame, tx: pd.DataFrame) -> np.ndarray:
-    """The model's computed features, then its attributes (from the ``attributes`` column of
-    each event's :func:`features.attributes.attributes_of`) encoded by its feature spec."""
-    spec = model.attributes
-    computed = [n for n in model.feature_names if n not in spec.columns]
-    X = feats[computed].to_numpy(dtype=np.float64)
-    if not spec:
-        return X
-    events = tx["attributes"] if "attributes" in tx else pd.Series([None] * len(tx))
-    A = encode_frame(spec, pd.DataFrame([e or {} for e in events], index=range(len(tx))))
-    return np.hstack([X, A])
-
-
 def evaluate(model: FraudModel, version: str, tx: pd.DataFrame, labels: pd.DataFrame,
-             since: datetime | None, until: datetime | None) -> ReplayReport:
-    """Pure core: features over the stretch, scores, metrics on the labelled rows."""
+             since: datetime | None, until: datetime | None,
+             config: FeatureConfig | None = None) -> ReplayReport:
+    """Pure core: features over the stretch, scores, metrics on the labelled rows.
+
+    The model's attributes come from each event's ``attributes`` column (what
+    :func:`features.attributes.attributes_of` read), through its feature spec; an event with
+    an attribute of the wrong type is not scored, as the worker dead-letters it (its card and
+    terminal history still count it, as in the worker)."""
     from features.offline import compute_features
 
     tx = tx.sort_values("event_time", kind="stable").reset_index(drop=True)
-    feats = compute_features(tx.drop(columns=["attributes"], errors="ignore"), labels, None)
-    scores = model.score(model_inputs(model, feats, tx))
-    window = np.ones(len(tx), dtype=bool)
+    feats = compute_features(tx.drop(columns=["attributes"], errors="ignore"), labels, config)
+    events = tx["attributes"].tolist() if "attributes" in tx else [None] * len(tx)
+    attributes, window = training_columns(model.attributes, events)
+    if not window.all():
+        logger.warning("replay leaves out %d events with attributes of the wrong type (the "
+                       "worker dead-letters them)", int((~window).sum()))
+    scores = model.score(model.inputs(feats, attributes))
     if since is not None:
         window &= (tx["event_time"] >= pd.Timestamp(since)).to_numpy()
     if until is not None:
@@ -137,4 +135,5 @@ def replay(settings: Settings, version: str | None, since: datetime | None,
     # the feature windows need history before ``since``: read it all, evaluate the stretch
     if until is not None:
         tx = tx[tx["event_time"] < pd.Timestamp(until)]
-    return evaluate(model, ref.version, tx, labels, since, until)
+    return evaluate(model, ref.version, tx, labels, since, until,
+                    FeatureConfig.from_settings(settings.features))

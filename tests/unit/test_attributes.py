@@ -21,6 +21,7 @@ from features.attributes import (
     attributes_of,
     encode_frame,
     fit,
+    training_columns,
 )
 from schemas import SchemaValidationError, Transaction, decode
 from stream_app import predict, scoring
@@ -168,16 +169,40 @@ def test_scoring_inputs_append_the_attributes() -> None:
 
 
 def test_replay_feeds_a_model_its_attributes_like_the_worker() -> None:
-    from training.replay import model_inputs
+    from training.replay import evaluate
 
     model = FraudModel(**{**_model(SPEC).__dict__, "attributes": SPEC})
     events = [{"risk": 1.5, "channel": "pos"}, None, {"mcc": 7995, "new_device": True}]
+    columns, ok = training_columns(SPEC, events)
     feats = pd.DataFrame({n: [0.1, 0.2, 0.3] for n in FEATURE_NAMES[:2]})
-    tx = pd.DataFrame({"attributes": events})
-    X = model_inputs(model, feats, tx)
+    X = model.inputs(feats, columns)
     online = np.asarray([SPEC.row(e) for e in events])
-    assert np.array_equal(X[:, 2:], online, equal_nan=True)
+    assert np.array_equal(X[:, 2:], online, equal_nan=True) and ok.all()
     assert X[:, :2].tolist() == feats.to_numpy().tolist()
+    # a backtest scores what the worker scores: an event whose attribute has the wrong type
+    # is dead-lettered there, so it is not in the report
+    t0 = pd.Timestamp("2024-03-01", tz="UTC")
+    tx = pd.DataFrame({"transaction_id": ["a", "b", "c"], "card_id": "c1", "terminal_id": "m1",
+                       "amount": 10.0, "event_time": [t0 + pd.Timedelta(minutes=i)
+                                                      for i in range(3)],
+                       "attributes": [*events[:2], {"risk": "high"}]})
+    labels = pd.DataFrame({"transaction_id": ["a", "b", "c"], "is_fraud": [1, 0, 1],
+                           "label_time": t0 + pd.Timedelta(days=30)})
+    assert evaluate(model, "1", tx, labels, None, None).transactions == 2
+
+
+def test_training_columns_are_a_files_columns_and_encode_like_the_worker() -> None:
+    events = [{"risk": 1.5, "new_device": True, "channel": "pos", "mcc": 7995},
+              None, {"risk": None, "mcc": "5411", "channel": 3},
+              {"risk": "high", "new_device": False}]
+    columns, ok = training_columns(SPEC, events)
+    assert ok.tolist() == [True, True, True, False]
+    assert columns["risk"].dtype == np.float64 and columns["new_device"].dtype == np.float64
+    assert columns["new_device"].tolist()[0] == 1.0 and math.isnan(columns["risk"][3])
+    assert columns["channel"].tolist() == ["pos", None, 3, None]
+    # a file's columns, encoded offline, equal the worker's per-event encoding
+    assert np.array_equal(encode_frame(SPEC, columns)[:3],
+                          np.asarray([SPEC.row(e) for e in events[:3]]), equal_nan=True)
 
 
 def test_json_schema_accepts_attributes_and_bounds_them() -> None:
