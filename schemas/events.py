@@ -6,6 +6,7 @@ ISO 8601 with a UTC offset on the wire; a time without an offset is read as UTC.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -33,6 +36,33 @@ AttributeValue = (
     | Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_TEXT)]
     | None
 )
+
+NoneType = type(None)
+_SCALARS = frozenset({float, int, bool, NoneType})
+_KNOWN_NAMES: set[str] = set()  # attribute names seen valid (bounded: see _attributes)
+_MAX_KNOWN_NAMES = 4096
+
+
+def _attributes(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """``Transaction.attributes`` of numbers, booleans and nulls under names seen before, in
+    a few C-level passes; anything else (a new name, a string, a value out of range) through
+    the full schema, which names each problem. The same rules either way: the schema's union
+    per value cost a worker about 10 µs per event with 30 attributes."""
+    if type(value) is dict and len(value) <= MAX_ATTRIBUTES and value.keys() <= _KNOWN_NAMES:
+        values = value.values()
+        types = set(map(type, values))
+        if types <= _SCALARS:
+            try:  # the sum is inf or nan when one value is
+                total = sum(filter(None, values) if NoneType in types else values)
+            except OverflowError:
+                total = math.inf
+            if total - total == 0:
+                return value
+    checked = handler(value)
+    if checked and len(_KNOWN_NAMES) < _MAX_KNOWN_NAMES:
+        _KNOWN_NAMES.update(checked)  # valid names: the schema checked them
+    return checked
+
 
 Decision = Literal["approve", "review", "decline"]
 
@@ -70,7 +100,8 @@ class Transaction(Event):
     event_time: datetime = Field(description="when the payment happened (event time)")
     merchant_category: str | None = Field(default=None, pattern=r"^\d{4}$", description="MCC")
     channel: Literal["pos", "ecom", "atm", "moto"] | None = None
-    attributes: dict[AttributeName, AttributeValue] | None = Field(
+    attributes: Annotated[dict[AttributeName, AttributeValue] | None,
+                          WrapValidator(_attributes)] = Field(
         default=None, max_length=MAX_ATTRIBUTES,
         description="optional model inputs by name: number, string, boolean or null "
                     f"(at most {MAX_ATTRIBUTES}, names of 1-64 letters, digits, _ . -, strings "

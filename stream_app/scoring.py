@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,17 +73,40 @@ def spec_of(model: Any) -> attrs.AttributeSpec:
     return spec if isinstance(spec, attrs.AttributeSpec) else attrs.AttributeSpec()
 
 
+class BatchAttributes:
+    """A batch's attribute inputs, encoded once per feature spec: a champion and a shadow
+    candidate that read the same attributes (a retrain keeps the champion's) share the work.
+    Thread-safe (the candidate scores in a thread beside the champion); what was absent is
+    remembered, so the champion counts it whichever model encoded first."""
+
+    def __init__(self, events: Sequence[Mapping[str, Any] | None]) -> None:
+        self.events = events
+        self._lock = threading.Lock()
+        self._encoded: dict[attrs.AttributeSpec, tuple[np.ndarray, list[str]]] = {}
+
+    def matrix(self, spec: attrs.AttributeSpec, missing: list[str] | None = None) -> np.ndarray:
+        with self._lock:
+            done = self._encoded.get(spec)
+            if done is None:
+                absent: list[str] = []
+                done = self._encoded[spec] = (spec.matrix(self.events, absent), absent)
+        if missing is not None:
+            missing.extend(done[1])
+        return done[0]
+
+
 def inputs(spec: attrs.AttributeSpec, X: np.ndarray, cols: np.ndarray,
-           events: Sequence[Mapping[str, Any] | None],
+           events: Sequence[Mapping[str, Any] | None] | BatchAttributes,
            missing: list[str] | None = None) -> np.ndarray:
     """The model's input matrix: its computed columns of ``X``, then its attribute columns
     from each event's attributes (:func:`features.attributes.attributes_of`, a hand-off's
-    ``attrs``); absent names are appended to ``missing``."""
+    ``attrs``; or a batch's, shared between models); absent names are appended to
+    ``missing``."""
     Xc = X[:, cols]
     if not spec:
         return Xc
-    A = np.asarray([spec.row(e, missing) for e in events], dtype=np.float64)
-    return np.hstack([Xc, A.reshape(len(events), len(spec.attributes))])
+    batch = events if isinstance(events, BatchAttributes) else BatchAttributes(events)
+    return np.hstack([Xc, batch.matrix(spec, missing)])
 
 
 def score(slot: Slot, X: np.ndarray) -> Scored:

@@ -168,6 +168,51 @@ def test_scoring_inputs_append_the_attributes() -> None:
     assert missing == ["new_device", "mcc", "risk", "new_device", "channel", "mcc"]
 
 
+def test_a_batch_is_encoded_as_each_event_would_be() -> None:
+    """The worker's per-batch encoding (:meth:`AttributeSpec.matrix`) equals the per-event one
+    (:meth:`AttributeSpec.row`), value for value and missing count for missing count."""
+    from collections import Counter
+
+    rng = np.random.default_rng(11)
+    choices: list[Any] = [1.5, -2.25, 3, True, False, None, "absent"]
+    categories: list[Any] = ["pos", "ecom", "atm", 7995, 5411.0, True, None, "absent"]
+    events: list[dict[str, Any] | None] = []
+    for _ in range(400):
+        if rng.random() < 0.05:
+            events.append(None)
+            continue
+        event = {"risk": choices[rng.integers(len(choices))],
+                 "new_device": choices[rng.integers(len(choices))] if rng.random() < 0.3
+                 else float(rng.normal()),
+                 "channel": categories[rng.integers(len(categories))],
+                 "mcc": categories[rng.integers(len(categories))]}
+        events.append({k: v for k, v in event.items() if v != "absent"})
+    for spec in (SPEC, AttributeSpec(SPEC.attributes[:2]), AttributeSpec(SPEC.attributes[:1]),
+                 AttributeSpec(SPEC.attributes[2:])):
+        by_row: list[str] = []
+        expected = np.asarray([spec.row(e, by_row) for e in events]).reshape(len(events), -1)
+        by_batch: list[str] = []
+        assert np.array_equal(spec.matrix(events, by_batch), expected, equal_nan=True)
+        assert Counter(by_batch) == Counter(by_row) and by_row
+        fast = [e for e in events if e and {"risk", "new_device"} <= set(e)]
+        assert np.array_equal(spec.matrix(fast), np.asarray([spec.row(e) for e in fast]),
+                              equal_nan=True)
+    assert spec.matrix([]).shape == (0, 2)
+    with pytest.raises(AttributeTypeError, match=r"attributes\.risk"):
+        SPEC.matrix([*events[:5], {"risk": "1.5", "new_device": 1.0}])
+
+
+def test_champion_and_candidate_share_a_batchs_encoding() -> None:
+    events = [{"risk": 1.5, "channel": "pos"}, None]
+    batch = scoring.BatchAttributes(events)
+    first = batch.matrix(SPEC)  # the candidate, in its thread, may come first
+    missing: list[str] = []
+    assert batch.matrix(SPEC, missing) is first  # encoded once
+    assert sorted(missing) == ["channel", "mcc", "mcc", "new_device", "new_device", "risk"]
+    other = batch.matrix(AttributeSpec(SPEC.attributes[:1]))  # another spec: its own
+    assert other.shape == (2, 1) and other[0, 0] == 1.5 and math.isnan(other[1, 0])
+
+
 def test_replay_feeds_a_model_its_attributes_like_the_worker() -> None:
     from training.replay import evaluate
 
