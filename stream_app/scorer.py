@@ -25,7 +25,7 @@ from sentinel.settings import ScoringSettings
 from stream_app import scoring
 from stream_app.card_stage import Output
 from stream_app.dead_letter import dead_letter
-from stream_app.handoff import Handoff
+from stream_app.handoff import Handoff, unpack
 from stream_app.metrics import WorkerMetrics
 from stream_app.models import ServingModels, Slot
 from stream_app.topology import Topics
@@ -139,7 +139,7 @@ class Scorer:
 
     def _reject(self, h: Handoff, exc: Exception, reason: str = "scoring_error") -> None:
         """Dead-letter one transaction that could not be scored (the original rebuilt)."""
-        attrs = dict(h.attrs or {})
+        attrs = unpack(h.attrs) or {}
         fields = {f: attrs.pop(f) for f in FIELDS if f in attrs}
         tx = Transaction(transaction_id=h.transaction_id, card_id=h.card_id,
                          terminal_id=h.terminal_id, amount=h.amount,
