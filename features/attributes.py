@@ -18,7 +18,7 @@ worker can tell from a name alone whether it knows how to encode it (:func:`enco
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
@@ -98,7 +98,9 @@ def encode_value(attribute: Attribute, value: Any) -> float:
         raise AttributeTypeError(attribute.name, value, "a number or boolean")
     if not isinstance(value, str | int | float):
         raise AttributeTypeError(attribute.name, value, "a string, number or boolean")
-    return float(attribute.index.get(_category(value), len(attribute.categories)))  # or other
+    code = _category(value)
+    other = len(attribute.categories)
+    return float(other if code is None else attribute.index.get(code, other))
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ class AttributeSpec:
         slow: list[int] = []  # rows left to row()
         if numeric:
             getter = itemgetter(*(self.attributes[j].name for j in numeric))
-            get = getter if len(numeric) > 1 else (lambda event: (getter(event),))
+            get: Callable[[Any], Any] = (getter if len(numeric) > 1
+                                         else (lambda event: (getter(event),)))
             blank = (None,) * len(numeric)
             rows = []
             for i, event in enumerate(events):
