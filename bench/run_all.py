@@ -32,7 +32,10 @@ BENCHES: dict[str, Callable[[str], list[str]]] = {
     "closed-loop": lambda _: ["bench_closed_loop.py", "--seed", "0"],
     "training": lambda _: ["bench_training.py"],
     "attributes": lambda _: ["bench_attributes.py"],
+    "attributes-worker": lambda bootstrap: ["bench_attributes.py", "--worker", "--bootstrap",
+                                            bootstrap, "--n", "50000", "--rounds", "5"],
 }
+ON_A_BROKER = {"worker", "restore", "attributes-worker"}  # the others start their own
 
 
 def run(names: list[str], bootstrap: str) -> int:
@@ -57,7 +60,7 @@ def main() -> None:
     unknown = sorted(set(names) - set(BENCHES))
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
-    if args.bootstrap or "worker" not in names:
+    if args.bootstrap or not ON_A_BROKER & set(names):
         sys.exit(run(names, args.bootstrap or ""))
     broker = EmbeddedKafka(EmbeddedBrokerSettings(port=free_port(), controller_port=free_port()),
                            Path(tempfile.mkdtemp(prefix="bench-kafka-")))

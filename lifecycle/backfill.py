@@ -6,11 +6,12 @@ candidate: the worker starts shadowing it only after T, so the first shadow resu
 full label delay after T. Here those payments get the candidate's score from the same feature
 code the worker runs (:func:`features.offline.compute_features`, proven equal to the online
 state) over the stored history and its labels (fraud reports' included, as
-:meth:`~lifecycle.labelstore.LabelStore.training_frame` reads them), beside the champion's
-live verdict, and are stored as shadow results with source ``backfill``. They are out of
-sample (no label of theirs existed when the candidate was trained) and their labels mature
-from T on, so the promotion test can start as soon as there is enough of them. The worker's
-own shadow results are added as they come.
+:meth:`~lifecycle.labelstore.LabelStore.training_frame` reads them), and its attributes
+through its feature spec as the worker encodes them, beside the champion's live verdict, and
+are stored as shadow results with source ``backfill``. They are out of sample (no label of
+theirs existed when the candidate was trained) and their labels mature from T on, so the
+promotion test can start as soon as there is enough of them. The worker's own shadow results
+are added as they come.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def backfill_shadow(store: LabelStore, candidate: FraudModel, candidate_version:
     candidate's shadow results (live ones win). Returns how many were stored."""
     from features.offline import compute_features
 
-    tx, labels = store.training_frame(cutoff - timedelta(days=history_days(config)))
+    spec = candidate.attributes  # its attributes as columns (the champion's, when retrained)
+    tx, labels = store.training_frame(cutoff - timedelta(days=history_days(config)), spec)
     after = (tx["event_time"] > pd.Timestamp(cutoff)).to_numpy()
     if not after.any():
         return 0
@@ -54,9 +56,9 @@ def backfill_shadow(store: LabelStore, candidate: FraudModel, candidate_version:
     rows = np.flatnonzero(after & tx["transaction_id"].isin(live.index).to_numpy())
     if len(rows) == 0:
         return 0
-    features = compute_features(tx, labels, config)
-    X = features[list(candidate.feature_names)].to_numpy(np.float64)[rows]
-    scores = candidate.score(X)
+    features = compute_features(tx, labels, config).iloc[rows]
+    attributes = tx[[a.name for a in spec.attributes]].iloc[rows]
+    scores = candidate.score(candidate.inputs(features, attributes))
     ids = tx["transaction_id"].to_numpy()[rows]
     champion = live.loc[ids]
     stored = store.add_backfilled_shadow(

@@ -101,12 +101,13 @@ class RegistryJobs:
             return
         now = datetime.fromisoformat(job.payload["now"])
         since = now - timedelta(days=r.settings.drift.retrain_label_window_days)
-        frame, labels = r.store.training_frame(since)
-        cutoff = cutoff_of(frame, labels)
         try:
+            spec = r.feature_spec()  # the attributes of the model the candidate would replace
+            frame, labels = r.store.training_frame(since, spec)
+            cutoff = cutoff_of(frame, labels)
             outcome = r.train(r.settings, frame, labels, reason=reason,
                               publish=r.publish_event,
-                              config=r.training_config(_time(job.payload["shift_onset"])),
+                              config=r.training_config(_time(job.payload["shift_onset"]), spec),
                               registry=self._publishing_registry(),
                               version_tags={JOB_TAG: job.job_id})
         except (RegistryUnavailableError, StoreUnavailableError):

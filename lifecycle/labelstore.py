@@ -2,9 +2,11 @@
 the store's database (SQLite by default, or PostgreSQL: :mod:`sentinel.infra.database`).
 
 Filled from the topics by the retrainer's Kafka adapter; read back as pandas frames to build a
-training set (transactions with the labels that have arrived) and to join scores with matured
-labels for promotion and rollback. Idempotent by transaction id and report id (a redelivered
-message overwrites itself), so at-least-once consumption is safe.
+training set (transactions with the labels that have arrived, and the attributes a model's
+feature spec reads: each transaction's ``attributes``, ``merchant_category`` and ``channel`` are
+kept as JSON) and to join scores with matured labels for promotion and rollback. Idempotent by
+transaction id and report id (a redelivered message overwrites itself), so at-least-once
+consumption is safe.
 
 Labels follow the features' rules (:func:`features.offline.merge_labels`): a payment is a
 fraud from its earliest fraud label and a genuine label never takes a fraud back, whatever
@@ -20,12 +22,15 @@ is dead-lettered for it here; the worker dead-letters it ``report_unresolved``).
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from features.attributes import AttributeSpec, attributes_of, training_columns
 from features.offline import merge_labels
 from features.reports import (
     LABEL_COLUMNS,
@@ -37,10 +42,13 @@ from features.reports import (
 from schemas.events import FraudReport, LabelFeedback, ShadowResult, Transaction, Verdict
 from sentinel.infra.database import StoreLocation, as_location, open_database
 from sentinel.infra.database.base import Params, Result
+from training.errors import TrainingError
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (transaction_id TEXT PRIMARY KEY, card_id TEXT,
-  terminal_id TEXT, amount {real}, event_time {time});
+  terminal_id TEXT, amount {real}, event_time {time}, attributes TEXT);
 CREATE TABLE IF NOT EXISTS labels (transaction_id TEXT PRIMARY KEY, is_fraud INTEGER,
   label_time {time}, source TEXT);
 CREATE TABLE IF NOT EXISTS reports (report_id TEXT PRIMARY KEY, card_id TEXT,
@@ -58,7 +66,9 @@ CREATE INDEX IF NOT EXISTS tx_card ON transactions(card_id);
 CREATE INDEX IF NOT EXISTS report_time ON reports(reported_at);
 """
 
-_TRANSACTIONS = ("transaction_id", "card_id", "terminal_id", "amount", "event_time")
+_TRANSACTIONS = ("transaction_id", "card_id", "terminal_id", "amount", "event_time",
+                 "attributes")
+_TRANSACTION = ", ".join(_TRANSACTIONS[:-1])  # a transaction's columns but its attributes
 _REPORTS = ("report_id", "card_id", "reported_at", "transaction_id", "terminal_id",
             "transaction_time", "range_start", "range_end")
 # a label replaces the stored one only when it wins by the features' rules: a fraud over a
@@ -118,6 +128,8 @@ class LabelStore:
             self._db.execute("ALTER TABLE shadow ADD COLUMN source TEXT DEFAULT 'worker'")
         if "candidate_flagged" not in columns:  # ... and before it was kept
             self._db.execute("ALTER TABLE shadow ADD COLUMN candidate_flagged INTEGER")
+        if "attributes" not in self._db.columns("transactions"):  # ... before attributes were
+            self._db.execute("ALTER TABLE transactions ADD COLUMN attributes TEXT")
         db = self._db
         self._upsert = {
             "transactions": db.upsert("transactions", _TRANSACTIONS, "transaction_id"),
@@ -141,8 +153,8 @@ class LabelStore:
 
     def add_transactions(self, items: Iterable[Transaction]) -> int:
         return self._add("transactions", [
-            (t.transaction_id, t.card_id, t.terminal_id, t.amount, _iso(t.event_time))
-            for t in items])
+            (t.transaction_id, t.card_id, t.terminal_id, t.amount, _iso(t.event_time),
+             _json(attributes_of(t))) for t in items])
 
     def add_labels(self, items: Iterable[LabelFeedback]) -> int:
         """Labels known at their ``reported_at``; one kept per payment (see the module)."""
@@ -220,14 +232,21 @@ class LabelStore:
         known = self._labels_of(reported)
         return stored + len(reported - set(known.loc[known["is_fraud"] == 1, "transaction_id"]))
 
-    def training_frame(self, since: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def training_frame(self, since: datetime | None = None, spec: AttributeSpec | None = None,
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(transactions, their labels that arrived) from ``since`` on, in the pipeline's
         columns: one label per transaction (``transaction_id, is_fraud, label_time,
-        label_source``), the stored ones and the reports' merged (see the module)."""
+        label_source``), the stored ones and the reports' merged (see the module). With a
+        feature ``spec``, the transactions carry its attributes as columns named after them,
+        as in a training file (:func:`features.attributes.training_columns`: a value of the
+        wrong type, which the worker dead-letters, is a missing value here, and is logged)."""
         where, args = ("WHERE event_time >= ?", (_iso(since),)) if since else ("", ())
+        select = f"{_TRANSACTION}, attributes" if spec else _TRANSACTION
         tx = _times(_frame(self._db.query(
-            f"SELECT * FROM transactions {where} ORDER BY event_time", args)),  # noqa: S608
-            "event_time")
+            f"SELECT {select} FROM transactions {where} ORDER BY event_time",  # noqa: S608
+            args)), "event_time")
+        if spec:
+            tx = _with_attributes(tx, spec)
         where = "WHERE t.event_time >= ?" if since else ""
         stored = _frame(self._db.query(
             "SELECT l.transaction_id, l.is_fraud, l.label_time, l.source AS label_source "  # noqa: S608
@@ -348,3 +367,21 @@ class LabelStore:
             return pd.concat(frames, ignore_index=True)
         names = select.removeprefix("SELECT ").split(" FROM ")[0].split(", ")
         return pd.DataFrame(columns=names)
+
+
+def _json(attributes: dict[str, object] | None) -> str | None:
+    return json.dumps(attributes, separators=(",", ":")) if attributes is not None else None
+
+
+def _with_attributes(tx: pd.DataFrame, spec: AttributeSpec) -> pd.DataFrame:
+    """``tx`` with the stored ``attributes`` JSON replaced by the spec's columns."""
+    clash = sorted({a.name for a in spec.attributes} & {*tx.columns, "is_fraud", "label_time"})
+    if clash:
+        raise TrainingError(f"attributes {clash} have the names of transaction columns: "
+                            "a retrain cannot tell them apart")
+    events = [json.loads(text) if text else None for text in tx["attributes"].tolist()]
+    columns, ok = training_columns(spec, events)
+    if not ok.all():
+        logger.warning("%d stored transactions have attributes of the wrong type (the worker "
+                       "dead-letters them): read as missing values", int((~ok).sum()))
+    return pd.concat([tx.drop(columns=["attributes"]), columns.set_index(tx.index)], axis=1)

@@ -15,10 +15,13 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from features.attributes import attributes_of, encode_frame
+from features.attributes import attributes_of, training_columns
+from features.offline import compute_features, merge_labels
+from features.reports import report_frame, resolve_reports
+from features.spec import FeatureConfig
 from lifecycle.promotion import recall_at_rate
-from schemas import SchemaValidationError, decode
-from schemas.events import LabelFeedback, Transaction
+from schemas import SchemaValidationError, decode, decode_label
+from schemas.events import FraudReport, LabelFeedback, Transaction
 from sentinel.errors import ConfigurationError
 from sentinel.infra.kafka_io import EventConsumer
 from sentinel.settings import Settings
@@ -39,28 +42,23 @@ class ReplayReport:
     recall_at_alert_rate: float
 
 
-def model_inputs(model: FraudModel, feats: pd.DataFrame, tx: pd.DataFrame) -> np.ndarray:
-    """The model's computed features, then its attributes (from the ``attributes`` column of
-    each event's :func:`features.attributes.attributes_of`) encoded by its feature spec."""
-    spec = model.attributes
-    computed = [n for n in model.feature_names if n not in spec.columns]
-    X = feats[computed].to_numpy(dtype=np.float64)
-    if not spec:
-        return X
-    events = tx["attributes"] if "attributes" in tx else pd.Series([None] * len(tx))
-    A = encode_frame(spec, pd.DataFrame([e or {} for e in events], index=range(len(tx))))
-    return np.hstack([X, A])
-
-
 def evaluate(model: FraudModel, version: str, tx: pd.DataFrame, labels: pd.DataFrame,
-             since: datetime | None, until: datetime | None) -> ReplayReport:
-    """Pure core: features over the stretch, scores, metrics on the labelled rows."""
-    from features.offline import compute_features
+             since: datetime | None, until: datetime | None,
+             config: FeatureConfig | None = None) -> ReplayReport:
+    """Pure core: features over the stretch, scores, metrics on the labelled rows.
 
+    The model's attributes come from each event's ``attributes`` column (what
+    :func:`features.attributes.attributes_of` read), through its feature spec; an event with
+    an attribute of the wrong type is not scored, as the worker dead-letters it (its card and
+    terminal history still count it, as in the worker)."""
     tx = tx.sort_values("event_time", kind="stable").reset_index(drop=True)
-    feats = compute_features(tx.drop(columns=["attributes"], errors="ignore"), labels, None)
-    scores = model.score(model_inputs(model, feats, tx))
-    window = np.ones(len(tx), dtype=bool)
+    feats = compute_features(tx.drop(columns=["attributes"], errors="ignore"), labels, config)
+    events = tx["attributes"].tolist() if "attributes" in tx else [None] * len(tx)
+    attributes, window = training_columns(model.attributes, events)
+    if not window.all():
+        logger.warning("replay leaves out %d events with attributes of the wrong type (the "
+                       "worker dead-letters them)", int((~window).sum()))
+    scores = model.score(model.inputs(feats, attributes))
     if since is not None:
         window &= (tx["event_time"] >= pd.Timestamp(since)).to_numpy()
     if until is not None:
@@ -78,26 +76,29 @@ def evaluate(model: FraudModel, version: str, tx: pd.DataFrame, labels: pd.DataF
 
 
 def read_stretch(settings: Settings, idle_s: float = 3.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All transactions and labels on the topics (a private group, from the beginning).
+    """All transactions and their labels on the topics (a private group, from the beginning):
+    one label per transaction, the labels topic's and those its fraud reports resolve into
+    (:func:`features.reports.resolve_reports` with ``reports.lookback_days``), merged by the
+    features' rules (:func:`features.offline.merge_labels`).
 
     A malformed event is skipped, as the worker dead-letters it: it is counted and logged,
     so a backtest of a real topic does not stop at its first bad message."""
     t = settings.topics
-    kinds: dict[str, type[Transaction] | type[LabelFeedback]] = {
-        t.name("transactions"): Transaction, t.name("labels"): LabelFeedback}
-    rows: dict[type, list] = {Transaction: [], LabelFeedback: []}
+    tx_topic = t.name("transactions")
+    rows: dict[type, list] = {Transaction: [], LabelFeedback: [], FraudReport: []}
     group = f"sentinel-replay-{uuid.uuid4().hex[:8]}"
     skipped = 0
-    with EventConsumer(settings.librdkafka(), group, list(kinds),
+    with EventConsumer(settings.librdkafka(), group, [tx_topic, t.name("labels")],
                        **{"enable.auto.commit": False}) as consumer:
         idle = 0.0
         while idle < idle_s:
             msgs = consumer.poll(5000, 0.5)
             idle = idle + 0.5 if not msgs else 0.0
             for m in msgs:
-                kind = kinds[m.topic() or ""]
                 try:
-                    rows[kind].append(decode(kind, m.value()))
+                    event = (decode(Transaction, m.value()) if m.topic() == tx_topic
+                             else decode_label(m.value()))
+                    rows[type(event)].append(event)
                 except SchemaValidationError as exc:
                     skipped += 1
                     logger.warning("replay skips a malformed event topic=%s partition=%s "
@@ -110,14 +111,20 @@ def read_stretch(settings: Settings, idle_s: float = 3.0) -> tuple[pd.DataFrame,
                         "terminal_id": x.terminal_id, "amount": x.amount,
                         "event_time": x.event_time, "attributes": attributes_of(x)}
                        for x in rows[Transaction]])
+    columns = ["transaction_id", "is_fraud", "label_time"]
     labels = pd.DataFrame([{"transaction_id": x.transaction_id, "is_fraud": int(x.is_fraud),
                             "label_time": x.reported_at} for x in rows[LabelFeedback]],
-                          columns=["transaction_id", "is_fraud", "label_time"])
+                          columns=columns)
     if tx.empty:
-        raise ConfigurationError(f"no transactions on {t.name('transactions')}")
+        raise ConfigurationError(f"no transactions on {tx_topic}")
     tx["event_time"] = pd.to_datetime(tx["event_time"], utc=True)
     labels["label_time"] = pd.to_datetime(labels["label_time"], utc=True)
-    return tx, labels
+    if rows[FraudReport]:
+        reported, _ = resolve_reports(tx, report_frame(rows[FraudReport]),
+                                      settings.reports.lookback_days)
+        reported = reported.assign(is_fraud=1)[columns]
+        labels = pd.concat([x for x in (labels, reported) if len(x)], ignore_index=True)
+    return tx, merge_labels(tx, labels)
 
 
 def replay(settings: Settings, version: str | None, since: datetime | None,
@@ -137,4 +144,5 @@ def replay(settings: Settings, version: str | None, since: datetime | None,
     # the feature windows need history before ``since``: read it all, evaluate the stretch
     if until is not None:
         tx = tx[tx["event_time"] < pd.Timestamp(until)]
-    return evaluate(model, ref.version, tx, labels, since, until)
+    return evaluate(model, ref.version, tx, labels, since, until,
+                    FeatureConfig.from_settings(settings.features))

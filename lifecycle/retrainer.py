@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from features.attributes import AttributeSpec
 from lifecycle.backfill import backfill_shadow
 from lifecycle.guardrails import Decision, Guardrails
 from lifecycle.jobs import CANDIDATE, CHAMPION, JOB_TAG, PREVIOUS_CHAMPION_TAG, RegistryJobs
@@ -45,7 +46,7 @@ from lifecycle.state_store import LifecycleStore
 from schemas.events import DriftAlert, ModelEvent
 from sentinel.errors import SentinelError
 from sentinel.settings import Settings
-from training.errors import RegistryUnavailableError
+from training.errors import ModelLoadRefusedError, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +222,27 @@ class Retrainer:
                 self.retrains[f"skipped_followup_{limits.reason}"] += 1
         self.run_jobs()
 
-    def training_config(self, shift_onset: datetime | None = None) -> Any:
+    def feature_spec(self) -> AttributeSpec:
+        """The attributes a retrain reads: the feature spec of the model its candidate would
+        replace (@champion; @candidate while there is none), so the candidate consumes the
+        same attributes, numeric and categorical, as the model serving the stream. Its
+        categories are learnt again on the retrain's data (new values are no longer
+        ``other``)."""
+        for alias in (CHAMPION, CANDIDATE):
+            ref = self.registry.resolve(alias)
+            if ref is None:
+                continue
+            try:
+                model = self.registry.load(ref)
+            except ModelLoadRefusedError as exc:  # not served either: train as before
+                logger.warning("feature spec of @%s v%s unreadable, retrain without "
+                               "attributes: %s", alias, ref.version, exc)
+                return AttributeSpec()
+            return getattr(model, "attributes", None) or AttributeSpec()
+        return AttributeSpec()
+
+    def training_config(self, shift_onset: datetime | None = None,
+                        spec: AttributeSpec | None = None) -> Any:
         """The split of a retrain: anchored at the newest data, the gap = the label delay.
 
         The book's split (7-day gap, 7 test days, placed at the book's offset) would train on
@@ -230,7 +251,8 @@ class Retrainer:
         With ``retrain_test_hours`` the windows are hours back from the newest labelled payment
         (labels within hours): a calendar-day split would stop training at the midnight before
         the shift. The served model is refit on the newest labels (``retrain_refit_on_newest``)
-        and the frauds since ``shift_onset`` weigh ``retrain_shift_fraud_weight``.
+        and the frauds since ``shift_onset`` weigh ``retrain_shift_fraud_weight``. ``spec``
+        names the attributes a retrain reads (:meth:`feature_spec`).
         """
         from lifecycle.pipeline import TrainingConfig
         from training.split import SplitConfig
@@ -249,13 +271,17 @@ class Retrainer:
                 anchor="end")
         from training.selection import ThresholdPolicy
 
+        spec = spec or AttributeSpec()
         return TrainingConfig(split=split, refit_on_newest=d.retrain_refit_on_newest,
                               # headroom below the promotion's budget: a threshold capped at
                               # the budget on validation data lands on either side of it live
                               policy=ThresholdPolicy(
                                   alert_budget=BUDGET_HEADROOM * d.alert_budget),
                               shift_onset=shift_onset,
-                              shift_fraud_weight=d.retrain_shift_fraud_weight)
+                              shift_fraud_weight=d.retrain_shift_fraud_weight,
+                              numeric=tuple(a.name for a in spec.attributes if a.kind == "num"),
+                              categorical=tuple(a.name for a in spec.attributes
+                                                if a.kind == "cat"))
 
     def _schedule_retrain(self, now: datetime, reason: str, followup: bool = False) -> None:
         """Inside :meth:`_durably`: count the retrain and record its job (run after commit)."""

@@ -25,7 +25,7 @@ from sentinel.settings import ScoringSettings
 from stream_app import scoring
 from stream_app.card_stage import Output
 from stream_app.dead_letter import dead_letter
-from stream_app.handoff import Handoff
+from stream_app.handoff import Handoff, unpack
 from stream_app.metrics import WorkerMetrics
 from stream_app.serving import ServingModels, Slot
 from stream_app.topology import Topics
@@ -67,9 +67,10 @@ class Scorer:
         if not records:
             return
         candidate = self.models.candidate
+        batch = scoring.BatchAttributes([h.attrs for h in records])
         shadow = None if candidate is None else self._shadow_pool.submit(
-            self._candidate_scores, candidate, X, records)
-        ok, result, codes = self._champion(champion, X, records)
+            self._candidate_scores, candidate, X, batch)
+        ok, result, codes = self._champion(champion, X, records, batch)
         if not ok.all():
             keep = np.flatnonzero(ok)
             records = [records[i] for i in keep]
@@ -84,12 +85,13 @@ class Scorer:
 
     # -- champion --------------------------------------------------------------------------------
     def _champion(self, champion: Slot, X: np.ndarray, records: list[Handoff],
+                  batch: scoring.BatchAttributes,
                   ) -> tuple[np.ndarray, scoring.Scored, list[list[str]]]:
         last: Exception | None = None
         for _ in range(self.settings.scoring_attempts):
             try:
                 missing: list[str] = []
-                result, codes = self._scores(champion, X, records, missing)
+                result, codes = self._scores(champion, X, batch, missing)
                 for name in missing:
                     self.metrics.attribute_missing.labels(attribute=name).inc()
                 return np.ones(len(records), bool), result, codes
@@ -102,7 +104,8 @@ class Scorer:
         for i, record in enumerate(records):
             try:
                 missing = []
-                parts.append(self._scores(champion, X[i:i + 1], [record], missing))
+                parts.append(self._scores(champion, X[i:i + 1],
+                                          scoring.BatchAttributes([record.attrs]), missing))
                 for name in missing:
                     self.metrics.attribute_missing.labels(attribute=name).inc()
                 ok[i] = True
@@ -121,15 +124,15 @@ class Scorer:
         return ok, scoring.Scored(champion.version, champion.name, scores, decisions,
                                   seconds), codes
 
-    def _inputs(self, slot: Slot, X: np.ndarray, records: list[Handoff],
+    def _inputs(self, slot: Slot, X: np.ndarray, batch: scoring.BatchAttributes,
                 missing: list[str] | None = None) -> np.ndarray:
         """The model's input matrix: computed columns, then its feature spec's attributes."""
-        return scoring.inputs(scoring.spec_of(slot.model), X, self.columns(slot),
-                              [h.attrs for h in records], missing)
+        return scoring.inputs(scoring.spec_of(slot.model), X, self.columns(slot), batch,
+                              missing)
 
-    def _scores(self, champion: Slot, X: np.ndarray, records: list[Handoff],
+    def _scores(self, champion: Slot, X: np.ndarray, batch: scoring.BatchAttributes,
                 missing: list[str] | None = None) -> tuple[scoring.Scored, list[list[str]]]:
-        Xc = self._inputs(champion, X, records, missing)
+        Xc = self._inputs(champion, X, batch, missing)
         result = scoring.score(champion, Xc)
         scoring.finite(result.scores)
         return result, scoring.reasons(champion, Xc, result.decisions,
@@ -137,7 +140,7 @@ class Scorer:
 
     def _reject(self, h: Handoff, exc: Exception, reason: str = "scoring_error") -> None:
         """Dead-letter one transaction that could not be scored (the original rebuilt)."""
-        attrs = dict(h.attrs or {})
+        attrs = unpack(h.attrs) or {}
         fields = {f: attrs.pop(f) for f in FIELDS if f in attrs}
         tx = Transaction(transaction_id=h.transaction_id, card_id=h.card_id,
                          terminal_id=h.terminal_id, amount=h.amount,
@@ -172,8 +175,8 @@ class Scorer:
 
     # -- candidate -------------------------------------------------------------------------------
     def _candidate_scores(self, candidate: Slot, X: np.ndarray,
-                          records: list[Handoff]) -> scoring.Scored:
-        result = scoring.score(candidate, self._inputs(candidate, X, records))
+                          batch: scoring.BatchAttributes) -> scoring.Scored:
+        result = scoring.score(candidate, self._inputs(candidate, X, batch))
         scoring.finite(result.scores)
         return result
 

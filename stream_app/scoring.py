@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from features import attributes as attrs
-from stream_app.handoff import Handoff
+from stream_app.handoff import Handoff, Packed, unpack
 from stream_app.serving import Slot
 
 _STR = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # json's C escaper
@@ -72,17 +74,92 @@ def spec_of(model: Any) -> attrs.AttributeSpec:
     return spec if isinstance(spec, attrs.AttributeSpec) else attrs.AttributeSpec()
 
 
+class BatchAttributes:
+    """A batch's attribute inputs, encoded once per feature spec: a champion and a shadow
+    candidate that read the same attributes (a retrain keeps the champion's) share the work.
+    Thread-safe (the candidate scores in a thread beside the champion); what was absent is
+    remembered, so the champion counts it whichever model encoded first."""
+
+    def __init__(self, events: Sequence[Mapping[str, Any] | Packed | None]) -> None:
+        self.events = events
+        self._lock = threading.Lock()
+        self._encoded: dict[attrs.AttributeSpec, tuple[np.ndarray, list[str]]] = {}
+
+    def matrix(self, spec: attrs.AttributeSpec, missing: list[str] | None = None) -> np.ndarray:
+        with self._lock:
+            done = self._encoded.get(spec)
+            if done is None:
+                absent: list[str] = []
+                done = self._encoded[spec] = (self._encode(spec, absent), absent)
+        if missing is not None:
+            missing.extend(done[1])
+        return done[0]
+
+    def _encode(self, spec: attrs.AttributeSpec, missing: list[str]) -> np.ndarray:
+        events = self.events
+        kinds = set(map(type, events))
+        if kinds <= {tuple, type(None)}:  # crossed the hand-off topic: packed
+            return packed_matrix(spec, events, missing)  # type: ignore[arg-type]
+        if tuple in kinds:
+            events = [unpack(e) for e in events]  # type: ignore[arg-type]
+        return spec.matrix(events, missing)  # type: ignore[arg-type]
+
+
+def packed_matrix(spec: attrs.AttributeSpec, events: Sequence[Packed | None],
+                  missing: list[str]) -> np.ndarray:
+    """A spec's inputs from :func:`stream_app.handoff.pack`-ed attributes, equal to
+    :meth:`features.attributes.AttributeSpec.row` per event: the events that share a list of
+    names (one tuple object per hand-off message) are read as one float64 matrix; only the
+    values that were not floats (kept as they were) and categorical ones are encoded one by
+    one."""
+    out = np.full((len(events), len(spec.attributes)), np.nan)
+    groups: dict[int, list[int]] = {}
+    lists: dict[int, tuple[str, ...]] = {}
+    for i, event in enumerate(events):
+        if event is None:
+            missing.extend(a.name for a in spec.attributes)
+            continue
+        key = id(event[0])
+        rows = groups.get(key)
+        if rows is None:
+            rows = groups[key] = []
+            lists[key] = event[0]
+        rows.append(i)
+    for key, rows in groups.items():
+        names = lists[key]
+        where = {name: p for p, name in enumerate(names)}
+        values = np.frombuffer(b"".join([events[i][1] for i in rows]),  # type: ignore[index]
+                               dtype="<f8").reshape(len(rows), len(names))
+        for j, a in enumerate(spec.attributes):
+            p = where.get(a.name)
+            if p is None:
+                missing.extend([a.name] * len(rows))
+            elif a.kind == "num":
+                out[rows, j] = values[:, p]
+            else:
+                out[rows, j] = [math.nan if v != v else attrs.encode_value(a, v)
+                                for v in values[:, p].tolist()]
+        for i in rows:
+            others = events[i][2]  # type: ignore[index]
+            if others:
+                for j, a in enumerate(spec.attributes):
+                    if a.name in others:
+                        out[i, j] = attrs.encode_value(a, others[a.name])
+    return out
+
+
 def inputs(spec: attrs.AttributeSpec, X: np.ndarray, cols: np.ndarray,
-           events: Sequence[Mapping[str, Any] | None],
+           events: Sequence[Mapping[str, Any] | Packed | None] | BatchAttributes,
            missing: list[str] | None = None) -> np.ndarray:
     """The model's input matrix: its computed columns of ``X``, then its attribute columns
     from each event's attributes (:func:`features.attributes.attributes_of`, a hand-off's
-    ``attrs``); absent names are appended to ``missing``."""
+    ``attrs``; or a batch's, shared between models); absent names are appended to
+    ``missing``."""
     Xc = X[:, cols]
     if not spec:
         return Xc
-    A = np.asarray([spec.row(e, missing) for e in events], dtype=np.float64)
-    return np.hstack([Xc, A.reshape(len(events), len(spec.attributes))])
+    batch = events if isinstance(events, BatchAttributes) else BatchAttributes(events)
+    return np.hstack([Xc, batch.matrix(spec, missing)])
 
 
 def score(slot: Slot, X: np.ndarray) -> Scored:

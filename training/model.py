@@ -11,11 +11,14 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.attributes import AttributeSpec
+from features.attributes import AttributeSpec, encode_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,24 @@ class FraudModel:
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"expected shape (n, {len(self.feature_names)}), got {X.shape}")
         return X
+
+    def inputs(self, features: pd.DataFrame, attributes: pd.DataFrame | None = None,
+               ) -> np.ndarray:
+        """The input matrix offline (replay, shadow backfill): the computed features this model
+        reads, by name, from ``features``, then its feature spec's attributes encoded from
+        ``attributes`` (columns named after them, as in a training file or
+        :func:`features.attributes.training_columns`; absent ones are missing), rows aligned:
+        the encoding the worker applies per event."""
+        spec = self.attributes
+        computed = [n for n in self.feature_names if n not in spec.columns]
+        X = features[computed].to_numpy(dtype=np.float64)
+        if not spec:
+            return X
+        import pandas as pd
+
+        A = encode_frame(spec, attributes if attributes is not None
+                         else pd.DataFrame(index=range(len(X))))
+        return np.hstack([X, A])
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Fraud probability per row of a 2-D float array in ``feature_names`` order."""

@@ -21,9 +21,11 @@ from features.attributes import (
     attributes_of,
     encode_frame,
     fit,
+    training_columns,
 )
 from schemas import SchemaValidationError, Transaction, decode
 from stream_app import predict, scoring
+from stream_app.handoff import Handoff, pack, unpack
 from training import artifact
 from training.learners import BoosterParams, fit_booster
 from training.model import FraudModel, Thresholds
@@ -56,6 +58,38 @@ def test_bad_attributes_name_the_field(attributes: Any, field: str) -> None:
     with pytest.raises(SchemaValidationError) as caught:
         decode(Transaction, _tx(attributes=attributes))
     assert any(f.startswith(field) for f, _ in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize("raw", [
+    '{"a": 1.5, "b": -2, "c": true, "d": null}', '{"a": 10000000000000000000000, "b": 0.5}',
+    '{"a": NaN, "b": 1.0}', '{"a": Infinity, "b": null}', '{"a": 1e999, "b": 2.0}',
+    '{"a": 1e308, "b": 1e308}', '{"a": [], "b": null}', '{"a": {}, "b": 1.0}',
+    '{"a": "", "b": null}', '{"a": "' + "x" * 257 + '", "b": 1.0}', '{"a": 1.0, "b c": 2.0}',
+    '{' + ", ".join(f'"a{i}": 1.0' for i in range(65)) + '}',
+])
+def test_known_names_take_a_shortcut_to_the_same_verdict(raw: str) -> None:
+    """Attributes under names seen before skip the schema's per-value union when they are
+    numbers, booleans or nulls: what it accepts and refuses is unchanged."""
+    from schemas import events
+
+    body = (b'{"transaction_id": "t1", "card_id": "c1", "terminal_id": "m1", "amount": 1.0, '
+            b'"event_time": "2024-03-01T10:00:00+00:00", "attributes": ' + raw.encode() + b"}")
+
+    def verdict() -> Any:
+        try:
+            return decode(Transaction, body).attributes
+        except SchemaValidationError as exc:
+            return sorted(exc.problems)
+
+    saved = set(events._KNOWN_NAMES)
+    try:
+        events._KNOWN_NAMES.clear()
+        full = verdict()  # names never seen: the whole schema
+        events._KNOWN_NAMES.update(["a", "b", *(f"a{i}" for i in range(65))])  # valid ones
+        assert repr(verdict()) == repr(full)  # NaN != NaN: compared as text
+    finally:
+        events._KNOWN_NAMES.clear()
+        events._KNOWN_NAMES.update(saved)
 
 
 def test_predict_accepts_attributes() -> None:
@@ -167,17 +201,103 @@ def test_scoring_inputs_append_the_attributes() -> None:
     assert missing == ["new_device", "mcc", "risk", "new_device", "channel", "mcc"]
 
 
+def test_a_batch_is_encoded_as_each_event_would_be() -> None:
+    """The worker's per-batch encoding (:meth:`AttributeSpec.matrix`) equals the per-event one
+    (:meth:`AttributeSpec.row`), value for value and missing count for missing count."""
+    from collections import Counter
+
+    rng = np.random.default_rng(11)
+    choices: list[Any] = [1.5, -2.25, 3, 2**60 + 1, True, False, None, "absent"]
+    categories: list[Any] = ["pos", "ecom", "atm", 7995, 5411.0, 2**60 + 1, True, None, "absent"]
+    events: list[dict[str, Any] | None] = []
+    for _ in range(400):
+        if rng.random() < 0.05:
+            events.append(None)
+            continue
+        event = {"risk": choices[rng.integers(len(choices))],
+                 "new_device": choices[rng.integers(len(choices))] if rng.random() < 0.3
+                 else float(rng.normal()),
+                 "channel": categories[rng.integers(len(categories))],
+                 "mcc": categories[rng.integers(len(categories))]}
+        events.append({k: v for k, v in event.items() if v != "absent"})
+    # ... and so does the scorer's, from the attributes as they cross the hand-off topic
+    # (packed: names once per message, numbers as float64 bytes)
+    records = [Handoff(f"t{i}", "c", "m", 1.0, "x", 0, 0, [], 0, e)
+               for i, e in enumerate(events)]
+    crossed = [h.attrs for part in (records[:150], records[150:])  # two hand-off messages
+               for h in Handoff.decode_many(Handoff.encode_batch(part))]
+    assert [unpack(a) for a in crossed] == [e or None for e in events]
+    for spec in (SPEC, AttributeSpec(SPEC.attributes[:2]), AttributeSpec(SPEC.attributes[:1]),
+                 AttributeSpec(SPEC.attributes[2:])):
+        by_row: list[str] = []
+        expected = np.asarray([spec.row(e, by_row) for e in events]).reshape(len(events), -1)
+        by_batch: list[str] = []
+        assert np.array_equal(spec.matrix(events, by_batch), expected, equal_nan=True)
+        assert Counter(by_batch) == Counter(by_row) and by_row
+        by_packed: list[str] = []
+        assert np.array_equal(scoring.BatchAttributes(crossed).matrix(spec, by_packed),
+                              expected, equal_nan=True)
+        assert Counter(by_packed) == Counter(by_row)
+        mixed = [*events[:200], *crossed[200:]]  # hand-offs of an older worker: dicts
+        assert np.array_equal(scoring.BatchAttributes(mixed).matrix(spec), expected,
+                              equal_nan=True)
+        fast = [e for e in events if e and {"risk", "new_device"} <= set(e)]
+        assert np.array_equal(spec.matrix(fast), np.asarray([spec.row(e) for e in fast]),
+                              equal_nan=True)
+    assert spec.matrix([]).shape == (0, 2)
+    bad = [*events[:5], {"risk": "1.5", "new_device": 1.0}]
+    with pytest.raises(AttributeTypeError, match=r"attributes\.risk"):
+        SPEC.matrix(bad)
+    with pytest.raises(AttributeTypeError, match=r"attributes\.risk"):
+        scoring.BatchAttributes([pack(e) for e in bad]).matrix(SPEC)
+
+
+def test_champion_and_candidate_share_a_batchs_encoding() -> None:
+    events = [{"risk": 1.5, "channel": "pos"}, None]
+    batch = scoring.BatchAttributes(events)
+    first = batch.matrix(SPEC)  # the candidate, in its thread, may come first
+    missing: list[str] = []
+    assert batch.matrix(SPEC, missing) is first  # encoded once
+    assert sorted(missing) == ["channel", "mcc", "mcc", "new_device", "new_device", "risk"]
+    other = batch.matrix(AttributeSpec(SPEC.attributes[:1]))  # another spec: its own
+    assert other.shape == (2, 1) and other[0, 0] == 1.5 and math.isnan(other[1, 0])
+
+
 def test_replay_feeds_a_model_its_attributes_like_the_worker() -> None:
-    from lifecycle.replay import model_inputs
+    from lifecycle.replay import evaluate
 
     model = FraudModel(**{**_model(SPEC).__dict__, "attributes": SPEC})
     events = [{"risk": 1.5, "channel": "pos"}, None, {"mcc": 7995, "new_device": True}]
+    columns, ok = training_columns(SPEC, events)
     feats = pd.DataFrame({n: [0.1, 0.2, 0.3] for n in FEATURE_NAMES[:2]})
-    tx = pd.DataFrame({"attributes": events})
-    X = model_inputs(model, feats, tx)
+    X = model.inputs(feats, columns)
     online = np.asarray([SPEC.row(e) for e in events])
-    assert np.array_equal(X[:, 2:], online, equal_nan=True)
+    assert np.array_equal(X[:, 2:], online, equal_nan=True) and ok.all()
     assert X[:, :2].tolist() == feats.to_numpy().tolist()
+    # a backtest scores what the worker scores: an event whose attribute has the wrong type
+    # is dead-lettered there, so it is not in the report
+    t0 = pd.Timestamp("2024-03-01", tz="UTC")
+    tx = pd.DataFrame({"transaction_id": ["a", "b", "c"], "card_id": "c1", "terminal_id": "m1",
+                       "amount": 10.0, "event_time": [t0 + pd.Timedelta(minutes=i)
+                                                      for i in range(3)],
+                       "attributes": [*events[:2], {"risk": "high"}]})
+    labels = pd.DataFrame({"transaction_id": ["a", "b", "c"], "is_fraud": [1, 0, 1],
+                           "label_time": t0 + pd.Timedelta(days=30)})
+    assert evaluate(model, "1", tx, labels, None, None).transactions == 2
+
+
+def test_training_columns_are_a_files_columns_and_encode_like_the_worker() -> None:
+    events = [{"risk": 1.5, "new_device": True, "channel": "pos", "mcc": 7995},
+              None, {"risk": None, "mcc": "5411", "channel": 3},
+              {"risk": "high", "new_device": False}]
+    columns, ok = training_columns(SPEC, events)
+    assert ok.tolist() == [True, True, True, False]
+    assert columns["risk"].dtype == np.float64 and columns["new_device"].dtype == np.float64
+    assert columns["new_device"].tolist()[0] == 1.0 and math.isnan(columns["risk"][3])
+    assert columns["channel"].tolist() == ["pos", None, 3, None]
+    # a file's columns, encoded offline, equal the worker's per-event encoding
+    assert np.array_equal(encode_frame(SPEC, columns)[:3],
+                          np.asarray([SPEC.row(e) for e in events[:3]]), equal_nan=True)
 
 
 def test_json_schema_accepts_attributes_and_bounds_them() -> None:

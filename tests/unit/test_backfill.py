@@ -10,14 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.attributes import encode_frame, fit
 from features.offline import compute_features
 from features.spec import FeatureConfig
 from lifecycle.backfill import backfill_shadow, cutoff_of, history_days
 from lifecycle.labelstore import LabelStore
-from schemas.events import LabelFeedback, ShadowResult, Transaction, Verdict
+from schemas.events import LabelFeedback, ShadowResult, Verdict
 from training.learners import BoosterParams, fit_booster
 from training.model import FraudModel, Thresholds
+from training.producer import transaction_event
 from training.simulation import SimulationConfig, simulate
+from training.simulation.attributes import add_attributes
 
 CONFIG = FeatureConfig(label_delay_days=1)
 
@@ -39,13 +42,14 @@ def _candidate(frame: pd.DataFrame) -> FraudModel:
     return model.with_thresholds(Thresholds(review=0.5, decline=0.9))
 
 
-def _fill(store: LabelStore, frame: pd.DataFrame, now: pd.Timestamp) -> None:
-    """The retrainer's view at ``now``: every payment so far, its champion verdict (v1), and
-    the labels that have arrived."""
+def _fill(store: LabelStore, frame: pd.DataFrame, now: pd.Timestamp,
+          attributes: tuple[str, ...] = ()) -> None:
+    """The retrainer's view at ``now``: every payment so far (``attributes``: these columns
+    in its ``attributes``, as ``sentinel produce`` sends them), its champion verdict (v1),
+    and the labels that have arrived."""
     seen = frame[frame["event_time"] <= now]
-    store.add_transactions(Transaction(transaction_id=r.transaction_id, card_id=r.card_id,
-                                       terminal_id=r.terminal_id, amount=r.amount,
-                                       event_time=r.event_time)
+    at = [list(frame.columns).index(name) for name in attributes]
+    store.add_transactions(transaction_event(r, tuple(zip(attributes, at, strict=True)))
                            for r in seen.itertuples(index=False))
     rng = np.random.default_rng(5)
     store.add_verdicts(Verdict(transaction_id=r.transaction_id, card_id=r.card_id,
@@ -117,6 +121,51 @@ def test_backfill_scores_only_unseen_payments_as_the_full_history_would(
     store.close()
 
 
+def test_backfill_feeds_a_candidate_its_attributes_from_the_store(
+        world: pd.DataFrame, tmp_path: Path) -> None:
+    """A candidate reading attributes (a retrain of a champion that does) is scored on the
+    attributes each stored transaction carried, encoded by its feature spec."""
+    world = add_attributes(world, seed=3)
+    numeric, categorical = ("new_device", "country_mismatch"), ("channel", "merchant_category")
+    now = world["event_time"].min().normalize() + pd.Timedelta(days=44, hours=20)
+    store = LabelStore(tmp_path / "store.sqlite")
+    _fill(store, world, now, (*numeric, *categorical))
+    spec = fit(world, numeric, categorical)
+    trained = world[world["label_time"] <= now]
+    feats = compute_features(trained, config=CONFIG)
+    names = (*(c for c in feats.columns if c != "transaction_id"), *spec.columns)
+    X = np.hstack([feats[list(names[:-4])].to_numpy(np.float64), encode_frame(spec, trained)])
+    model = fit_booster(X, trained["is_fraud"].to_numpy(), names,
+                        BoosterParams(num_trees=5, num_leaves=4, min_child_samples=5, seed=1))
+    model = FraudModel(**{**model.with_thresholds(Thresholds(0.5, 0.9)).__dict__,
+                          "attributes": spec})
+    frame, labels = store.training_frame(spec=spec)
+    by_id = world.set_index("transaction_id").loc[frame["transaction_id"]]
+    assert frame["channel"].tolist() == by_id["channel"].tolist()
+    assert frame["new_device"].tolist() == by_id["new_device"].astype(float).tolist()
+    cutoff = cutoff_of(frame, labels)
+    assert cutoff is not None
+
+    stored = backfill_shadow(store, model, "2", "1", cutoff, CONFIG)
+
+    after = world[(world["event_time"] > cutoff) & (world["event_time"] <= now)]
+    assert stored == len(after) > 20
+    seen = world[world["event_time"] <= now]
+    arrived = seen.loc[seen["label_time"] <= now, ["transaction_id", "is_fraud", "label_time"]]
+    full = compute_features(seen.drop(columns=["is_fraud", "label_time"]), arrived, CONFIG)
+    full = full.set_index("transaction_id").loc[after["transaction_id"]]
+    expected = model.score(np.hstack([full[list(names[:-4])].to_numpy(np.float64),
+                                      encode_frame(spec, after)]))
+    shadow = pd.read_sql_query("SELECT * FROM shadow", sqlite3.connect(store.path))
+    got = shadow.set_index("transaction_id").loc[after["transaction_id"], "candidate_score"]
+    np.testing.assert_allclose(got.to_numpy(), expected, rtol=0, atol=1e-12)
+    # the same candidate without its attributes would have scored differently
+    blind = model.score(np.hstack([full[list(names[:-4])].to_numpy(np.float64),
+                                   np.full((len(after), 4), np.nan)]))
+    assert not np.allclose(blind, expected)
+    store.close()
+
+
 def test_backfill_needs_the_champions_verdicts(world: pd.DataFrame, tmp_path: Path) -> None:
     now = world["event_time"].min().normalize() + pd.Timedelta(days=44, hours=20)
     store = LabelStore(tmp_path / "store.sqlite")
@@ -145,4 +194,20 @@ def test_a_store_from_before_backfill_gains_the_source_column(tmp_path: Path) ->
     rows = pd.read_sql_query("SELECT * FROM shadow", sqlite3.connect(path))
     assert rows["source"].tolist() == ["worker"]
     assert rows["candidate_flagged"].isna().all()  # unknown for old rows
+    store.close()
+
+
+def test_a_store_from_before_attributes_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE transactions (transaction_id TEXT PRIMARY KEY, card_id TEXT, "
+               "terminal_id TEXT, amount REAL, event_time TEXT)")
+    db.execute("INSERT INTO transactions VALUES ('x', 'c', 't', 1.0, "
+               "'2024-01-01T00:00:00+00:00')")
+    db.commit()
+    db.close()
+    store = LabelStore(path)
+    spec = fit(pd.DataFrame({"risk": [1.0]}), ["risk"])
+    frame, _ = store.training_frame(spec=spec)
+    assert frame["transaction_id"].tolist() == ["x"] and frame["risk"].isna().all()
     store.close()
