@@ -171,3 +171,39 @@ def test_the_retrainer_trains_on_report_labels_exactly_as_offline(settings_facto
     assert [(d.source_topic, d.error_type) for d in dead] == [
         (t.name("labels"), "SchemaValidationError")]
     assert "start < end" in dead[0].reason and retrainer.retrains["bad_input"] == 1
+
+
+def test_replay_reads_the_labels_fraud_reports_resolve_into(settings_factory) -> None:
+    """A backtest (``sentinel replay``) reads the labels topic as the retrainer does: its fraud
+    reports resolve into labels, merged with the chargebacks by the features' rules; the
+    poison report is skipped."""
+    from lifecycle.replay import read_stretch
+
+    settings: Settings = settings_factory()
+    t = settings.topics
+    frame, chargebacks, reports = _world()
+    with EventProducer(settings.librdkafka()) as producer:
+        for report in reports[: len(reports) // 2]:  # reports before the payments they name
+            producer.send(t.name("labels"), report.card_id, report)
+        for x in frame.itertuples(index=False):
+            producer.send(t.name("transactions"), x.card_id, Transaction(
+                transaction_id=x.transaction_id, card_id=x.card_id, terminal_id=x.terminal_id,
+                amount=x.amount, event_time=x.event_time.to_pydatetime()))
+        for x in chargebacks.itertuples(index=False):
+            producer.send(t.name("labels"), x.terminal_id, LabelFeedback(
+                transaction_id=x.transaction_id, card_id=x.card_id, terminal_id=x.terminal_id,
+                is_fraud=bool(x.is_fraud), transaction_time=x.transaction_time.to_pydatetime(),
+                reported_at=x.label_time.to_pydatetime(), source=x.label_source))
+        producer.send(t.name("labels"), b"c", POISON)
+        for report in reports[len(reports) // 2:]:
+            producer.send(t.name("labels"), report.card_id, report)
+    tx, labels = read_stretch(settings)
+    assert len(tx) == len(frame)
+    expected = _by_id(merge_labels(frame, _offline(frame, chargebacks, reports)))
+    got = _by_id(labels)
+    columns = ["transaction_id", "is_fraud", "label_time"]
+    assert (expected["label_source"] == "report").sum() > 25  # reports label payments
+    pd.testing.assert_frame_equal(
+        got[columns].astype({"is_fraud": bool}),
+        expected[columns].astype({"is_fraud": bool,
+                                  "label_time": got["label_time"].dtype}))
