@@ -230,9 +230,10 @@ def decide_promotion(y: np.ndarray, champion: np.ndarray, candidate: np.ndarray,
         return Judgement("keep", f"no proved gain (net gain {ev.gain:+.4f} a payment, "
                                f"needs > {rules.min_gain:.4f} proved)", ev)
     if ev.known_rule == "fail":
-        return Judgement("keep", f"known-pattern recall {ev.known_recall_candidate:.3f} < "
-                               f"{ev.known_recall_champion:.3f} by more than "
-                               f"{rules.known_margin:.0%}", ev)
+        return Judgement("keep", f"known-pattern recall {ev.known_recall_candidate:.3f} vs "
+                               f"{ev.known_recall_champion:.3f}: a loss of more than "
+                               f"{rules.known_margin:.0%} observed, or proved at a look "
+                               "(always-valid, so it stands)", ev)
     if ev.budget_rule == "fail":
         return Judgement("keep", f"flags {ev.genuine_flagged_candidate:.2%} of genuine payments, "
                                f"budget {rules.alert_budget:.2%}", ev)
