@@ -156,7 +156,12 @@ def _settings(root: Path, sc: Scenario) -> Settings:
 def _champion_config(retrainer: Retrainer, sc: Scenario) -> TrainingConfig:
     """The weekly champion: calendar days (a retrain's hour windows are for a fresh shift;
     a 4-hour test window of an ordinary week can hold too few frauds to rank two models)."""
-    split = SplitConfig(train_days=7, delay_days=sc.feature_delay_days, test_days=1,
+    # with fraud reports, a payment's genuine label comes days later: the windows end where
+    # the labels are complete, as a team training its weekly champion would place them
+    delay = sc.feature_delay_days
+    if sc.arrival != "fixed":
+        delay = max(delay, ARRIVALS[sc.arrival].genuine_delay_days)
+    split = SplitConfig(train_days=7, delay_days=delay, test_days=1,
                         validation_days=1, anchor="end")
     return replace(retrainer.training_config(), split=split)
 
