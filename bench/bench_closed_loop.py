@@ -156,12 +156,7 @@ def _settings(root: Path, sc: Scenario) -> Settings:
 def _champion_config(retrainer: Retrainer, sc: Scenario) -> TrainingConfig:
     """The weekly champion: calendar days (a retrain's hour windows are for a fresh shift;
     a 4-hour test window of an ordinary week can hold too few frauds to rank two models)."""
-    # with fraud reports, a payment's genuine label comes days later: the windows end where
-    # the labels are complete, as a team training its weekly champion would place them
-    delay = sc.feature_delay_days
-    if sc.arrival != "fixed":
-        delay = max(delay, ARRIVALS[sc.arrival].genuine_delay_days)
-    split = SplitConfig(train_days=7, delay_days=delay, test_days=1,
+    split = SplitConfig(train_days=7, delay_days=sc.feature_delay_days, test_days=1,
                         validation_days=1, anchor="end")
     return replace(retrainer.training_config(), split=split)
 
@@ -264,7 +259,12 @@ def run(sc: Scenario, aa: bool = False) -> dict:
     # the champion: trained before the pattern exists, on the labels known then; a week
     # before the onset so that its recall on known patterns in that week is out of sample
     trained_at = onset - pd.Timedelta(days=sc.champion_days_before_onset)
-    pre = frame[frame["event_time"] < trained_at]
+    # with fraud reports a genuine payment's label comes days later: the champion is trained
+    # on the payments whose labels are complete by then, as a team would place its windows
+    complete = trained_at
+    if sc.arrival != "fixed":
+        complete -= pd.Timedelta(days=ARRIVALS[sc.arrival].genuine_delay_days)
+    pre = frame[frame["event_time"] < complete]
     started = time.perf_counter()
     outcome = train_and_register(settings, pre.drop(columns=["is_fraud", "label_time"]),
                                  pre[pre["label_time"] <= trained_at][
