@@ -43,7 +43,13 @@ from lifecycle.pipeline import TrainingConfig, train_and_register
 from lifecycle.registry import ModelRegistry
 from lifecycle.retrainer import Retrainer
 from schemas.events import LabelFeedback, ModelEvent, ShadowResult, Transaction, Verdict
-from sentinel.settings import DriftSettings, FeatureSettings, MlflowSettings, Settings
+from sentinel.settings import (
+    DriftSettings,
+    FeatureSettings,
+    MlflowSettings,
+    ReportSettings,
+    Settings,
+)
 from training.simulation import DriftScenario, SimulationConfig, simulate
 from training.simulation.arrival import PRESETS as ARRIVALS
 from training.split import SplitConfig
@@ -85,6 +91,9 @@ class Scenario:
     # late; "reports" / "reports-fast" = frauds reported by card-holders (genuine labels at
     # +7 days); pair those with --feature-delay-days 0 (each label from its own time)
     arrival: str = "fixed"
+    # with reports: a payment without a label this many hours old is read as genuine by the
+    # retrainer (reports.presume_genuine_hours); 0 = only the labels that arrived
+    presume_genuine_hours: float = 0.0
 
 
 PRESETS = {
@@ -138,6 +147,7 @@ def _settings(root: Path, sc: Scenario) -> Settings:
     return Settings(
         data_dir=root, features=FeatureSettings(label_delay_days=sc.feature_delay_days),
         mlflow=MlflowSettings(model_name="bench-loop"),
+        reports=ReportSettings(presume_genuine_hours=sc.presume_genuine_hours),
         drift=DriftSettings(retrain_min_labels=sc.retrain_min_labels, retrain_test_days=1,
                             retrain_min_frauds=sc.retrain_min_frauds,
                             retrain_followups=sc.retrain_followups,
@@ -252,7 +262,8 @@ def run(sc: Scenario, aa: bool = False) -> dict:
     onset = day0 + pd.Timedelta(days=ONSET_DAY)
     feats = compute_features(frame, config=FeatureConfig.from_settings(settings.features))
     registry = ModelRegistry(settings)
-    store = LabelStore(root / "store.sqlite")
+    store = LabelStore(root / "store.sqlite",
+                       presume_genuine_hours=settings.reports.presume_genuine_hours)
     events: list[ModelEvent] = []
     retrainer = Retrainer(settings, store, registry, events.append)
 

@@ -18,6 +18,12 @@ card's ``[start, end)``) are stored as they are and resolved into fraud labels
 order of arrival does not matter: a report read before the payments it names labels them
 once they are stored, and a by-id report whose payment never comes labels nothing (nothing
 is dead-lettered for it here; the worker dead-letters it ``report_unresolved``).
+
+With ``presume_genuine_hours`` (``reports.presume_genuine_hours``) > 0, every read for training
+and evidence stops at the label horizon, that many hours before the newest stored payment: a
+payment up to it without a label is read as genuine (``label_source`` ``presumed``, known at
+its event time plus those hours), and no payment after it has a label yet. Features are not
+changed by it (they read fraud labels only, :func:`features.offline.compute_features`).
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ _ADD_LABEL = (
     "AND excluded.label_time < labels.label_time)")
 _PAYMENTS = "SELECT transaction_id, card_id, terminal_id, event_time FROM transactions"
 _FRAME_LABELS = ("transaction_id", "is_fraud", "label_time", "label_source")
+_NO_HORIZON = "9999"  # after every stored time (times compare as stored, byte by byte)
 _CHUNK = 500  # ids per IN list (SQLite's variable limit)
 _VERDICTS = ("transaction_id", "model_version", "score", "flagged", "event_time")
 _SHADOW_COLUMNS = ("transaction_id", "champion_version", "candidate_version", "champion_score",
@@ -116,9 +123,11 @@ class LabelStore:
     writer (the retrainer that holds the lease). Each ``add_*`` batch commits as a whole."""
 
     def __init__(self, location: StoreLocation | Path | str,
-                 report_lookback_days: float = LOOKBACK_DAYS) -> None:
+                 report_lookback_days: float = LOOKBACK_DAYS,
+                 presume_genuine_hours: float = 0.0) -> None:
         self.location = as_location(location)
         self.report_lookback_days = report_lookback_days  # reports.lookback_days
+        self.presume_genuine_hours = presume_genuine_hours  # reports.presume_genuine_hours
         self._db = open_database(self.location, timeout_s=5.0)
         self._db.create(_SCHEMA)
         if "source" not in self._db.columns("labels"):  # a store written before reports
@@ -213,9 +222,21 @@ class LabelStore:
         newest = self._db.query("SELECT MAX(event_time) FROM transactions").scalar()
         return pd.Timestamp(newest).to_pydatetime() if newest else None
 
+    def horizon(self) -> pd.Timestamp | None:
+        """The label horizon: ``presume_genuine_hours`` before the newest stored payment
+        (None when the presumption is off or nothing is stored; see the module)."""
+        newest = self.newest_transaction_time()
+        if self.presume_genuine_hours <= 0 or newest is None:
+            return None
+        return pd.Timestamp(newest) - pd.Timedelta(hours=self.presume_genuine_hours)
+
     def labels_since(self, moment: datetime) -> int:
         """Labelled transactions that happened at or after ``moment`` (the shift's onset),
-        those labelled by a report included."""
+        those labelled by a report included; up to the horizon, every one of them."""
+        horizon = self.horizon()
+        if horizon is not None:
+            sql = "SELECT COUNT(*) FROM transactions WHERE event_time >= ? AND event_time <= ?"
+            return int(self._db.query(sql, (_iso(moment), _iso(horizon))).scalar())
         sql = ("SELECT COUNT(*) FROM labels l JOIN transactions t USING (transaction_id) "
                "WHERE t.event_time >= ?")
         stored = int(self._db.query(sql, (_iso(moment),)).scalar())
@@ -223,12 +244,17 @@ class LabelStore:
         return stored + len(reported - set(self._labels_of(reported)["transaction_id"]))
 
     def frauds_since(self, moment: datetime) -> int:
-        """Transactions that happened at or after ``moment`` with a fraud label (a report's
-        included)."""
+        """Transactions that happened at or after ``moment`` (up to the horizon) with a fraud
+        label (a report's included)."""
+        horizon = self.horizon()
+        upto = _iso(horizon) if horizon is not None else _NO_HORIZON
         sql = ("SELECT COUNT(*) FROM labels l JOIN transactions t USING (transaction_id) "
-               "WHERE t.event_time >= ? AND l.is_fraud = 1")
-        stored = int(self._db.query(sql, (_iso(moment),)).scalar())
-        reported = set(self.report_labels(moment)["transaction_id"])
+               "WHERE t.event_time >= ? AND t.event_time <= ? AND l.is_fraud = 1")
+        stored = int(self._db.query(sql, (_iso(moment), upto)).scalar())
+        reports = self.report_labels(moment)
+        if horizon is not None:
+            reports = reports[reports["transaction_time"] <= horizon]
+        reported = set(reports["transaction_id"])
         known = self._labels_of(reported)
         return stored + len(reported - set(known.loc[known["is_fraud"] == 1, "transaction_id"]))
 
@@ -252,7 +278,8 @@ class LabelStore:
             "SELECT l.transaction_id, l.is_fraud, l.label_time, l.source AS label_source "  # noqa: S608
             f"FROM labels l JOIN transactions t USING (transaction_id) {where}", args))
         # every payment a report made after ``since`` can name is in ``tx``
-        return tx, self._merged(tx, stored, self._resolved(tx, self.reports_frame(since)))
+        merged = self._merged(tx, stored, self._resolved(tx, self.reports_frame(since)))
+        return tx, self._matured(tx, merged)
 
     def shadow_joined(self, candidate_version: str) -> pd.DataFrame:
         """Shadow results of a candidate joined with the labels that have matured."""
@@ -345,8 +372,30 @@ class LabelStore:
         tx = _times(rows[["transaction_id", "event_time"]].copy(), "event_time")
         since = pd.Timestamp(tx["event_time"].min()).to_pydatetime()
         stored = rows.loc[rows["is_fraud"].notna(), list(_FRAME_LABELS)]
-        merged = self._merged(tx, stored, self.report_labels(since))
+        merged = self._matured(tx, self._merged(tx, stored, self.report_labels(since)))
         return rows.drop(columns=list(_FRAME_LABELS[1:])).merge(merged, on="transaction_id")
+
+    def _matured(self, tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+        """``labels`` (columns ``_FRAME_LABELS``, one per payment of ``tx``) as of the label
+        horizon: those of payments up to it, each such payment without one read as genuine;
+        unchanged when the presumption is off (see the module)."""
+        horizon = self.horizon()
+        if horizon is None:
+            return labels
+        old = tx.loc[tx["event_time"] <= horizon, ["transaction_id", "event_time"]]
+        kept = labels[labels["transaction_id"].isin(old["transaction_id"])]
+        missing = old[~old["transaction_id"].isin(kept["transaction_id"])]
+        presumed = pd.DataFrame({
+            "transaction_id": missing["transaction_id"].to_numpy(), "is_fraud": 0,
+            "label_time": (missing["event_time"]
+                           + pd.Timedelta(hours=self.presume_genuine_hours)).to_numpy(),
+            "label_source": "presumed"}, columns=list(_FRAME_LABELS))
+        presumed["label_time"] = pd.to_datetime(presumed["label_time"], utc=True)
+        both = pd.concat([x for x in (kept, presumed) if len(x)] or [kept], ignore_index=True)
+        both["is_fraud"] = both["is_fraud"].astype("int64")
+        both["label_time"] = both["label_time"].astype("datetime64[ns, UTC]")
+        return both.sort_values(["label_time", "transaction_id"], kind="stable",
+                                ignore_index=True)
 
     def _labels_of(self, transaction_ids: set[str]) -> pd.DataFrame:
         """The stored labels (``transaction_id, is_fraud``) of these transactions."""

@@ -61,7 +61,8 @@ def build(settings: Settings, on_step: StepHook | None = None, train: Train | No
     from lifecycle.registry import ModelRegistry
 
     # first: a bad store fails at once
-    store = LabelStore(settings.label_store_location, settings.reports.lookback_days)
+    store = LabelStore(settings.label_store_location, settings.reports.lookback_days,
+                       settings.reports.presume_genuine_hours)
     logger.info("label store at %s", store.location)
     producer = EventProducer(settings.librdkafka())
     topic = settings.topics.name("model_events")

@@ -211,9 +211,19 @@ class ReportSettings(_Section):
     changelogged state; offline resolution (``features.reports.resolve_reports``) applies the
     same bound. 0 keeps no payments: such reports then label nothing (an id report is
     dead-lettered ``report_unresolved``).
+
+    ``presume_genuine_hours``: with fraud reports, a genuine payment's label comes days later
+    (a chargeback window), so the newest payments have fraud labels only. When > 0, the
+    retrainer reads a stored payment older than this (stream time: the newest stored payment's
+    event time) that has no label as genuine, and a payment younger than this as unlabelled,
+    fraud-reported or not: training, the label counts of the guardrails, and the promotion and
+    rollback evidence all see complete labels up to that horizon and none after it. A label or
+    report that comes later still wins (a fraud over a genuine label). 0 (the default) reads
+    only the labels that arrived, which suits labels that all come after the same delay.
     """
 
     lookback_days: float = Field(default=120.0, ge=0)
+    presume_genuine_hours: float = Field(default=0.0, ge=0)
 
 
 class ScoringSettings(_Section):
