@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from pydantic import ValidationError
 
@@ -37,7 +37,7 @@ def _handler(target: str) -> Callable[[Settings, argparse.Namespace], int | None
 
     def run(settings: Settings, args: argparse.Namespace) -> int | None:
         module, _, func = target.partition(":")
-        return getattr(importlib.import_module(module), func)(settings, args)
+        return cast("int | None", getattr(importlib.import_module(module), func)(settings, args))
 
     return run
 

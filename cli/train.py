@@ -85,7 +85,7 @@ def _fractions(text: str | None) -> tuple[float, float, float] | None:
     if len(parts) != 3 or min(parts) <= 0 or abs(sum(parts) - 1.0) > 1e-6:
         raise ConfigurationError(f"--split-fractions {text!r}: three shares > 0 that sum to 1, "
                                  "e.g. 0.6,0.1,0.3")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def training_config(settings: Settings, args: argparse.Namespace) -> TrainingConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import altair as alt
 import pandas as pd
@@ -61,8 +62,8 @@ def time_series(data: ChartData, markers: Sequence[Marker], start: datetime,
                 domain=kinds, range=[MARKER_COLOURS.get(k, "#8c564b") for k in kinds])),
             tooltip=["event:N", "version:N", "detail:N",
                      alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S")]))
-    return alt.layer(*layers).resolve_scale(color="independent").properties(
-        title=chart.title, height=HEIGHT, usermeta=_SVG)
+    return cast(alt.LayerChart, alt.layer(*layers).resolve_scale(color="independent").properties(
+        title=chart.title, height=HEIGHT, usermeta=_SVG))
 
 
 def bins(drift: Drift, title: str) -> alt.Chart:
@@ -72,7 +73,7 @@ def bins(drift: Drift, title: str) -> alt.Chart:
         [{**r, "sample": "training reference", "share": r["reference"]} for r in rows]
         + [{**r, "sample": "live window", "share": r["live"]} for r in rows])
     order = [str(r["bin"]) for r in rows]
-    return alt.Chart(frame, title=title).mark_bar().encode(
+    return cast(alt.Chart, alt.Chart(frame, title=title).mark_bar().encode(
         x=alt.X("bin:N", sort=order, title=f"{drift.variable} (reference quantile bins)",
                 axis=alt.Axis(labelAngle=-35, labelOverlap=False, labelLimit=140)),
         xOffset=alt.XOffset("sample:N", sort=["training reference", "live window"]),
@@ -81,4 +82,4 @@ def bins(drift: Drift, title: str) -> alt.Chart:
                         scale=alt.Scale(range=["#9ecae1", "#e6550d"]),
                         legend=alt.Legend(orient="top")),
         tooltip=["bin:N", "sample:N", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=340, usermeta=_SVG)
+    ).properties(height=340, usermeta=_SVG))

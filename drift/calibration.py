@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -84,7 +85,7 @@ def fixed_score(features: np.ndarray) -> np.ndarray:
     """A fixed logistic scorer of the calibration features (large, odd hours, bursts, new)."""
     amount, night, card_1d, seen = features[:, :4].T
     z = -6.0 + 0.02 * amount + 0.7 * night + 0.3 * card_1d + 1.0 * (seen <= 0)
-    return 1.0 / (1.0 + np.exp(-z))
+    return cast(np.ndarray, 1.0 / (1.0 + np.exp(-z)))
 
 
 def _count_before(key: np.ndarray, secs: np.ndarray, span: int) -> np.ndarray:

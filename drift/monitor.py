@@ -228,8 +228,9 @@ class DriftMonitor:
         self.blocks_closed = 0
         self.alerts_emitted = 0
         self.last_event_time: datetime | None = None
-        self._label_miss = river_drift.ADWIN(delta=settings.adwin_delta, clock=1)
-        self._label_error = river_drift.binary.HDDMA()
+        self._label_miss = river_drift.ADWIN(  # type: ignore[no-untyped-call]
+            delta=settings.adwin_delta, clock=1)
+        self._label_error = river_drift.binary.HDDMA()  # type: ignore[no-untyped-call]
         self._label_fraud = PoissonCusum(settings.label_fraud_cusum_ratio,
                                          settings.label_fraud_cusum_threshold,
                                          settings.rate_min_baseline * 20, 2000)
@@ -323,12 +324,12 @@ class DriftMonitor:
             self.labels_seen += 1
             if y[i]:
                 miss = float(not hit[i])
-                self._label_miss.update(miss)
+                self._label_miss.update(miss)  # type: ignore[no-untyped-call]
                 self._label_windows["missed_fraud"].push(miss, miss, 1)
                 if self._label_miss.drift_detected:
                     alerts += self._label_alert("adwin", "missed_fraud",
                                                 int(self._label_miss.width), event_times[i])
-            self._label_error.update(errors[i])
+            self._label_error.update(errors[i])  # type: ignore[no-untyped-call]
             self._label_windows["error"].push(errors[i], errors[i], 1)
             if self._label_error.drift_detected:
                 alerts += self._label_alert("hddm_a", "error", 0, event_times[i])
@@ -372,7 +373,8 @@ class DriftMonitor:
     # -- internals ----------------------------------------------------------------------------
 
     def _new_adwin(self) -> river_drift.ADWIN:
-        return river_drift.ADWIN(delta=self.settings.adwin_delta, clock=1, grace_period=10)
+        return river_drift.ADWIN(  # type: ignore[no-untyped-call]
+            delta=self.settings.adwin_delta, clock=1, grace_period=10)
 
     def _new_kswin(self) -> KSWindow:
         return KSWindow(alpha=self.settings.kswin_alpha, window_size=300, stat_size=100,
@@ -449,7 +451,7 @@ class DriftMonitor:
             zi = float(np.clip(z[i], -50.0, 50.0))  # one absurd block must not dominate ADWIN
             self._windows[i].push(zi, float(mean[i]), blk.n)
             adwin = self._adwin[i]
-            adwin.update(zi)
+            adwin.update(zi)  # type: ignore[no-untyped-call]
             if adwin.drift_detected:
                 alert = self._maybe_alert(int(i), int(adwin.width), blk)
                 if alert is not None:

@@ -26,6 +26,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from schemas.events import Transaction
@@ -141,7 +142,7 @@ class AttributeSpec:
         return out
 
     def matrix(self, events: Sequence[Mapping[str, Any] | None],
-               missing: list[str] | None = None) -> Any:
+               missing: list[str] | None = None) -> np.ndarray:
         """Every event's inputs at once (float64, events x attributes), equal to :meth:`row`
         per event: the worker's path, per batch. The numeric attributes of the events that
         carry all of them as numbers, booleans or nulls are read in one pass (one
@@ -260,7 +261,7 @@ def frame_value(attribute: Attribute, value: Any) -> float:
     return encode_value(attribute, value)
 
 
-def encode_frame(spec: AttributeSpec, frame: pd.DataFrame) -> Any:
+def encode_frame(spec: AttributeSpec, frame: pd.DataFrame) -> np.ndarray:
     """The spec's columns for every row of ``frame`` (a float64 array, rows x attributes);
     a column absent from the frame is all missing."""
     import numpy as np
@@ -273,7 +274,7 @@ def encode_frame(spec: AttributeSpec, frame: pd.DataFrame) -> Any:
 
 
 def training_columns(spec: AttributeSpec, events: Sequence[Mapping[str, Any] | None],
-                     ) -> tuple[pd.DataFrame, Any]:
+                     ) -> tuple[pd.DataFrame, np.ndarray]:
     """A spec's attributes of each event (what :func:`attributes_of` read from it) as the
     columns a training file holds: numeric ones float64 (booleans 1/0, missing NaN),
     categorical ones the values as sent (missing ``None``); and a boolean array of the events

@@ -7,7 +7,7 @@ the online and offline forms share them.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,8 @@ def from_micros(micros: int) -> datetime:
 def series_to_micros(times: pd.Series) -> np.ndarray:
     """A datetime column (tz-aware or naive = UTC) as int64 microseconds since the epoch."""
     values = pd.to_datetime(times, utc=True)
-    return values.dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    return cast(np.ndarray,
+                values.dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64))
 
 
 def is_weekend(micros: T) -> T:

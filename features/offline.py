@@ -9,6 +9,7 @@ counts treat each arrived fraud label as an interval of query times it contribut
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ class _Keys:
         self.sorted = self.key(codes[self.order], times[self.order])
 
     def key(self, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
-        return codes * self.span + (times - self.base)
+        return cast(np.ndarray, codes * self.span + (times - self.base))
 
 
 def compute_features(

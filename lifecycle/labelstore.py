@@ -33,6 +33,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -99,7 +100,7 @@ _SHADOW = ", ".join(_SHADOW_COLUMNS)
 def _iso(moment: datetime) -> str:
     """The stored form of a time; one pandas cannot hold (out of its nanosecond range, years
     1677-2262) raises ValueError here, on arrival, not later in a retrain."""
-    return pd.Timestamp(moment).tz_convert("UTC").as_unit("ns").isoformat()
+    return cast(str, pd.Timestamp(moment).tz_convert("UTC").as_unit("ns").isoformat())
 
 
 def _iso_or_none(moment: datetime | None) -> str | None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -141,7 +142,8 @@ def net_gain(y: np.ndarray, champion_flagged: np.ndarray, candidate_flagged: np.
     """Per payment, the candidate's decision value minus the champion's, in [-1, 1] for a
     cost <= 1: +1 a fraud only the candidate flags, -cost a genuine payment only it flags."""
     value = np.where(y == 1, 1.0, -false_alert_cost)
-    return value * (candidate_flagged.astype(float) - champion_flagged.astype(float))
+    return cast(np.ndarray,
+                value * (candidate_flagged.astype(float) - champion_flagged.astype(float)))
 
 
 def _known_margin(champion_recall: float, rules: PromotionRules) -> float:

@@ -11,6 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,7 @@ def read_stretch(settings: Settings, idle_s: float = 3.0) -> tuple[pd.DataFrame,
     so a backtest of a real topic does not stop at its first bad message."""
     t = settings.topics
     tx_topic = t.name("transactions")
-    rows: dict[type, list] = {Transaction: [], LabelFeedback: [], FraudReport: []}
+    rows: dict[type, list[Any]] = {Transaction: [], LabelFeedback: [], FraudReport: []}
     group = f"sentinel-replay-{uuid.uuid4().hex[:8]}"
     skipped = 0
     with EventConsumer(settings.librdkafka(), group, [tx_topic, t.name("labels")],

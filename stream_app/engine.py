@@ -311,9 +311,9 @@ class Engine:
         looked = int(time.time() * 1000)
         out = {}
         try:
-            futures = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in candidates},
-                                              isolation_level=IsolationLevel.READ_COMMITTED,
-                                              request_timeout=5)
+            futures = self.admin.list_offsets(
+                {tp: OffsetSpec.latest() for tp in candidates},  # type: ignore[no-untyped-call]
+                isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=5)
             for tp, future in futures.items():
                 end = future.result(timeout=10).offset
                 position = positions.get((tp.topic, tp.partition), -1)

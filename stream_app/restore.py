@@ -71,6 +71,7 @@ def _at_end(consumer: Consumer, admin: AdminClient, tp: TopicPartition) -> bool:
     position = consumer.position([tp])[0].offset
     if position < 0:
         return False
-    future = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=10,
+    future = admin.list_offsets({tp: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
+                                request_timeout=10,
                                 isolation_level=IsolationLevel.READ_UNCOMMITTED)[tp]
     return bool(position >= future.result(timeout=15).offset)

@@ -22,7 +22,7 @@ from features import attributes as attrs
 from stream_app.handoff import Handoff, Packed, unpack
 from stream_app.serving import Slot
 
-_STR = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # json's C escaper
+_STR = json.encoder.encode_basestring_ascii  # json's C escaper
 
 
 def finite(*arrays: np.ndarray) -> None:
@@ -101,7 +101,7 @@ class BatchAttributes:
         if kinds <= {tuple, type(None)}:  # crossed the hand-off topic: packed
             return packed_matrix(spec, events, missing)  # type: ignore[arg-type]
         if tuple in kinds:
-            events = [unpack(e) for e in events]  # type: ignore[arg-type]
+            events = [unpack(e) for e in events]
         return spec.matrix(events, missing)  # type: ignore[arg-type]
 
 

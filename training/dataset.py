@@ -25,6 +25,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -144,8 +145,9 @@ def digest(frame: pd.DataFrame) -> str:
 
 def _numeric(values: pd.Series) -> np.ndarray:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_localize(None).to_numpy("datetime64[ns]").view("int64")
-    return values.to_numpy()
+        return cast(np.ndarray,
+                    values.dt.tz_localize(None).to_numpy("datetime64[ns]").view("int64"))
+    return cast(np.ndarray, values.to_numpy())
 
 
 def make_dataset(frame: pd.DataFrame, source: str, numeric: tuple[str, ...] = (),

@@ -53,7 +53,7 @@ def write_mlmodel(directory: Path, model: FraudModel) -> Path:
         files["booster"] = artifact.BOOSTER
     mlmodel.add_flavor(artifact.FLAVOR, format_version=artifact.FORMAT_VERSION,
                        kind=model.kind, **files)
-    add_to_model(mlmodel, loader_module=__name__)
+    add_to_model(mlmodel, loader_module=__name__)  # type: ignore[no-untyped-call]
     mlmodel.save(str(directory / artifact.MLMODEL))
     return directory
 

@@ -11,7 +11,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class FraudModel:
         the encoding the worker applies per event."""
         spec = self.attributes
         computed = [n for n in self.feature_names if n not in spec.columns]
-        X = features[computed].to_numpy(dtype=np.float64)
+        X: np.ndarray = features[computed].to_numpy(dtype=np.float64)
         if not spec:
             return X
         import pandas as pd
@@ -107,7 +107,7 @@ class FraudModel:
         if self.kind == "lightgbm":
             return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
         z = self._standardised(X) @ self._coef + self.linear.intercept  # type: ignore[union-attr]
-        return 1.0 / (1.0 + np.exp(-z))
+        return cast(np.ndarray, 1.0 / (1.0 + np.exp(-z)))
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """``"approve"``, ``"review"`` or ``"decline"`` per score."""
@@ -123,7 +123,7 @@ class FraudModel:
         if self.kind == "lightgbm":
             contrib = self.booster.predict(X, pred_contrib=True, num_threads=1)
             return np.asarray(contrib)[:, : len(self.feature_names)]
-        return self._standardised(X) * self._coef
+        return cast(np.ndarray, self._standardised(X) * self._coef)
 
     def reasons(self, X: np.ndarray, k: int = 3) -> list[list[str]]:
         """The ``k`` features that pushed each row's score up the most (positive only)."""

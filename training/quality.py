@@ -189,7 +189,8 @@ def validate_transactions(
         report_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         path = report_dir / f"data-quality-{stamp}-{uuid.uuid4().hex[:6]}.json"
-        path.write_text(json.dumps(result.to_json_dict(), indent=1, default=str))
+        path.write_text(json.dumps(result.to_json_dict(),  # type: ignore[no-untyped-call]
+                                   indent=1, default=str))
     seconds = time.perf_counter() - started
     logger.info(
         "data gate success=%s failures=%d rows=%d seconds=%.2f report=%s",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -142,7 +143,7 @@ def resolve_windows(times: pd.Series, config: SplitConfig) -> Windows:
 
 
 def _between(times: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -> np.ndarray:
-    return ((times >= window[0]) & (times < window[1])).to_numpy()
+    return cast(np.ndarray, ((times >= window[0]) & (times < window[1])).to_numpy())
 
 
 def known_compromised_mask(frame: pd.DataFrame, windows: Windows) -> np.ndarray:
@@ -218,4 +219,4 @@ def _by_fractions(times: pd.Series, fractions: tuple[float, float, float],
 
 def days_since(times: pd.Series, origin: pd.Timestamp) -> np.ndarray:
     """Whole days since ``origin``: the per-day grouping key of card precision."""
-    return ((times - origin) // timedelta(days=1)).to_numpy()
+    return cast(np.ndarray, ((times - origin) // timedelta(days=1)).to_numpy())

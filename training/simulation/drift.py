@@ -6,6 +6,8 @@ to the same seed's drift-free run. See :class:`DriftScenario` for the patterns.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from training.simulation.config import DriftScenario, FraudScenario
@@ -53,7 +55,7 @@ def _within_burst(gaps: np.ndarray, burst: np.ndarray) -> np.ndarray:
     """Cumulative gaps restarting at every burst (first gap of each burst is 0)."""
     total = np.cumsum(gaps)
     base = np.repeat(total[np.cumsum(burst) - burst], burst)
-    return total - base
+    return cast(np.ndarray, total - base)
 
 
 def night_fraud(

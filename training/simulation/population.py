@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -67,7 +68,7 @@ def pick_reachable(
     """One terminal per customer, uniform among its reachable ones (customers must have some)."""
     counts = population.reach_counts[customers]
     pick = (rng.random(len(customers)) * counts).astype(np.int64)
-    return population.reach[population.reach_offsets[customers] + pick]
+    return cast(np.ndarray, population.reach[population.reach_offsets[customers] + pick])
 
 
 def pick_unreachable(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -138,4 +139,5 @@ def _arrival_rng(config: SimulationConfig) -> np.random.Generator:
 def day_index(frame: pd.DataFrame, config: SimulationConfig) -> np.ndarray:
     """0-based simulation day of each row (useful to check drift start days)."""
     start = pd.Timestamp(config.start_date, tz="UTC")
-    return ((frame["event_time"] - start) // pd.Timedelta(seconds=DAY_S)).to_numpy()
+    return cast(np.ndarray,
+                ((frame["event_time"] - start) // pd.Timedelta(seconds=DAY_S)).to_numpy())
