@@ -371,7 +371,7 @@ class Retrainer:
         joined = self.store.shadow_joined(candidate.version)
         joined = joined[(joined["champion_version"] == champion.version)
                         & joined["candidate_flagged"].notna()]
-        joined = joined.sort_values(["label_time", "transaction_id"], kind="stable")
+        joined = joined.sort_values(self._evidence_order(), kind="stable")
         verdict = decide_promotion(
             joined["is_fraud"].to_numpy(), joined["champion_score"].to_numpy(),
             joined["candidate_score"].to_numpy(), joined["champion_flagged"].to_numpy(),
@@ -387,6 +387,17 @@ class Retrainer:
         elif verdict.action == "keep":
             self.promotions["kept"] += 1
         return verdict
+
+    def _evidence_order(self) -> list[str]:
+        """The order the always-valid tests read evidence in: as the labels arrived; with a
+        label horizon (``reports.presume_genuine_hours``), as the payments happened. Fraud
+        reports come hours after a payment and genuine labels days after, so label-time order
+        would put a stretch of frauds first and prove a gain no later evidence can take back;
+        up to the horizon every payment is labelled, and payment order keeps the frauds and
+        genuine payments of each hour together."""
+        if self.store.presume_genuine_hours > 0:
+            return ["event_time", "transaction_id"]
+        return ["label_time", "transaction_id"]
 
     def _schedule_promotion(self, version: str, previous: str | None, verdict: Judgement) -> None:
         evidence = verdict.evidence.as_dict() if verdict.evidence else {}
@@ -443,7 +454,7 @@ class Retrainer:
         """The promotion's guards on the champion's own live verdicts, every tick (always-valid
         tests: :func:`lifecycle.promotion.decide_live_rollback`); rolls back on a proved breach."""
         new = self.store.verdicts_joined(champion.version)
-        new = new.sort_values(["label_time", "transaction_id"], kind="stable")
+        new = new.sort_values(self._evidence_order(), kind="stable")
         fraud = new["is_fraud"].to_numpy() == 1
         segment = self.segments.of_frauds(new, min_batch=25)
         known_tag = champion.tags.get("sentinel.promotion.known_recall_champion")
