@@ -2,15 +2,15 @@
 
 A new fraud pattern that is a fraction of a percent of the volume can multiply the rate of an
 event that honest traffic almost never shows (:mod:`drift.rate`). :class:`PoissonCusum`
-watches the count ``k`` of indicator events in each closed block of
-``n`` events against the baseline rate ``p0`` (learned from the stream, so the daily volume
-cycle cancels: the expected count is ``p0 * n``) with Page's CUSUM for a Poisson rate
-rising ``ratio`` times: ``S = max(0, S + k ln(ratio) - p0 n (ratio - 1))``, alarm at
-``S > threshold``. The baseline only learns from blocks that leave ``S`` at zero, so a wave
-does not teach the detector that it is normal before it alarms. (This biases ``p0`` low,
-since a block with an event usually lifts ``S`` above zero; ``ratio`` and ``threshold`` are
-calibrated on the seeded simulator with that bias in place.) The input monitor runs one per
-rate signal; the label monitor runs one on the fraud count of each label batch.
+watches the count ``k`` of indicator events in each closed block of ``n`` events against the
+baseline rate ``p0`` (learned from the stream, so the daily volume cycle cancels: the
+expected count is ``p0 * n``) with Page's CUSUM for a Poisson rate rising ``ratio`` times:
+``S = max(0, S + k ln(ratio) - p0 n (ratio - 1))``, alarm at ``S > threshold``. The
+baseline only learns from blocks that leave ``S`` at zero, so a wave does not teach the
+detector that it is normal before it alarms. (This biases ``p0`` low, since a block with an
+event usually lifts ``S`` above zero; ``ratio`` and ``threshold`` are calibrated on the seeded
+simulator with that bias in place.) The input monitor runs one per rate signal; the label
+monitor runs one on the fraud count of each label batch.
 
 >>> cusum = PoissonCusum(ratio=10.0, threshold=22.0, min_baseline=5, memory_blocks=336)
 >>> [cusum.update(0, 400) for _ in range(100)][-1] or cusum.baseline_rate > 0
