@@ -1,4 +1,5 @@
-"""Online drift detection for the scorer: pure (numpy and river), no Kafka, cheap per batch.
+"""The input monitor: online drift detection for the scorer, pure (numpy and river), no
+Kafka, cheap per batch.
 
 The worker calls :meth:`DriftMonitor.observe_batch` on every scored batch and publishes the
 :class:`~schemas.events.DriftAlert` objects it returns. How it stays cheap and quiet:
@@ -10,6 +11,9 @@ The worker calls :meth:`DriftMonitor.observe_batch` on every scored batch and pu
   (:class:`~drift.profile.SeasonalProfile`); the daily cycle cancels out.
 - **ADWIN on the z-stream** per signal (score, alert rate, key input features), plus **KSWIN**
   on a sub-sample (every ``kswin_every``-th event) of the seasonally standardised score.
+  Every detector is a :class:`~drift.base.DriftDetector` (``update``, ``drift_detected``,
+  ``reset``) in a module of its own: :mod:`drift.adwin`, :mod:`drift.kswin`,
+  :mod:`drift.cusum`.
 - **Deduplicated.** ADWIN fires several times for one shift (river#574): an alert needs the
   shift of the window means to be at least ``min_shift_z`` standard errors in the direction
   that matters for the signal, the signal must be out of its cooldown
@@ -26,34 +30,35 @@ The worker calls :meth:`DriftMonitor.observe_batch` on every scored batch and pu
   ``psi_reference``, once per shift). No grace: the reference is the training data, not the
   stream's own past.
 
-Labels (the champion's errors) are watched by :meth:`DriftMonitor.observe_labels`: ADWIN on
-the miss indicator of fraud labels (recall), a Poisson CUSUM on the fraud count of each label
-batch (the fraud share: more compromised terminals and cards, even ones the champion
-catches) and HDDM-A
-on the binary error of all labels. This is the detector of the patterns the inputs cannot show
-(night fraud, a higher fraud rate); it is as late as the labels.
+Labels (the champion's errors) are watched by :meth:`DriftMonitor.observe_labels`, which
+feeds its label monitor (:class:`~drift.labels.LabelMonitor`: ADWIN on the miss indicator of
+fraud labels, HDDM-A on the binary error of all labels, a Poisson CUSUM on the fraud count of
+each label batch) and makes its alerts like its own. This is the detector of the patterns the
+inputs cannot show (night fraud, a higher fraud rate); it is as late as the labels.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from river import drift as river_drift
 
-from drift.ks import KSWindow
+from drift.adwin import ADWIN
+from drift.base import DriftInputError
+from drift.cusum import PoissonCusum
+from drift.kswin import KSWindow
+from drift.labels import LabelMonitor
 from drift.profile import SeasonalProfile
 from drift.psi import ReferencePsi
-from drift.rate import PoissonCusum, RateSignal, default_rate_signals
+from drift.rate import RateSignal, default_rate_signals
 from drift.reference_profile import ReferenceProfile
+from drift.window import SplitWindow
 from schemas.events import DriftAlert
-from sentinel.errors import SentinelError
 from sentinel.settings import DriftSettings
 
 logger = logging.getLogger(__name__)
@@ -61,9 +66,7 @@ logger = logging.getLogger(__name__)
 _ALERT_NS = uuid.UUID("5e9a1f3c-7d4b-4c1e-9a55-2f0d3c6b8e71")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-
-class DriftInputError(SentinelError, ValueError):
-    """observe_batch/observe_labels got arrays of inconsistent shapes."""
+__all__ = ["DriftInputError", "DriftMonitor", "Signal", "default_signals"]
 
 
 @dataclass(frozen=True)
@@ -116,52 +119,6 @@ class _Block:
     last_time_s: float
 
 
-class _Window:
-    """The last blocks' z-scores, raw means and sizes, to summarise an ADWIN split."""
-
-    def __init__(self, maxlen: int) -> None:
-        self.z: deque[float] = deque(maxlen=maxlen)
-        self.mean: deque[float] = deque(maxlen=maxlen)
-        self.n: deque[int] = deque(maxlen=maxlen)
-
-    def push(self, z: float, mean: float, n: int) -> None:
-        self.z.append(z)
-        self.mean.append(mean)
-        self.n.append(n)
-
-    def split(self, min_blocks: int = 3) -> tuple[dict[str, float], dict[str, float], float]:
-        """Reference and current summaries around the most likely change point, and the shift.
-
-        ADWIN says *that* the window changed, not cleanly *where* (after a detection its width
-        still mixes old and new blocks), so the cut is re-estimated here: the one maximising
-        the two-sample t statistic of the z means, each side holding ``min_blocks`` or more.
-        """
-        z, means, ns = np.array(self.z), np.array(self.mean), np.array(self.n, dtype=float)
-        total = len(z)
-        cuts = np.arange(min_blocks, total - min_blocks + 1)
-        if len(cuts) == 0:
-            cuts = np.array([max(1, total // 2)])
-        csum = np.concatenate([[0.0], np.cumsum(z)])
-        left = csum[cuts] / cuts
-        right = (csum[-1] - csum[cuts]) / (total - cuts)
-        tstat = np.abs(right - left) * np.sqrt(cuts * (total - cuts) / total)
-        cut = int(cuts[int(np.argmax(tstat))])
-        ref, cur = slice(0, cut), slice(cut, total)
-
-        def summary(part: slice) -> dict[str, float]:
-            w = ns[part]
-            return {"mean": float(np.average(means[part], weights=w)), "n": float(w.sum()),
-                    "z_mean": float(z[part].mean()), "blocks": float(len(w))}
-
-        shift = float(z[cur].mean() - z[ref].mean())
-        return summary(ref), summary(cur), shift
-
-    def clear(self) -> None:
-        self.z.clear()
-        self.mean.clear()
-        self.n.clear()
-
-
 class DriftMonitor:
     """Watches the scored stream for drift; returns alerts, never publishes them.
 
@@ -211,7 +168,7 @@ class DriftMonitor:
         self._slots = max(1, season_s // block_s)
         self._profile = SeasonalProfile(k, self._slots, settings.profile_memory_seasons)
         self._adwin = [self._new_adwin() for _ in range(k)]
-        self._windows = [_Window(maxlen=4 * self._slots * 7) for _ in range(k)]
+        self._windows = [SplitWindow(maxlen=4 * self._slots * 7) for _ in range(k)]
         self._last_alert = np.full(k, -(10**18), dtype=np.int64)
         self._open: dict[int, _Block] = {}
         self._max_block = -(10**18)
@@ -228,19 +185,16 @@ class DriftMonitor:
         self.blocks_closed = 0
         self.alerts_emitted = 0
         self.last_event_time: datetime | None = None
-        self._label_miss = river_drift.ADWIN(  # type: ignore[no-untyped-call]
-            delta=settings.adwin_delta, clock=1)
-        self._label_error = river_drift.binary.HDDMA()  # type: ignore[no-untyped-call]
-        self._label_fraud = PoissonCusum(settings.label_fraud_cusum_ratio,
-                                         settings.label_fraud_cusum_threshold,
-                                         settings.rate_min_baseline * 20, 2000)
-        self._label_windows = {"missed_fraud": _Window(4096), "error": _Window(4096)}
-        self.labels_seen = 0
-        self._labels_last_alert = {name: -(10**18) for name in self._label_windows}
+        self.labels = LabelMonitor(settings, self._alert)
         self._feature_index = index
         self._reference: ReferencePsi | None = None
 
     # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def labels_seen(self) -> int:
+        """Labels fed to :meth:`observe_labels` so far."""
+        return self.labels.labels_seen
 
     def set_model_version(self, version: str | None) -> None:
         """Label later alerts with this champion version (the stream itself is unchanged)."""
@@ -311,30 +265,10 @@ class DriftMonitor:
         ``flagged`` is the champion's review-or-decline decision; without it a score >= 0.5
         counts as flagged. Fraud labels feed ADWIN on the miss indicator (a recall drop);
         all labels feed HDDM-A on the binary error; the batch's fraud count feeds a Poisson
-        CUSUM (send labels in batches of a few hundred or more).
+        CUSUM (send labels in batches of a few hundred or more). See
+        :class:`~drift.labels.LabelMonitor`.
         """
-        scores = np.asarray(scores, dtype=np.float64)
-        y = np.asarray(is_fraud).astype(bool)
-        if len(y) != len(scores) or len(event_times) != len(scores):
-            raise DriftInputError("scores, is_fraud and event_times must have equal lengths")
-        hit = scores >= 0.5 if flagged is None else np.asarray(flagged).astype(bool)
-        alerts: list[DriftAlert] = []
-        errors = (hit != y).astype(np.float64)
-        for i in range(len(y)):
-            self.labels_seen += 1
-            if y[i]:
-                miss = float(not hit[i])
-                self._label_miss.update(miss)  # type: ignore[no-untyped-call]
-                self._label_windows["missed_fraud"].push(miss, miss, 1)
-                if self._label_miss.drift_detected:
-                    alerts += self._label_alert("adwin", "missed_fraud",
-                                                int(self._label_miss.width), event_times[i])
-            self._label_error.update(errors[i])  # type: ignore[no-untyped-call]
-            self._label_windows["error"].push(errors[i], errors[i], 1)
-            if self._label_error.drift_detected:
-                alerts += self._label_alert("hddm_a", "error", 0, event_times[i])
-        alerts += self._fraud_share_update(y, event_times)
-        return alerts
+        return self.labels.observe(scores, is_fraud, event_times, flagged)
 
     def snapshot(self) -> dict[str, Any]:
         """Detector states for the health endpoint and the dashboard (JSON-ready)."""
@@ -360,8 +294,8 @@ class DriftMonitor:
             "in_grace": self._in_grace(),
             "last_event_time": self.last_event_time.isoformat() if self.last_event_time else None,
             "labels_seen": self.labels_seen,
-            "label_miss_rate": float(self._label_miss.estimation),
-            "label_fraud_share": self._label_fraud.baseline_rate,
+            "label_miss_rate": self.labels.miss.estimation,
+            "label_fraud_share": self.labels.fraud.baseline_rate,
             "signals": signals,
             "rate_signals": {
                 r.name: {"cusum": c.statistic, "baseline_rate": c.baseline_rate,
@@ -372,9 +306,8 @@ class DriftMonitor:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _new_adwin(self) -> river_drift.ADWIN:
-        return river_drift.ADWIN(  # type: ignore[no-untyped-call]
-            delta=self.settings.adwin_delta, clock=1, grace_period=10)
+    def _new_adwin(self) -> ADWIN:
+        return ADWIN(delta=self.settings.adwin_delta, clock=1, grace_period=10)
 
     def _new_kswin(self) -> KSWindow:
         return KSWindow(alpha=self.settings.kswin_alpha, window_size=300, stat_size=100,
@@ -451,9 +384,8 @@ class DriftMonitor:
             zi = float(np.clip(z[i], -50.0, 50.0))  # one absurd block must not dominate ADWIN
             self._windows[i].push(zi, float(mean[i]), blk.n)
             adwin = self._adwin[i]
-            adwin.update(zi)  # type: ignore[no-untyped-call]
-            if adwin.drift_detected:
-                alert = self._maybe_alert(int(i), int(adwin.width), blk)
+            if adwin.update(zi):
+                alert = self._maybe_alert(int(i), adwin.width, blk)
                 if alert is not None:
                     alerts.append(alert)
         return alerts
@@ -474,7 +406,7 @@ class DriftMonitor:
             statistic = cusum.statistic
             cusum.reset()
             when = datetime.fromtimestamp(blk.last_time_s, UTC)
-            alerts.append(self._alert("cusum", r.name, statistic, reference, current, when))
+            alerts.append(self._alert(cusum.name, r.name, statistic, reference, current, when))
         return alerts
 
     def _maybe_alert(self, i: int, width: int, blk: _Block) -> DriftAlert | None:
@@ -493,10 +425,10 @@ class DriftMonitor:
         self._last_alert[i] = self.events_seen
         # the new world becomes the reference: re-learn, stay silent until it is learned
         self._profile.forget(i)
-        self._adwin[i] = self._new_adwin()
+        self._adwin[i].reset()
         win.clear()
         when = datetime.fromtimestamp(blk.last_time_s, UTC)
-        return self._alert("adwin", signal.name, shift, reference, current, when)
+        return self._alert(self._adwin[i].name, signal.name, shift, reference, current, when)
 
     def _kswin_update(self, scores: np.ndarray, secs: np.ndarray, start: int
                       ) -> list[DriftAlert]:
@@ -525,7 +457,8 @@ class DriftMonitor:
             ref = {"mean": 0.0, "n": float(self._kswin.window_size - len(new))}
             cur = {"mean": float(new.mean()), "n": float(len(new))}
             when = datetime.fromtimestamp(float(secs[idx[j]]), UTC)
-            alerts.append(self._alert("kswin", "score_distribution", stat, ref, cur, when))
+            alerts.append(self._alert(self._kswin.name, "score_distribution", stat, ref, cur,
+                                      when))
         return alerts
 
     def _reference_update(self, features: np.ndarray, scores: np.ndarray,
@@ -548,37 +481,6 @@ class DriftMonitor:
         when = datetime.fromtimestamp(ref.newest_s, UTC)
         return [self._alert("psi_reference", s.variable, s.psi, s.reference, s.current, when,
                             model_version=ref.model_version) for s in shifts]
-
-    def _fraud_share_update(self, y: np.ndarray, event_times: Sequence[datetime]
-                            ) -> list[DriftAlert]:
-        cusum = self._label_fraud
-        armed = self.labels_seen >= self.settings.grace_events
-        if len(y) == 0 or not cusum.update(float(y.sum()), len(y), armed=armed):
-            return []
-        reference = {"mean": cusum.baseline_rate, "n": cusum.baseline_events}
-        current = {"mean": cusum.run_count / max(cusum.run_events, 1),
-                   "n": float(cusum.run_events), "count": cusum.run_count}
-        statistic = cusum.statistic
-        cusum.reset()
-        return [self._alert("cusum", "fraud_share", statistic, reference, current,
-                            max(event_times))]
-
-    def _label_alert(self, detector: str, signal: str, width: int, when: datetime
-                     ) -> list[DriftAlert]:
-        if self.labels_seen - self._labels_last_alert[signal] < self.settings.alert_cooldown_events:
-            return []
-        if self.labels_seen < self.settings.grace_events:
-            return []
-        win = self._label_windows[signal]
-        if len(win.z) < 2:
-            return []
-        del width
-        reference, current, shift = win.split(min_blocks=30)
-        if shift <= 0:  # fewer errors is not a problem
-            return []
-        self._labels_last_alert[signal] = self.labels_seen
-        win.clear()
-        return [self._alert(detector, signal, shift, reference, current, when)]
 
     def _alert(self, detector: str, signal: str, statistic: float, reference: dict[str, float],
                current: dict[str, float], when: datetime, *,

@@ -5,9 +5,11 @@ The worker scores a payment days before its label arrives and keeps no per-trans
 retrainer's label store. Each batch of arriving labels (chargebacks, and the fraud labels a
 batch of fraud reports gives the payments stored when it is read,
 :meth:`~lifecycle.labelstore.LabelStore.resolve`) is joined with the stored verdicts and fed
-to :meth:`drift.monitor.DriftMonitor.observe_labels` (ADWIN on missed frauds, HDDM-A on the
-error, a Poisson CUSUM on frauds per batch). Its alerts go to the drift-alerts topic like the
-worker's, so the retrainer acts on them through the same guardrails.
+to :meth:`drift.monitor.DriftMonitor.observe_labels`, whose label monitor
+(:class:`drift.labels.LabelMonitor`) runs ADWIN on missed frauds, HDDM-A on the error and a
+Poisson CUSUM on frauds per batch; this module is the adapter that feeds it. Its alerts go
+to the drift-alerts topic like the worker's, so the retrainer acts on them through the same
+guardrails.
 """
 
 from __future__ import annotations

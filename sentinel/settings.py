@@ -273,7 +273,7 @@ class DriftSettings(_Section):
     min_shift_z: float = Field(default=2.0, gt=0)
     kswin_alpha: float = Field(default=1e-9, gt=0, lt=1)  # 1e-6: false alarms on LightGBM scores
     seed: int = 0
-    # Added for rare-event rate signals (drift/rate.py): Poisson CUSUM per block.
+    # Added for rare-event rate signals (drift/rate.py): Poisson CUSUM per block (drift/cusum.py).
     rate_cusum_ratio: float = Field(default=10.0, gt=1)
     rate_cusum_threshold: float = Field(default=22.0, gt=0)
     rate_min_baseline: int = Field(default=5, ge=1)

@@ -14,9 +14,10 @@ from drift.calibration import (
     run_labels,
     stream_from_frame,
 )
-from drift.ks import KSWindow
+from drift.cusum import PoissonCusum
+from drift.kswin import KSWindow
 from drift.monitor import DriftInputError, DriftMonitor, default_signals
-from drift.rate import PoissonCusum, default_rate_signals
+from drift.rate import default_rate_signals
 from sentinel.settings import DriftSettings
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
