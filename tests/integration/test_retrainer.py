@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 
+from lifecycle.labelstore import LabelStore
 from lifecycle.registry import ModelRegistry
+from lifecycle.retrainer import Retrainer
 from lifecycle.retrainer_kafka import run
 from schemas import decode
 from schemas.events import DriftAlert, LabelFeedback, ModelEvent, Transaction
@@ -15,6 +19,29 @@ from sentinel.settings import DriftSettings
 from training.simulation import SimulationConfig, simulate
 
 pytestmark = pytest.mark.integration
+
+
+def _run_until(settings, stored: Callable[[LabelStore], bool]) -> Retrainer:
+    """Run the retrainer until ``stored`` holds on its label store (read beside it), a batch
+    at a time: a run stops after the batch it is in, its alerts delivered."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        store = LabelStore(settings.label_store_location)
+        try:
+            while not stop.wait(0.25):
+                if stored(store):
+                    stop.set()
+        finally:
+            store.close()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        return run(settings, max_seconds=300, serve_metrics=False, stop=stop)
+    finally:
+        stop.set()
+        watcher.join()
 
 
 def test_alert_on_topic_gives_candidate_and_model_event(settings_factory) -> None:
@@ -64,12 +91,14 @@ def test_label_path_alert_is_published_from_verdicts_joined_with_labels(settings
     with EventProducer(settings.librdkafka()) as producer:
         for v in verdicts:
             producer.send(t.name("verdicts"), v.transaction_id, v)
-    retrainer = run(settings, max_seconds=20, serve_metrics=False)  # verdicts first, as in life
+    # verdicts first, as in life
+    retrainer = _run_until(settings, lambda s: s.count("verdicts") >= len(verdicts))
     assert retrainer.store.count("verdicts") == len(verdicts)
     with EventProducer(settings.librdkafka()) as producer:
         for x in labels:
             producer.send(t.name("labels"), x.terminal_id, x)
-    retrainer = run(settings, max_seconds=30, serve_metrics=False)
+    retrainer = _run_until(settings, lambda s: s.count("labels") >= len(labels))
+    assert retrainer.store.count("labels") == len(labels)
     alerts = [decode(DriftAlert, m.value())
               for m in read_all(settings.librdkafka(), t.name("drift_alerts"), 1, timeout_s=20)]
     assert any(a.signal == "missed_fraud" and a.model_version == "7" for a in alerts), alerts
