@@ -33,10 +33,10 @@ from features import FeatureConfig
 from features.offline import compute_features
 from features.spec import DAY_US
 from schemas import DeadLetter, decode
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import Settings
 from stream_app.partitioning import partition_for
 from stream_app.topology import internal
-from tests.conftest import free_port
 from tests.e2e.worker_support import log_tail, start_worker, stop_worker, wait_ready, worker_env
 from training.producer import label_event, transaction_event
 from training.simulation import SimulationConfig, simulate

@@ -31,8 +31,8 @@ from features import FeatureConfig
 from features.offline import compute_features
 from features.reports import resolve_reports
 from schemas import DeadLetter, FraudReport, decode
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import Settings
-from tests.conftest import free_port
 from tests.e2e.test_stream_parity import _Feed, _Reader
 from tests.e2e.worker_support import (
     http,

@@ -15,7 +15,7 @@ import pytest
 
 from features import FeatureConfig
 from features.offline import compute_features
-from tests.conftest import free_port
+from sentinel.infra.worker_process import free_port
 from tests.e2e.test_stream_parity import _Reader
 from tests.e2e.worker_support import (
     log_tail,

@@ -14,7 +14,7 @@ import pytest
 
 from schemas import Transaction, decode
 from sentinel.infra.kafka_io import EventProducer, read_all, read_changelog, read_range
-from tests.conftest import free_port
+from sentinel.infra.worker_process import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-# ruff: noqa: F811 - pytest fixtures imported from the harness are redefined as arguments
+
 """The Streamlit dashboard in a real headless Chromium, fed by a real Prometheus scraping a
 process that exports the worker's metrics (:mod:`tests.integration.metrics_exporter`, a paced
 loop over ``stream_app.metrics.WorkerMetrics``), real topics on the shared broker and a real
@@ -39,6 +39,7 @@ import pytest
 from schemas import DriftAlert, Transaction, Verdict
 from sentinel.infra.admin import create_topics, delete_topics
 from sentinel.infra.kafka_io import EventProducer
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import (
     DashboardSettings,
     KafkaSettings,
@@ -47,13 +48,7 @@ from sentinel.settings import (
     TopicSettings,
 )
 from sentinel.topics import catalog
-from tests.integration.test_prometheus_harness import (  # noqa: F401 - fixtures
-    FakeWorkerMetrics,
-    PrometheusServer,
-    fake_worker,
-    free_port,
-    prometheus,
-)
+from tests.integration.test_prometheus_harness import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
