@@ -34,7 +34,8 @@ traffic, ``prometheus`` is a real Prometheus scraping it
 :class:`TopicCollector` reads one topic from the beginning into a list (decoded events, or raw
 values): ``until`` a predicate holds, failing at once when a watched process exits, and
 ``drain`` up to what the topic holds when it is called (the observable end: each partition's
-end offset, so that nothing is waited for blindly).
+end offset, so that nothing is waited for blindly). The worker tests, the closed loop and the
+stream parity tests all read topics with it.
 
 Support code that holds no fixture stays beside its tests: tests/e2e/worker_support.py (the
 worker process, transactions, HTTP), tests/integration/lifecycle_support.py (shared with a
@@ -77,7 +78,7 @@ if TYPE_CHECKING:  # imported where used: MLflow and the harness cost seconds to
     from lifecycle.registry import ModelRegistry
     from tests.integration.test_prometheus_harness import FakeWorkerMetrics, PrometheusServer
 
-__all__ = ["SecuredKafka", "TopicCollector", "free_port"]
+__all__ = ["SecuredKafka", "TopicCollector"]
 
 # -- Kafka: the session's broker, topics and settings on it ---------------------------------
 
@@ -94,6 +95,7 @@ def _docker_engine() -> bool:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's broker (see the module's docstring for which one)."""
     external = os.environ.get("SENTINEL_TEST_BOOTSTRAP")
     if external:
         yield external
@@ -350,6 +352,7 @@ def worker_settings(settings_factory: Callable[..., Settings], model_store: Path
 
 @pytest.fixture
 def fake_worker() -> Iterator[FakeWorkerMetrics]:
+    """The worker's metric names with steady traffic, on a free loopback port."""
     from tests.integration.test_prometheus_harness import FakeWorkerMetrics
 
     worker = FakeWorkerMetrics().start()
@@ -377,9 +380,10 @@ class TopicCollector:
     """Reads one topic of the catalog, from the beginning, into ``items``.
 
     ``kind`` is the event type each value is decoded into (None keeps the raw bytes). With
-    ``proc`` (a process whose output this is), waiting fails at once when it exits. The
-    consumer reads committed records only (``read_committed``) in a group of its own, and
-    commits nothing. Close it, or use it as a context manager.
+    ``proc`` (a process whose output this is; reassign it when a test restarts the process),
+    waiting fails at once when it exits. The consumer reads committed records only
+    (``read_committed``) in a group of its own, and commits nothing. Close it, or use it as a
+    context manager.
     """
 
     def __init__(self, settings: Settings, logical: str, kind: type | None,

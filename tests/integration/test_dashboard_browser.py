@@ -213,7 +213,14 @@ async def _drive(endpoint: str, url: str, ready: Callable[[str], bool], screensh
             await asyncio.sleep(0.5)
         else:
             raise AssertionError(f"the dashboard never showed what was expected:\n{text}")
-        await asyncio.sleep(1.5)  # let charts finish drawing before the screenshot
+        # the charts' marks come after their axes: until two looks in a row see the same marks
+        settled = time.monotonic() + 30
+        drawn, look = None, await evaluate(PROBE)
+        while look != drawn or not await evaluate(DRAWN):
+            if time.monotonic() > settled:
+                raise AssertionError(f"the dashboard's charts never settled: {look}")
+            await asyncio.sleep(0.5)
+            drawn, look = look, await evaluate(PROBE)
         bottom = await evaluate(
             "(document.querySelector('[data-testid=\"stMainBlockContainer\"]') || document.body)"
             ".getBoundingClientRect().bottom")
