@@ -386,11 +386,17 @@ class TopicCollector:
     context manager.
     """
 
-    def __init__(self, settings: Settings, logical: str, kind: type | None,
-                 proc: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(self, settings: Settings, logical: str | None, kind: type | None,
+                 proc: subprocess.Popen[bytes] | None = None, *, topic: str | None = None,
+                 ) -> None:
+        """``logical`` names a topic of the catalog (``settings.topics``); ``topic``, given
+        instead, names any topic in full."""
         self.kind, self.proc = kind, proc
         self.items: list[Any] = []
-        self.topic = settings.topics.name(logical)
+        if topic is None:
+            assert logical is not None, "a logical topic or a topic's full name"
+            topic = settings.topics.name(logical)
+        self.topic = topic
         self.consumer = Consumer({
             "group.id": f"c-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest",
             "enable.auto.commit": False, "session.timeout.ms": 10_000,

@@ -104,6 +104,11 @@ def hash_card(card: str) -> int:
     return int(digits) if digits.isdigit() else len(card)
 
 
+def _Reader(settings: Settings, topic: str) -> TopicCollector:
+    """The raw values of ``topic``: bench/bench_faults.py reads the verdicts with this name
+    (its ``consumer`` and ``close``)."""
+    return TopicCollector(settings, None, None, topic=topic)
+
 
 def test_verdicts_equal_offline_features_under_backlog_poison_and_kill(
     worker_settings: Callable[..., tuple[Settings, Any]], tmp_path: Path
