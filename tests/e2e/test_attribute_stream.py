@@ -18,9 +18,8 @@ from features import FEATURE_NAMES
 from features.attributes import Attribute, AttributeSpec, encode_frame
 from lifecycle.registry import ModelRegistry
 from schemas import DeadLetter, Transaction, Verdict
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import ScoringSettings
-from tests.conftest import free_port
-from tests.e2e.test_worker_e2e import Collector
 from tests.e2e.worker_support import (
     http,
     produce,
@@ -30,6 +29,7 @@ from tests.e2e.worker_support import (
     wait_ready,
     worker_env,
 )
+from tests.plugin import TopicCollector
 from training.model import FraudModel, Thresholds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -83,8 +83,8 @@ def test_attribute_model_scores_the_stream_like_offline(settings_factory, tmp_pa
     port = free_port()
     proc = start_worker(worker_env(settings, port, f"w-{uuid.uuid4().hex[:8]}"),
                         tmp_path / "worker.log")
-    verdicts = Collector(settings, "verdicts", Verdict, proc)
-    dead = Collector(settings, "dead_letters", DeadLetter, proc)
+    verdicts = TopicCollector(settings, "verdicts", Verdict, proc)
+    dead = TopicCollector(settings, "dead_letters", DeadLetter, proc)
     try:
         wait_ready(port, proc)
         txs = with_attributes(transactions(600, seed=9))
@@ -117,5 +117,5 @@ def test_attribute_model_scores_the_stream_like_offline(settings_factory, tmp_pa
         assert status == 200 and body["model_version"] == "1"
     finally:
         stop_worker(proc, signal.SIGKILL)
-        verdicts.consumer.close()
-        dead.consumer.close()
+        verdicts.close()
+        dead.close()

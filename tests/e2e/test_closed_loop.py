@@ -19,10 +19,10 @@ import pytest
 
 from cli.demo_loop import produce
 from lifecycle.retrainer_kafka import run as run_retrainer
-from schemas import DriftAlert, ShadowResult, Transaction, Verdict, decode
-from sentinel.infra.kafka_io import EventConsumer, EventProducer
+from schemas import DriftAlert, ShadowResult, Transaction, Verdict
+from sentinel.infra.kafka_io import EventProducer
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import DriftSettings, FeatureSettings
-from tests.conftest import free_port
 from tests.e2e.worker_support import (
     start_worker,
     stop_worker,
@@ -30,6 +30,7 @@ from tests.e2e.worker_support import (
     wait_serving,
     worker_env,
 )
+from tests.plugin import TopicCollector
 from training.simulation import DriftScenario, SimulationConfig, simulate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -40,25 +41,6 @@ DRIFT_ENV = {
     "SENTINEL_DRIFT__MIN_BLOCK_EVENTS": "5",
     "SENTINEL_DRIFT__ALERT_COOLDOWN_EVENTS": "1000000",
 }
-
-
-class Collector:
-    """Reads a topic continuously into a list of decoded events (fails if the worker dies)."""
-
-    def __init__(self, settings, logical: str, kind: type, proc) -> None:
-        self.kind, self.proc, self.items = kind, proc, []
-        self.consumer = EventConsumer(settings.librdkafka(), f"c-{uuid.uuid4().hex[:8]}",
-                                      [settings.topics.name(logical)])
-
-    def until(self, predicate, timeout_s: float = 120.0) -> list:
-        deadline = time.monotonic() + timeout_s
-        while not predicate(self.items):
-            self.items += [decode(self.kind, m.value()) for m in self.consumer.poll(5000, 0.2)]
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.kind.__name__}: {len(self.items)} seen")
-        return self.items
 
 
 def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Path) -> None:
@@ -81,9 +63,9 @@ def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Pat
     port = free_port()
     env = worker_env(settings, port, f"w-{uuid.uuid4().hex[:8]}") | DRIFT_ENV
     proc = start_worker(env, tmp_path / "worker.log")
-    alerts = Collector(settings, "drift_alerts", DriftAlert, proc)
-    verdicts = Collector(settings, "verdicts", Verdict, proc)
-    shadows = Collector(settings, "shadow", ShadowResult, proc)
+    alerts = TopicCollector(settings, "drift_alerts", DriftAlert, proc)
+    verdicts = TopicCollector(settings, "verdicts", Verdict, proc)
+    shadows = TopicCollector(settings, "shadow", ShadowResult, proc)
     retrainer: list = []
     thread = threading.Thread(target=lambda: retrainer.append(
         run_retrainer(settings, max_seconds=200, serve_metrics=False)), daemon=True)
@@ -132,6 +114,8 @@ def test_new_pattern_alert_retrain_shadow_promote(worker_settings, tmp_path: Pat
     finally:
         stop_worker(proc)
         thread.join(timeout=210)
+        for collector in (alerts, verdicts, shadows):
+            collector.close()
     events = retrainer[0] if retrainer else None
     assert events is not None and events.retrains.get("registered") == 1, (
         events.retrains if events else None)

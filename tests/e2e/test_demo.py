@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from sentinel.infra.worker_process import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -22,8 +22,7 @@ from drift.reference_profile import (
 )
 from lifecycle.registry import ModelRegistry
 from schemas import DriftAlert, Transaction, Verdict
-from tests.conftest import free_port
-from tests.e2e.test_worker_e2e import Collector
+from sentinel.infra.worker_process import free_port
 from tests.e2e.worker_support import (
     http,
     log_tail,
@@ -35,6 +34,7 @@ from tests.e2e.worker_support import (
     wait_ready,
     worker_env,
 )
+from tests.plugin import TopicCollector
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -71,8 +71,8 @@ def test_worker_alerts_once_when_amounts_leave_the_champions_training_profile(
     env = worker_env(settings, port, f"w-{uuid.uuid4().hex[:8]}") | PSI_ENV
     env["SENTINEL_LOG_LEVEL"] = "INFO"
     proc = start_worker(env, tmp_path / "worker.log")
-    verdicts = Collector(settings, "verdicts", Verdict, proc)
-    alerts = Collector(settings, "drift_alerts", DriftAlert, proc)
+    verdicts = TopicCollector(settings, "verdicts", Verdict, proc)
+    alerts = TopicCollector(settings, "drift_alerts", DriftAlert, proc)
 
     def metrics() -> str:
         status, text = http(port, "/metrics")
@@ -124,5 +124,5 @@ def test_worker_alerts_once_when_amounts_leave_the_champions_training_profile(
         assert fired[0].event_time >= datetime(2024, 3, 5, tzinfo=UTC)  # the moved stream's
     finally:
         stop_worker(proc, signal.SIGKILL)
-        verdicts.consumer.close()
-        alerts.consumer.close()
+        verdicts.close()
+        alerts.close()

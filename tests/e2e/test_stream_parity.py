@@ -18,7 +18,6 @@ import collections
 import json
 import random
 import signal
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -27,17 +26,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from features import FeatureConfig
 from features.offline import compute_features
 from features.spec import DAY_US
 from schemas import DeadLetter, decode
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import Settings
 from stream_app.partitioning import partition_for
 from stream_app.topology import internal
-from tests.conftest import free_port
 from tests.e2e.worker_support import log_tail, start_worker, stop_worker, wait_ready, worker_env
+from tests.plugin import TopicCollector
 from training.producer import label_event, transaction_event
 from training.simulation import SimulationConfig, simulate
 from training.stream_order import label_frame, stream_order
@@ -104,37 +104,10 @@ def hash_card(card: str) -> int:
     return int(digits) if digits.isdigit() else len(card)
 
 
-class _Reader:
-    """A read_committed consumer of one topic, from the beginning."""
-
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.consumer = Consumer({**settings.librdkafka(), "group.id": f"r-{uuid.uuid4().hex}",
-                                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                  "isolation.level": "read_committed"})
-        self.consumer.subscribe([topic])
-        self.values: list[bytes] = []
-
-    def until(self, done: Callable[[], bool], alive: Callable[[], bool], timeout_s: float,
-              ) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            for msg in self.consumer.consume(10_000, 0.5):
-                if msg.error() is None:
-                    self.values.append(msg.value())
-            assert alive(), "the worker process exited"
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.values)} messages after {timeout_s}s")
-
-    def drain(self, seconds: float) -> None:
-        """Read whatever else arrives within ``seconds`` (a duplicate would arrive now)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for msg in self.consumer.consume(10_000, 0.5):
-                if msg.error() is None:
-                    self.values.append(msg.value())
-
-    def close(self) -> None:
-        self.consumer.close()
+def _Reader(settings: Settings, topic: str) -> TopicCollector:
+    """The raw values of ``topic``: bench/bench_faults.py reads the verdicts with this name
+    (its ``consumer`` and ``close``)."""
+    return TopicCollector(settings, None, None, topic=topic)
 
 
 def test_verdicts_equal_offline_features_under_backlog_poison_and_kill(
@@ -183,8 +156,8 @@ def test_verdicts_equal_offline_features_under_backlog_poison_and_kill(
     port = int(env["SENTINEL_WORKER__WEB_PORT"])
     log = tmp_path / f"{app_id}.log"
     proc = start_worker(env, log)
-    verdicts = _Reader(settings, settings.topics.name("verdicts"))
-    letters = _Reader(settings, settings.topics.name("dead_letters"))
+    verdicts = TopicCollector(settings, "verdicts", None, proc)
+    letters = TopicCollector(settings, "dead_letters", None, proc)
     n_tx = len(frame)
     try:
         wait_ready(port, proc, timeout_s=180)
@@ -196,18 +169,17 @@ def test_verdicts_equal_offline_features_under_backlog_poison_and_kill(
         for topic, value in hostile:  # a hostile record on each internal topic
             feed.raw(topic, b"k", value)
         feed.flush()
-        verdicts.until(lambda: len(verdicts.values) >= kill_at, lambda: proc.poll() is None, 600)
+        verdicts.until(lambda got: len(got) >= kill_at, 600)
         stop_worker(proc, signal.SIGKILL)
         produce(cut + (len(items) - cut) // 2, len(items))
-        proc = start_worker(env, log)
-        verdicts.until(lambda: len(verdicts.values) >= n_tx, lambda: proc.poll() is None, 900)
+        proc = verdicts.proc = letters.proc = start_worker(env, log)
+        verdicts.until(lambda got: len(got) >= n_tx, 900)
         expected_letters = len(poison) + len(bad_labels) + len(hostile)
-        letters.until(lambda: len(letters.values) >= expected_letters,
-                      lambda: proc.poll() is None, 120)
-        verdicts.drain(3.0)
-        letters.drain(1.0)
+        letters.until(lambda got: len(got) >= expected_letters, 120)
+        verdicts.drain()
+        letters.drain()
         assert proc.poll() is None, "the worker exited"
-    except (TimeoutError, AssertionError) as exc:
+    except (TimeoutError, AssertionError, RuntimeError) as exc:
         raise AssertionError(f"{exc}\n{log_tail(tmp_path)}") from exc
     finally:
         stop_worker(proc, signal.SIGTERM)
@@ -217,7 +189,7 @@ def test_verdicts_equal_offline_features_under_backlog_poison_and_kill(
     # exactly one committed verdict per valid transaction
     seen = collections.Counter()
     rows: dict[str, list[float]] = {}
-    for raw in verdicts.values:
+    for raw in verdicts.items:
         v = json.loads(raw)
         seen[v["transaction_id"]] += 1
         rows[v["transaction_id"]] = v["features"]
@@ -246,7 +218,7 @@ def test_verdicts_equal_offline_features_under_backlog_poison_and_kill(
             f"stream  {online.iloc[i][cols].to_dict()}\noffline {offline.iloc[i][cols].to_dict()}")
 
     # every bad input is dead-lettered once, with its reason, and the huge one truncated
-    dead = [decode(DeadLetter, v) for v in letters.values]
+    dead = [decode(DeadLetter, v) for v in letters.items]
     reasons = collections.Counter(d.reason for d in dead)
     expected = collections.Counter(r for r, _, _ in poison + bad_labels)
     expected["internal_undecodable"] += len(hostile)

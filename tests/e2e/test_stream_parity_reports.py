@@ -31,9 +31,9 @@ from features import FeatureConfig
 from features.offline import compute_features
 from features.reports import resolve_reports
 from schemas import DeadLetter, FraudReport, decode
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import Settings
-from tests.conftest import free_port
-from tests.e2e.test_stream_parity import _Feed, _Reader
+from tests.e2e.test_stream_parity import _Feed
 from tests.e2e.worker_support import (
     http,
     log_tail,
@@ -42,6 +42,7 @@ from tests.e2e.worker_support import (
     wait_ready,
     worker_env,
 )
+from tests.plugin import TopicCollector
 from training.producer import label_event, transaction_event
 from training.simulation import SimulationConfig, simulate
 from training.simulation.arrival import REPORTS
@@ -100,15 +101,15 @@ def test_verdicts_equal_offline_features_with_reported_labels_ahead_of_payments(
     port = int(env["SENTINEL_WORKER__WEB_PORT"])
     log = tmp_path / f"{app_id}.log"
     proc = start_worker(env, log)
-    verdicts = _Reader(settings, settings.topics.name("verdicts"))
+    verdicts = TopicCollector(settings, "verdicts", None, proc)
     n_tx = len(frame)
     try:
         wait_ready(port, proc, timeout_s=180)
         produce(items[cut:])
-        verdicts.until(lambda: len(verdicts.values) >= n_tx, lambda: proc.poll() is None, 900)
-        verdicts.drain(2.0)
+        verdicts.until(lambda got: len(got) >= n_tx, 900)
+        verdicts.drain()
         assert proc.poll() is None, "the worker exited"
-    except (TimeoutError, AssertionError) as exc:
+    except (TimeoutError, AssertionError, RuntimeError) as exc:
         raise AssertionError(f"{exc}\n{log_tail(tmp_path)}") from exc
     finally:
         stop_worker(proc, signal.SIGTERM)
@@ -117,7 +118,7 @@ def test_verdicts_equal_offline_features_with_reported_labels_ahead_of_payments(
 
     seen: collections.Counter[str] = collections.Counter()
     rows: dict[str, list[float]] = {}
-    for raw in verdicts.values:
+    for raw in verdicts.items:
         v = json.loads(raw)
         seen[v["transaction_id"]] += 1
         rows[v["transaction_id"]] = v["features"]
@@ -217,8 +218,8 @@ def test_reports_by_range_and_id_resolve_in_the_stream_under_backlog_poison_and_
     env["SENTINEL_FEATURES__LABEL_DELAY_DAYS"] = "0"
     port = int(env["SENTINEL_WORKER__WEB_PORT"])
     proc = start_worker(env, tmp_path / f"{app_id}.log")
-    verdicts = _Reader(settings, settings.topics.name("verdicts"))
-    letters = _Reader(settings, settings.topics.name("dead_letters"))
+    verdicts = TopicCollector(settings, "verdicts", None, proc)
+    letters = TopicCollector(settings, "dead_letters", None, proc)
     n_tx = len(frame)
     middle = cut + (len(items) - cut) // 2
     live = items[cut:middle]
@@ -237,19 +238,18 @@ def test_reports_by_range_and_id_resolve_in_the_stream_under_backlog_poison_and_
         feed.raw(feed.label_topic, b"poison", poison[1])
         feed.flush()
         kill_at = rng.randrange(n_tx // 4, n_tx // 2)
-        verdicts.until(lambda: len(verdicts.values) >= kill_at, lambda: proc.poll() is None, 300)
+        verdicts.until(lambda got: len(got) >= kill_at, 300)
         stop_worker(proc, signal.SIGKILL)
         for _, _, kind, row in items[middle:]:
             send(kind, row)
         feed.flush()
-        proc = start_worker(env, tmp_path / f"{app_id}.log")
-        verdicts.until(lambda: len(verdicts.values) >= n_tx, lambda: proc.poll() is None, 600)
-        letters.until(lambda: len(letters.values) >= len(ghosts) + len(poison),
-                      lambda: proc.poll() is None, 120)
-        verdicts.drain(2.0)
-        letters.drain(1.0)
+        proc = verdicts.proc = letters.proc = start_worker(env, tmp_path / f"{app_id}.log")
+        verdicts.until(lambda got: len(got) >= n_tx, 600)
+        letters.until(lambda got: len(got) >= len(ghosts) + len(poison), 120)
+        verdicts.drain()
+        letters.drain()
         assert proc.poll() is None, "the worker exited"
-    except (TimeoutError, AssertionError) as exc:
+    except (TimeoutError, AssertionError, RuntimeError) as exc:
         raise AssertionError(f"{exc}\n{log_tail(tmp_path)}") from exc
     finally:
         stop_worker(proc, signal.SIGTERM)
@@ -258,7 +258,7 @@ def test_reports_by_range_and_id_resolve_in_the_stream_under_backlog_poison_and_
 
     seen: collections.Counter[str] = collections.Counter()
     rows: dict[str, list[float]] = {}
-    for raw in verdicts.values:
+    for raw in verdicts.items:
         v = json.loads(raw)
         seen[v["transaction_id"]] += 1
         rows[v["transaction_id"]] = v["features"]
@@ -281,7 +281,7 @@ def test_reports_by_range_and_id_resolve_in_the_stream_under_backlog_poison_and_
     assert not np.allclose(without.to_numpy(), offline.to_numpy())
     assert len(resolved) > len(reports)  # ranges name several payments
 
-    dead = [decode(DeadLetter, v) for v in letters.values]
+    dead = [decode(DeadLetter, v) for v in letters.items]
     assert collections.Counter(d.reason for d in dead) == {
         "report_unresolved": len(ghosts), "invalid_json": 1, "schema": 1}
     ghost_ids = {json.loads(base64.b64decode(d.original_base64))["report_id"]

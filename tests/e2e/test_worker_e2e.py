@@ -5,17 +5,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import signal
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from schemas import DeadLetter, ShadowResult, Verdict, decode
-from sentinel.infra.kafka_io import EventConsumer
+from schemas import DeadLetter, ShadowResult, Verdict
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import Settings
-from tests.conftest import free_port
 from tests.e2e.worker_support import (
     http,
     log_tail,
@@ -27,32 +24,10 @@ from tests.e2e.worker_support import (
     wait_serving,
     worker_env,
 )
+from tests.plugin import TopicCollector
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-
-class Collector:
-    """Reads a topic continuously into a list of decoded events."""
-
-    def __init__(self, settings: Settings, logical: str, kind: type, proc=None) -> None:
-        self.kind, self.proc = kind, proc
-        self.items: list = []
-        self.consumer = EventConsumer(settings.librdkafka(), f"c-{uuid.uuid4().hex[:8]}",
-                                      [settings.topics.name(logical)])
-
-    def poll(self) -> list:
-        for msg in self.consumer.poll(5000, 0.2):
-            self.items.append(decode(self.kind, msg.value()))
-        return self.items
-
-    def until(self, predicate: Callable[[list], bool], timeout_s: float = 120.0) -> list:
-        deadline = time.monotonic() + timeout_s
-        while not predicate(self.poll()):
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.kind.__name__}: {len(self.items)} seen")
-        return self.items
 
 
 def test_stream_poison_shadow_swap_predict_metrics(worker_settings, tmp_path: Path) -> None:
@@ -60,9 +35,9 @@ def test_stream_poison_shadow_swap_predict_metrics(worker_settings, tmp_path: Pa
     port = free_port()
     proc = start_worker(worker_env(settings, port, f"w-{uuid.uuid4().hex[:8]}"),
                         tmp_path / "worker.log")
-    verdicts = Collector(settings, "verdicts", Verdict)
-    shadows = Collector(settings, "shadow", ShadowResult)
-    dead = Collector(settings, "dead_letters", DeadLetter)
+    verdicts = TopicCollector(settings, "verdicts", Verdict)
+    shadows = TopicCollector(settings, "shadow", ShadowResult)
+    dead = TopicCollector(settings, "dead_letters", DeadLetter)
     try:
         wait_ready(port, proc)
         first, second = transactions(5000, seed=1), transactions(5000, seed=2)
@@ -111,9 +86,9 @@ def test_stream_poison_shadow_swap_predict_metrics(worker_settings, tmp_path: Pa
         assert 'sentinel_model_swaps_total{role="champion"} 2.0' in metrics
     finally:
         stop_worker(proc, signal.SIGKILL)
-        verdicts.consumer.close()
-        shadows.consumer.close()
-        dead.consumer.close()
+        verdicts.close()
+        shadows.close()
+        dead.close()
 
 
 def _run_to_end(settings: Settings, tmp_path: Path, kill_after: int | None,
@@ -123,7 +98,7 @@ def _run_to_end(settings: Settings, tmp_path: Path, kill_after: int | None,
     app_id = f"w-{uuid.uuid4().hex[:8]}"
     env = worker_env(settings, free_port(), app_id)
     port = int(env["SENTINEL_WORKER__WEB_PORT"])
-    verdicts = Collector(settings, "verdicts", Verdict)
+    verdicts = TopicCollector(settings, "verdicts", Verdict)
     proc = start_worker(env, tmp_path / f"{app_id}.log")
     try:
         wait_ready(port, proc)
@@ -139,11 +114,10 @@ def _run_to_end(settings: Settings, tmp_path: Path, kill_after: int | None,
             produce(settings, txs[3000:])
         with contextlib.suppress(TimeoutError):  # the caller judges what arrived (kill test)
             verdicts.until(lambda v: ids <= {x.transaction_id for x in v}, 150)
-        time.sleep(1.0)
-        seen = verdicts.poll()
+        seen = verdicts.drain()  # and whatever else is committed now (a duplicate would be)
     finally:
         sigterm_stopped = stop_worker(proc, signal.SIGTERM)
-        verdicts.consumer.close()
+        verdicts.close()
     hashes: dict[str, set[str]] = collections.defaultdict(set)
     for v in seen:
         hashes[v.transaction_id].add(v.feature_hash)
@@ -186,7 +160,7 @@ def test_predict_needs_a_token_and_a_flood_gets_429_while_the_stream_flows(
     env.update({"SENTINEL_HTTP__TOKENS": ",".join(tokens), "SENTINEL_HTTP__MAX_CONCURRENT": "1"})
     port = int(env["SENTINEL_WORKER__WEB_PORT"])
     proc = start_worker(env, tmp_path / "worker.log")
-    verdicts = Collector(settings, "verdicts", Verdict, proc)
+    verdicts = TopicCollector(settings, "verdicts", Verdict, proc)
 
     def post(port: int, path: str, body: dict, token: str | None) -> tuple[int, dict]:
         headers = {"Content-Type": "application/json"}
@@ -226,9 +200,9 @@ def test_predict_needs_a_token_and_a_flood_gets_429_while_the_stream_flows(
         assert post(port, "/reports", report, None)[0] == 401
         status, answer = post(port, "/reports", report, tokens[1])
         assert status == 202 and answer["transaction_ids"] == [txs[0].transaction_id], answer
-        labels = Collector(settings, "labels", LabelFeedback, proc)
+        labels = TopicCollector(settings, "labels", LabelFeedback, proc)
         reported = labels.until(lambda got: len(got) >= 1)
-        labels.consumer.close()
+        labels.close()
         assert reported[0].source == "report" and reported[0].is_fraud
         statuses: list[int] = []
         lock = threading.Lock()
@@ -252,4 +226,4 @@ def test_predict_needs_a_token_and_a_flood_gets_429_while_the_stream_flows(
         assert 'sentinel_http_rejected_total{status="401"} 3.0' in metrics
     finally:
         stop_worker(proc, signal.SIGKILL)
-        verdicts.consumer.close()
+        verdicts.close()

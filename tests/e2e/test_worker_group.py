@@ -15,8 +15,7 @@ import pytest
 
 from features import FeatureConfig
 from features.offline import compute_features
-from tests.conftest import free_port
-from tests.e2e.test_stream_parity import _Reader
+from sentinel.infra.worker_process import free_port
 from tests.e2e.worker_support import (
     log_tail,
     produce,
@@ -26,6 +25,7 @@ from tests.e2e.worker_support import (
     wait_ready,
     worker_env,
 )
+from tests.plugin import TopicCollector
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -43,21 +43,21 @@ def test_a_second_worker_joins_and_the_first_leaves_without_a_lost_or_double_ver
         envs.append(env)
     first = start_worker(envs[0], tmp_path / "a.log")
     second = None
-    verdicts = _Reader(settings, settings.topics.name("verdicts"))
+    verdicts = TopicCollector(settings, "verdicts", None, first)
     try:
         wait_ready(int(envs[0]["SENTINEL_WORKER__WEB_PORT"]), first)
         produce(settings, txs[:3000])
-        verdicts.until(lambda: len(verdicts.values) >= 1000, lambda: first.poll() is None, 120)
+        verdicts.until(lambda got: len(got) >= 1000, 120)
         second = start_worker(envs[1], tmp_path / "b.log")
         produce(settings, txs[3000:6000])
         wait_ready(int(envs[1]["SENTINEL_WORKER__WEB_PORT"]), second)
-        verdicts.until(lambda: len(verdicts.values) >= 4000, lambda: second.poll() is None, 180)
+        verdicts.proc = second
+        verdicts.until(lambda got: len(got) >= 4000, 180)
         assert stop_worker(first, signal.SIGTERM), "SIGTERM did not stop the first worker"
         produce(settings, txs[6000:])
-        verdicts.until(lambda: len(verdicts.values) >= len(txs), lambda: second.poll() is None,
-                       180)
-        verdicts.drain(2.0)
-    except (TimeoutError, AssertionError) as exc:
+        verdicts.until(lambda got: len(got) >= len(txs), 180)
+        verdicts.drain()
+    except (TimeoutError, AssertionError, RuntimeError) as exc:
         raise AssertionError(f"{exc}\n{log_tail(tmp_path)}") from exc
     finally:
         for proc in (first, second):
@@ -66,7 +66,7 @@ def test_a_second_worker_joins_and_the_first_leaves_without_a_lost_or_double_ver
         verdicts.close()
     counts = collections.Counter()
     rows = {}
-    for raw in verdicts.values:
+    for raw in verdicts.items:
         v = json.loads(raw)
         counts[v["transaction_id"]] += 1
         rows[v["transaction_id"]] = v["features"]

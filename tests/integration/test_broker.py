@@ -14,7 +14,7 @@ import pytest
 
 from schemas import Transaction, decode
 from sentinel.infra.kafka_io import EventProducer, read_all, read_changelog, read_range
-from tests.conftest import free_port
+from sentinel.infra.worker_process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -141,10 +141,10 @@ def test_storage_formats_when_the_random_cluster_id_starts_with_a_dash(
     monkeypatch.setattr(broker_module.uuid, "uuid4", lambda: uuid.UUID(bytes=b"\xf8" + bytes(15)))
     kafka = broker_module.EmbeddedKafka(
         EmbeddedBrokerSettings(port=free_port(), controller_port=free_port()), tmp_path)
-    libs = kafka.ensure_artifacts()
-    kafka.home.mkdir(parents=True, exist_ok=True)
-    kafka._write_config()
-    kafka._format(libs)
+    try:
+        kafka.start()  # formats the storage with that id, then runs on it
+    finally:
+        kafka.stop()
     assert "cluster.id=-" in (kafka.log_dir / "meta.properties").read_text()
 
 

@@ -1,4 +1,4 @@
-# ruff: noqa: F811 - pytest fixtures imported from the harness are redefined as arguments
+
 """The Streamlit dashboard in a real headless Chromium, fed by a real Prometheus scraping a
 process that exports the worker's metrics (:mod:`tests.integration.metrics_exporter`, a paced
 loop over ``stream_app.metrics.WorkerMetrics``), real topics on the shared broker and a real
@@ -39,6 +39,7 @@ import pytest
 from schemas import DriftAlert, Transaction, Verdict
 from sentinel.infra.admin import create_topics, delete_topics
 from sentinel.infra.kafka_io import EventProducer
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import (
     DashboardSettings,
     KafkaSettings,
@@ -47,13 +48,7 @@ from sentinel.settings import (
     TopicSettings,
 )
 from sentinel.topics import catalog
-from tests.integration.test_prometheus_harness import (  # noqa: F401 - fixtures
-    FakeWorkerMetrics,
-    PrometheusServer,
-    fake_worker,
-    free_port,
-    prometheus,
-)
+from tests.integration.test_prometheus_harness import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
@@ -218,7 +213,14 @@ async def _drive(endpoint: str, url: str, ready: Callable[[str], bool], screensh
             await asyncio.sleep(0.5)
         else:
             raise AssertionError(f"the dashboard never showed what was expected:\n{text}")
-        await asyncio.sleep(1.5)  # let charts finish drawing before the screenshot
+        # the charts' marks come after their axes: until two looks in a row see the same marks
+        settled = time.monotonic() + 30
+        drawn, look = None, await evaluate(PROBE)
+        while look != drawn or not await evaluate(DRAWN):
+            if time.monotonic() > settled:
+                raise AssertionError(f"the dashboard's charts never settled: {look}")
+            await asyncio.sleep(0.5)
+            drawn, look = look, await evaluate(PROBE)
         bottom = await evaluate(
             "(document.querySelector('[data-testid=\"stMainBlockContainer\"]') || document.body)"
             ".getBoundingClientRect().bottom")

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow.pyfunc import PythonModel
+from prometheus_client import REGISTRY
 
 from lifecycle.registry import CANDIDATE, DIGEST_TAG, ModelRegistry
 from sentinel.settings import MlflowSettings, Settings
@@ -41,7 +42,8 @@ class _Hostile(PythonModel):
 
 
 def _refused() -> dict[str, float]:
-    return {r: artifact.LOAD_REFUSED.labels(r)._value.get() for r in artifact.REFUSAL_REASONS}
+    return {r: REGISTRY.get_sample_value("sentinel_model_load_refused_total", {"reason": r})
+            or 0.0 for r in artifact.REFUSAL_REASONS}
 
 
 @pytest.fixture
@@ -62,8 +64,11 @@ def _register(registry: ModelRegistry, model: FraudModel) -> str:
 def _hostile_version(registry: ModelRegistry, marker: Path) -> str:
     """A pickled python_function model, registered straight through MLflow (as an attacker with
     registry write access would), digest tag and all."""
-    registry._use_fluent()
-    with mlflow.start_run(experiment_id=registry._experiment_id()):
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    mlflow.set_registry_uri(registry.registry_uri)
+    experiment = registry.client.get_experiment_by_name(registry.settings.mlflow.experiment)
+    assert experiment is not None  # made when the champion was logged
+    with mlflow.start_run(experiment_id=experiment.experiment_id):
         info = mlflow.pyfunc.log_model(name="model", python_model=_Hostile(marker))
     marker.unlink(missing_ok=True)  # MLflow round-trips the pickle while logging it
     mv = registry.client.create_model_version(registry.name, info.model_uri,

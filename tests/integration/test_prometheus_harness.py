@@ -1,7 +1,8 @@
 """Test harness: a real Prometheus (Debian's binary) on a free loopback port, and a small real
 HTTP target publishing the worker's metric names with prometheus-client.
 
-Shared by the Prometheus, dashboard and load tests; it holds fixtures, not tests.
+Shared by the Prometheus, dashboard and load tests; it holds no tests. Its fixtures
+(``fake_worker``, ``prometheus``) are in the suite's plugin, :mod:`tests.plugin`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,20 +170,3 @@ class PrometheusServer:
                 self._proc.kill()
                 self._proc.wait(5)
 
-
-@pytest.fixture
-def fake_worker() -> Iterator[FakeWorkerMetrics]:
-    worker = FakeWorkerMetrics().start()
-    yield worker
-    worker.stop()
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path, fake_worker: FakeWorkerMetrics) -> Iterator[PrometheusServer]:
-    """A real Prometheus scraping ``fake_worker`` every second, with rates already computable."""
-    server = PrometheusServer(tmp_path, {"sentinel-worker": [fake_worker.target]}).start()
-    try:
-        server.wait_for("sum(rate(sentinel_transactions_total[1m])) > 0")
-        yield server
-    finally:
-        server.stop()

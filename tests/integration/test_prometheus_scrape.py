@@ -1,4 +1,4 @@
-# ruff: noqa: F811 - pytest fixtures imported from the harness are redefined as arguments
+
 """A real Prometheus scrapes a fake worker publishing the worker's metric names with steady,
 known traffic: the values come back through its HTTP API and the alert rules evaluate to exact
 numbers (quantiles, ratios) and fire (drift). The real worker process is scraped in
@@ -11,12 +11,10 @@ import time
 
 import pytest
 
-from tests.integration.test_prometheus_harness import (  # noqa: F401 - fixtures
+from tests.integration.test_prometheus_harness import (
     FRAUD_RATE,
     FakeWorkerMetrics,
     PrometheusServer,
-    fake_worker,
-    prometheus,
 )
 
 

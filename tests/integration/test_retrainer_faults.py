@@ -10,10 +10,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +120,23 @@ def test_kill_9_at_each_step_of_a_retrain_then_a_restart_completes_it_once(
         assert [d[0] for d in retrainer.state.decisions("reconciled")] == ["reconciled"]
 
 
+def _followups(retrainer: Retrainer) -> list[datetime]:
+    """The follow-up retrains due, as the retrainer keeps them in its durable state."""
+    return [datetime.fromisoformat(t) for t in retrainer.state.load_state()["followups"]]
+
+
+def _tick_until(retrainer: Retrainer, now: datetime, done: Callable[[], bool],
+                timeout_s: float = 30.0) -> None:
+    """Tick until ``done()``: a tick within the registry's retry backoff (at most
+    registry_retry_max_s after a failure) leaves the registry alone."""
+    deadline = time.monotonic() + timeout_s
+    retrainer.tick(now)
+    while not done():
+        assert time.monotonic() < deadline, "the retrainer never retried the registry"
+        time.sleep(0.01)
+        retrainer.tick(now)
+
+
 def test_a_restart_mid_sequence_resumes_guardrails_follow_ups_and_judged_champion(
         tmp_path: Path, mlflow_uri: str, store_uri: str | None) -> None:
     settings = fault_settings(tmp_path / "data", mlflow_uri, store_uri, retrain_cooldown_s=3600,
@@ -127,11 +146,11 @@ def test_a_restart_mid_sequence_resumes_guardrails_follow_ups_and_judged_champio
     log = EventLog(tmp_path / "events.jsonl")
     first = _retrainer(settings, log)
     assert first.on_alert(alert("a1", "score", T0)).retrain
-    followups = list(first._followups)
+    followups = _followups(first)
     assert len(followups) == 2
 
     second = _retrainer(settings, log)  # restarted: the same memory
-    assert second._followups == followups and second.guardrails.retrains_today(T0) == 1
+    assert _followups(second) == followups and second.guardrails.retrains_today(T0) == 1
     assert second.on_alert(alert("a2", "amount", T0 + timedelta(minutes=10))).reason == \
         "cooldown"
     assert second.on_alert(alert("a1", "score", T0)).reason == "redelivered"
@@ -139,7 +158,7 @@ def test_a_restart_mid_sequence_resumes_guardrails_follow_ups_and_judged_champio
     assert [a for a, _ in log.actions()].count("registered") == 2
 
     third = _retrainer(settings, log)
-    assert third._followups == followups[1:]
+    assert _followups(third) == followups[1:]
     assert third.guardrails.retrains_today(followups[0]) == 2
     assert [s for _, s, _ in third.state.decisions("alert")] == ["a1", "a2"]
     assert len(third.state.decisions("retrain")) == 2
@@ -181,8 +200,9 @@ def test_a_registry_outage_is_retried_and_never_burns_the_retrain(
     assert not retrainer.registry_up and retrainer.registry_failures == 1
     assert len(retrainer.state.open_jobs()) == 1
     for minutes in (5, 10, 15):  # the outage lasts: ticks retry, nothing raises
-        retrainer._retry_at = 0.0
-        retrainer.tick(T0 + timedelta(minutes=minutes))
+        failures = retrainer.registry_failures
+        _tick_until(retrainer, T0 + timedelta(minutes=minutes),
+                    lambda before=failures: retrainer.registry_failures > before)
     assert retrainer.registry_failures >= 4 and not retrainer.registry_up
     assert retrainer.on_alert(alert("a2", "score", T0 + timedelta(minutes=5))).reason == \
         "duplicate"  # the same shift: its retrain is still to come, not lost
@@ -207,8 +227,7 @@ def test_a_registry_outage_is_retried_and_never_burns_the_retrain(
     assert log.events() == []
 
     retrainer.registry = ModelRegistry(settings)  # the registry is back
-    retrainer._retry_at = 0.0
-    retrainer.tick(T0 + timedelta(minutes=30))
+    _tick_until(retrainer, T0 + timedelta(minutes=30), lambda: retrainer.registry_up)
     assert retrainer.registry_up and retrainer.state.open_jobs() == []
     assert sorted(log.actions()) == [("alias_set", "1"), ("registered", "1")]
     assert retrainer.guardrails.retrains_today(T0) == 1

@@ -24,7 +24,7 @@ from sentinel.infra.admin import check_connection, delete_topics
 from sentinel.infra.kafka_io import EventProducer, read_all
 from sentinel.settings import DriftSettings, KafkaSettings, Settings
 from sentinel.topics import catalog
-from tests.integration.conftest import SecuredKafka
+from tests.plugin import SecuredKafka
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

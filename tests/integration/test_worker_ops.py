@@ -20,9 +20,9 @@ import pytest
 
 from lifecycle.registry import ModelRegistry
 from sentinel.infra.admin import create_topics, delete_topics
+from sentinel.infra.worker_process import free_port
 from sentinel.settings import KafkaSettings, MlflowSettings, Settings, TopicSettings
 from sentinel.topics import catalog
-from tests.conftest import free_port
 from tests.e2e.worker_support import (
     produce,
     register,

@@ -57,6 +57,12 @@ def test_any_added_or_changed_file_changes_the_digest(saved: Path) -> None:
     assert isinstance(caught.value, ModelLoadError)
 
 
+def _refused(reason: str) -> float:
+    """The refusal counter, as /metrics publishes it."""
+    value = REGISTRY.get_sample_value("sentinel_model_load_refused_total", {"reason": reason})
+    return value or 0.0
+
+
 @pytest.mark.parametrize("mlmodel", [
     None,
     "flavors:\n  python_function:\n    loader_module: mlflow.pyfunc.model\n"
@@ -68,13 +74,13 @@ def test_other_flavors_are_refused_before_reading(tmp_path: Path, mlmodel: str |
     (tmp_path / "python_model.pkl").write_bytes(b"\x80\x04N.")
     if mlmodel is not None:
         (tmp_path / "MLmodel").write_text(mlmodel)
-    before = artifact.LOAD_REFUSED.labels("foreign_flavor")._value.get()
+    before = _refused("foreign_flavor")
     with pytest.raises(ModelLoadRefusedError, match="foreign_flavor") as caught:
         artifact.load(tmp_path, "0" * 64, "models:/m/2")
     assert caught.value.reason == "foreign_flavor"
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
-    assert artifact.LOAD_REFUSED.labels("foreign_flavor")._value.get() == before + 1
+    assert _refused("foreign_flavor") == before + 1
 
 
 def test_a_missing_digest_or_a_malformed_model_is_refused(saved: Path, tmp_path: Path) -> None:
