@@ -122,7 +122,7 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
                         lease.term)
             lease.keep()
             retrainer.start()
-            _Loop(settings, retrainer, producer).consume(group_id, lease.held, done)
+            TermLoop(settings, retrainer, producer).consume(group_id, lease.held, done)
             if not done():
                 logger.warning("retrainer %s lost the lease: standing by", lease.holder)
     finally:
@@ -133,8 +133,10 @@ def run(settings: Settings, *, max_seconds: float | None = None, serve_metrics: 
     return retrainer
 
 
-class _Loop:
-    """One leadership term's consumer loop."""
+class TermLoop:
+    """One leadership term's consumer loop: :meth:`consume` polls until the term ends,
+    :meth:`store` takes one batch of messages into the label store (the label-drift watch
+    and the dead-letter topic included)."""
 
     def __init__(self, settings: Settings, retrainer: Retrainer, producer: EventProducer
                  ) -> None:
@@ -164,7 +166,7 @@ class _Loop:
             while not done() and leading():
                 msgs = consumer.poll(POLL_MAX, 0.5)
                 queued_before = bool(retrainer.state.queued_alerts())
-                self._store(msgs)
+                self.store(msgs)
                 if msgs:
                     self.producer.flush()  # dead letters and label alerts delivered, then:
                     self._commit(consumer)
@@ -182,7 +184,7 @@ class _Loop:
                     last_tick = time.monotonic()
                     retrainer.tick(self.newest or datetime.now(UTC))  # event time, as alerts
 
-    def _store(self, msgs: list[Any]) -> None:
+    def store(self, msgs: list[Any]) -> None:
         """Decode and store a batch; what fails is dead-lettered, one message at a time."""
         batch: dict[type[Any], list[tuple[Any, Any]]] = {k: [] for k in self.adders}
         for msg in msgs:

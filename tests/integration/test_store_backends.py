@@ -365,7 +365,7 @@ def test_a_payment_postgresql_refuses_is_dead_lettered_and_its_batch_stored(
     (SQLite keeps it, PostgreSQL's text cannot) goes to the dead-letter topic with the
     store's reason; the payments beside it in the batch are stored."""
     from lifecycle.retrainer import Retrainer
-    from lifecycle.retrainer_kafka import _Loop
+    from lifecycle.retrainer_kafka import TermLoop
     from schemas import encode
     from schemas.events import DeadLetter
     from sentinel.settings import DriftSettings, LabelStoreSettings, Settings
@@ -374,10 +374,10 @@ def test_a_payment_postgresql_refuses_is_dead_lettered_and_its_batch_stored(
                         label_store=LabelStoreSettings(uri=postgres_uri))  # type: ignore[arg-type]
     store = LabelStore(settings.label_store_location)
     producer = _Producer()
-    loop = _Loop(settings, Retrainer(settings, store, None, lambda e: None), producer)  # type: ignore[arg-type]
+    loop = TermLoop(settings, Retrainer(settings, store, None, lambda e: None), producer)  # type: ignore[arg-type]
     topic = settings.topics.name("transactions")
     ids = ["ok-1", "nul\x00id", "ok-2"]
-    loop._store([_Message(topic, encode(Transaction(
+    loop.store([_Message(topic, encode(Transaction(
         transaction_id=i, card_id="c", terminal_id="t", amount=1.0, event_time=T0)), n)
         for n, i in enumerate(ids)])
     assert store.count("transactions") == 2

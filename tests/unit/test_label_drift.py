@@ -99,7 +99,7 @@ def test_fraud_reports_on_the_labels_topic_are_stored_and_watched(tmp_path: Path
     chargeback on the labels topic; the reports are stored, the labels they give the stored
     payments reach the watch with the chargeback, and an invalid report is dead-lettered."""
     from lifecycle.retrainer import Retrainer
-    from lifecycle.retrainer_kafka import _Loop
+    from lifecycle.retrainer_kafka import TermLoop
     from schemas import encode
     from schemas.events import DeadLetter, FraudReport, Transaction
 
@@ -108,7 +108,7 @@ def test_fraud_reports_on_the_labels_topic_are_stored_and_watched(tmp_path: Path
     verdicts, _ = _world(10, change_at=10)
     store.add_verdicts(verdicts)
     producer = _Producer()
-    loop = _Loop(settings, Retrainer(settings, store, None, lambda e: None), producer)  # type: ignore[arg-type]
+    loop = TermLoop(settings, Retrainer(settings, store, None, lambda e: None), producer)  # type: ignore[arg-type]
     t, at = settings.topics, T0 + timedelta(hours=2)
     labels = [
         FraudReport(report_id="id", card_id="c", transaction_id="t3", reported_at=at),
@@ -124,7 +124,7 @@ def test_fraud_reports_on_the_labels_topic_are_stored_and_watched(tmp_path: Path
         event_time=v.event_time)), n) for n, v in enumerate(verdicts)]
     msgs += [_Message(t.name("labels"), encode(x), n) for n, x in enumerate(labels)]
     msgs.append(_Message(t.name("labels"), poison, len(labels)))
-    loop._store(msgs)
+    loop.store(msgs)
     assert store.count("reports") == 3 and store.count("labels") == 1
     assert loop.watch is not None and loop.watch.joined == 1 + 1 + 3  # t0; t3; t5, t6, t7
     assert set(store.report_labels()["transaction_id"]) == {"t3", "t5", "t6", "t7"}
