@@ -119,9 +119,9 @@ def _status(view: Headline) -> None:
 def _series(data: list[ChartData], markers: list[Marker], window: Window, now: float) -> None:
     st.subheader(f"Last {window.label}")
     end = datetime.fromtimestamp(now, UTC)
-    first = min((t for item in data for t, _, _ in item.rows), default=now - window.seconds)
-    # the time axis starts with the data when the window reaches back before it
-    start = datetime.fromtimestamp(max(now - window.seconds, first - 2 * window.step_s), UTC)
+    first = min((t for item in data for t, _, _ in item.rows), default=None)
+    start = datetime.fromtimestamp(
+        window.axis_start(now, first, [m.at.timestamp() for m in markers]), UTC)
     st.caption(f"{start:%H:%M:%S} to {end:%H:%M:%S} UTC, a point every {window.step_s:g} s; "
                "vertical lines mark the timeline's events")
     for pair in range(0, len(data), 2):

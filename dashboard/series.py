@@ -37,6 +37,26 @@ class Window:
         """The rate() window: at least a minute (four 15 s scrapes), at least four steps."""
         return f"{max(1, round(4 * self.step_s / 60))}m"
 
+    def axis_start(self, now: float, first_sample: float | None,
+                   events: list[float]) -> float:
+        """Where the time axis starts (epoch seconds): with the data when the window reaches
+        back before it (two steps before its first sample), or with the earliest timeline
+        event inside the window when that is earlier, so that every event's marker is drawn.
+
+        >>> w = Window("15 min", 900)
+        >>> w.axis_start(10_000, 9_500, [])       # data for the last 500 s
+        9494.0
+        >>> w.axis_start(10_000, 9_500, [9_400])  # an event before the first sample
+        9400
+        >>> w.axis_start(10_000, 9_500, [8_000])  # an event before the window: not drawn
+        9494.0
+        >>> w.axis_start(10_000, None, [])
+        9100
+        """
+        begin = min([first_sample - 2 * self.step_s if first_sample is not None
+                     else now - self.seconds, *(t for t in events if t >= now - self.seconds)])
+        return max(now - self.seconds, begin)
+
 
 WINDOWS = {w.label: w for w in (Window("15 min", 900), Window("1 h", 3600),
                                 Window("24 h", 86_400))}
