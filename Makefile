@@ -30,7 +30,7 @@ demo: install broker-artifacts
 # tests/stack is in `tests`: the compose stack, started for real, when a Docker engine can be
 # used (it starts a private dockerd as root); otherwise those tests skip and say why.
 test: install system-deps broker-artifacts
-	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules sentinel schemas features drift training lifecycle stream_app dashboard cli tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 --doctest-modules sentinel schemas features drift training lifecycle stream_app dashboard cli tests
 
 # The compose stack alone: images (local Debian stand-ins unless SENTINEL_STACK_IMAGES=official),
 # docker-compose up, the quick start, two workers, faults, then everything removed.
