@@ -7,6 +7,7 @@ so readers do not wait for it. Upserts are SQLite's ``INSERT OR REPLACE`` / ``OR
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 
 from sentinel.errors import StoreDataError, StoreError, StoreUnavailableError
@@ -38,7 +39,22 @@ class SQLiteDatabase(Database):
         with self._errors():
             self._db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None,
                                        check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(timeout_s)
+
+    def _use_wal(self, timeout_s: float) -> None:
+        """Switch a new store to WAL (it stays so). The switch needs the file to itself and
+        SQLite answers "database is locked" at once, without its busy timeout, while another
+        connection opens the same new file: retried until ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if str(self._db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _query(self, sql: str, params: Params) -> Result:
         cursor = self._db.execute(sql, params)
