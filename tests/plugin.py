@@ -464,3 +464,36 @@ class TopicCollector:
 
     def _name(self) -> str:
         return self.kind.__name__ if self.kind is not None else self.topic
+
+
+class FakeMessage:
+    """A consumed Kafka message as the retrainer's loop reads it (``TermLoop.store``): a
+    topic, a value and an offset; key ``b"k"``, partition 0."""
+
+    def __init__(self, topic: str, value: bytes, offset: int) -> None:
+        self._topic, self._value, self._offset = topic, value, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class FakeProducer:
+    """An event producer that keeps what it is asked to send, ``(topic, value)``."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def send(self, topic: str, key: object, value: object) -> None:
+        self.sent.append((topic, value))

@@ -30,6 +30,7 @@ from schemas.events import (
 from sentinel.errors import StoreDataError, StoreUnavailableError
 from sentinel.infra.worker_process import free_port
 from tests.integration.postgres_server import PostgresServer
+from tests.plugin import FakeMessage, FakeProducer
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -329,35 +330,6 @@ def test_unreachable_or_refused_postgresql_is_one_line_without_the_password(
         assert secret not in message and "\n" not in message
 
 
-class _Message:
-    """What the retrainer's consumer hands over: a topic, a key, a value, a position."""
-
-    def __init__(self, topic: str, value: bytes, offset: int) -> None:
-        self._topic, self._value, self._offset = topic, value, offset
-
-    def topic(self) -> str:
-        return self._topic
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, object]] = []
-
-    def send(self, topic: str, key: object, value: object) -> None:
-        self.sent.append((topic, value))
-
 
 def test_a_payment_postgresql_refuses_is_dead_lettered_and_its_batch_stored(
         postgres_uri: str, tmp_path: Path) -> None:
@@ -373,11 +345,11 @@ def test_a_payment_postgresql_refuses_is_dead_lettered_and_its_batch_stored(
     settings = Settings(data_dir=tmp_path, drift=DriftSettings(enabled=False),
                         label_store=LabelStoreSettings(uri=postgres_uri))  # type: ignore[arg-type]
     store = LabelStore(settings.label_store_location)
-    producer = _Producer()
+    producer = FakeProducer()
     loop = TermLoop(settings, Retrainer(settings, store, None, lambda e: None), producer)  # type: ignore[arg-type]
     topic = settings.topics.name("transactions")
     ids = ["ok-1", "nul\x00id", "ok-2"]
-    loop.store([_Message(topic, encode(Transaction(
+    loop.store([FakeMessage(topic, encode(Transaction(
         transaction_id=i, card_id="c", terminal_id="t", amount=1.0, event_time=T0)), n)
         for n, i in enumerate(ids)])
     assert store.count("transactions") == 2

@@ -11,6 +11,7 @@ from lifecycle.label_drift import LabelDriftWatch
 from lifecycle.labelstore import LabelStore
 from schemas.events import LabelFeedback, Verdict
 from sentinel.settings import DriftSettings, Settings
+from tests.plugin import FakeMessage, FakeProducer
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -64,35 +65,6 @@ def test_labels_without_a_stored_verdict_are_counted_not_guessed(tmp_path: Path)
     assert watch.observe([]) == []
 
 
-class _Message:
-    """What the retrainer's consumer hands over."""
-
-    def __init__(self, topic: str, value: bytes, offset: int) -> None:
-        self._topic, self._value, self._offset = topic, value, offset
-
-    def topic(self) -> str:
-        return self._topic
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, object]] = []
-
-    def send(self, topic: str, key: object, value: object) -> None:
-        self.sent.append((topic, value))
-
 
 def test_fraud_reports_on_the_labels_topic_are_stored_and_watched(tmp_path: Path) -> None:
     """The retrainer's store step: reports (by id, by range, of a payment not stored) and a
@@ -107,7 +79,7 @@ def test_fraud_reports_on_the_labels_topic_are_stored_and_watched(tmp_path: Path
     store = LabelStore(settings.label_store_location)
     verdicts, _ = _world(10, change_at=10)
     store.add_verdicts(verdicts)
-    producer = _Producer()
+    producer = FakeProducer()
     loop = TermLoop(settings, Retrainer(settings, store, None, lambda e: None), producer)  # type: ignore[arg-type]
     t, at = settings.topics, T0 + timedelta(hours=2)
     labels = [
@@ -119,11 +91,11 @@ def test_fraud_reports_on_the_labels_topic_are_stored_and_watched(tmp_path: Path
                       transaction_time=T0, reported_at=at, source="chargeback")]
     poison = (b'{"report_id": "bad", "card_id": "c", "start": "2024-05-02T00:00:00Z", '
               b'"end": "2024-05-01T00:00:00Z", "reported_at": "2024-05-03T00:00:00Z"}')
-    msgs = [_Message(t.name("transactions"), encode(Transaction(
+    msgs = [FakeMessage(t.name("transactions"), encode(Transaction(
         transaction_id=v.transaction_id, card_id="c", terminal_id="m", amount=1.0,
         event_time=v.event_time)), n) for n, v in enumerate(verdicts)]
-    msgs += [_Message(t.name("labels"), encode(x), n) for n, x in enumerate(labels)]
-    msgs.append(_Message(t.name("labels"), poison, len(labels)))
+    msgs += [FakeMessage(t.name("labels"), encode(x), n) for n, x in enumerate(labels)]
+    msgs.append(FakeMessage(t.name("labels"), poison, len(labels)))
     loop.store(msgs)
     assert store.count("reports") == 3 and store.count("labels") == 1
     assert loop.watch is not None and loop.watch.joined == 1 + 1 + 3  # t0; t3; t5, t6, t7
