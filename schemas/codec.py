@@ -3,14 +3,43 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
+from pydantic_core import SchemaValidator
 
 from schemas.errors import SchemaValidationError
-from schemas.events import SCHEMA_VERSION, Event, FraudReport, LabelFeedback
+from schemas.events import (
+    MAX_ATTRIBUTES,
+    SCHEMA_VERSION,
+    Event,
+    FraudReport,
+    LabelFeedback,
+    Transaction,
+)
 
 E = TypeVar("E", bound=Event)
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+_KNOWN_NAMES: set[str] = set()  # attribute names the whole schema accepted (bounded)
+_MAX_KNOWN_NAMES = 4096
+
+
+class _NumericAttributes(Transaction):
+    """A transaction whose attributes are all finite numbers: the common case, validated
+    without the per-value union and the per-name pattern of the whole schema."""
+
+    attributes: dict[str, FiniteFloat] | None = Field(  # type: ignore[assignment]
+        default=None, max_length=MAX_ATTRIBUTES)
+
+
+# Its fields' validator (not the model's: pydantic would reuse the class's own), so that the
+# result is built as a plain Transaction.
+_NUMERIC = SchemaValidator(_NumericAttributes.__pydantic_core_schema__["schema"],  # type: ignore[typeddict-item]
+                           _NumericAttributes.__pydantic_core_schema__.get("config"))
+_WHOLE = Transaction.__pydantic_validator__  # model_validate_json without its Python wrapper
+_new, _set = object.__new__, object.__setattr__
+_ATTRIBUTES = b'"attributes"'
 
 
 def encode(event: Event) -> bytes:
@@ -25,10 +54,50 @@ def decode(event_type: type[E], data: bytes | str | None) -> E:
     """
     if data is None:
         raise SchemaValidationError(event_type.__name__, [("<body>", "empty message (no value)")])
+    if event_type is Transaction:
+        return decode_transaction(data)[0]  # type: ignore[return-value]
     try:
         return event_type.model_validate_json(data)
     except ValidationError as exc:
         raise SchemaValidationError(event_type.__name__, _problems(exc, data)) from exc
+
+
+def decode_transaction(data: bytes | str | None) -> tuple[Transaction, bool]:
+    """A transaction, and whether it has ``attributes`` and they are all floats.
+
+    Attributes that are all finite numbers under names the whole schema accepted before take
+    a shorter validation (about 4 µs less per event with 30 of them); anything else (a new
+    name, a string, a boolean, a null, a bad value) takes the whole schema, which names each
+    problem. The result is the same either way."""
+    if data is None:
+        raise SchemaValidationError("Transaction", [("<body>", "empty message (no value)")])
+    if _ATTRIBUTES in (data if isinstance(data, bytes) else data.encode()):
+        try:
+            fields, _, fields_set = _NUMERIC.validate_json(data)
+        except ValidationError:
+            pass
+        else:
+            attributes = fields["attributes"]
+            if attributes is None or attributes.keys() <= _KNOWN_NAMES:
+                return _built(fields, fields_set), bool(attributes)
+    try:
+        tx: Transaction = _WHOLE.validate_json(data)
+    except ValidationError as exc:
+        raise SchemaValidationError("Transaction", _problems(exc, data)) from exc
+    if tx.attributes and len(_KNOWN_NAMES) < _MAX_KNOWN_NAMES:
+        _KNOWN_NAMES.update(tx.attributes)  # valid names: the schema checked them
+    return tx, False
+
+
+def _built(fields: dict[str, Any], fields_set: set[str]) -> Transaction:
+    """A Transaction from validated fields, as ``model_construct`` builds it (without its
+    per-field Python loop)."""
+    tx = _new(Transaction)
+    _set(tx, "__dict__", fields)
+    _set(tx, "__pydantic_fields_set__", fields_set)
+    _set(tx, "__pydantic_extra__", None)
+    _set(tx, "__pydantic_private__", None)
+    return tx
 
 
 def decode_label(data: bytes | str | None) -> LabelFeedback | FraudReport:

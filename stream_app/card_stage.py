@@ -47,9 +47,10 @@ from features.attributes import attributes_of
 from features.clock import from_micros, to_micros
 from features.reports import OpenReport, ReportRecord
 from schemas import FraudReport, LabelFeedback, Transaction, decode, decode_label, encode
+from schemas.codec import decode_transaction
 from stream_app.alignment import MARKER, Via, decode_marker, merge_marks
 from stream_app.dead_letter import category, dead_letter
-from stream_app.handoff import Handoff
+from stream_app.handoff import Handoff, pack_floats
 from stream_app.metrics import WorkerMetrics
 from stream_app.partitioning import partition_for
 from stream_app.reports import labels_for
@@ -121,7 +122,8 @@ class CardStage:
         """A message of the external transactions topic."""
         value = msg.value()
         try:
-            tx = self._valid(decode(Transaction, value), "event_time")
+            tx, numeric = decode_transaction(value)
+            self._valid(tx, "event_time")
         except Exception as exc:  # bad input never stops the worker
             self.reject(msg, exc)
             return
@@ -131,7 +133,7 @@ class CardStage:
             self.read_event[partition] = event_us
         home = partition_for(tx.card_id.encode(), self.topics.card_partitions)
         if home == partition or self.local(home):
-            self._card(tx, home, _timestamp(msg), read_ms, _offset(msg))
+            self._card(tx, numeric, home, _timestamp(msg), read_ms, _offset(msg))
             if home != partition:
                 self.metrics.rekeyed.labels(topic="transactions").inc()
         else:
@@ -162,14 +164,14 @@ class CardStage:
                 report = decode(FraudReport, _unnote(note)[4])
             else:
                 arrival_ms, read_ms, raw = _rekeyed(value)
-                tx = decode(Transaction, raw)
+                tx, numeric = decode_transaction(raw)
         except Exception as exc:  # a hostile record on an internal topic
             self.reject(msg, exc, "internal_undecodable")
             return
         if value[:1] == REPORTED:
             self._report(report, partition, note)
         else:
-            self._card(tx, partition, arrival_ms, read_ms, _offset(msg))
+            self._card(tx, numeric, partition, arrival_ms, read_ms, _offset(msg))
         self.out.done(self.topics.cards, partition, _offset(msg) + 1)
 
     def label(self, msg: Input) -> None:
@@ -280,8 +282,8 @@ class CardStage:
                             f"{self.max_skew.total_seconds():.0f}s ahead of the wall clock")
         return event
 
-    def _card(self, tx: Transaction, partition: int, arrival_ms: int, read_ms: int,
-              offset: int) -> None:
+    def _card(self, tx: Transaction, numeric: bool, partition: int, arrival_ms: int,
+              read_ms: int, offset: int) -> None:
         config = self.config
         rec = TransactionRecord.from_event(tx)
         entry = self.store.get(partition, rec.card_id)
@@ -298,8 +300,9 @@ class CardStage:
             self._unresolved(unresolved)
         handoff = Handoff(rec.transaction_id, rec.card_id, rec.terminal_id, rec.amount,
                           tx.event_time.isoformat(), rec.event_time_us, arrival_ms,
-                          [*transaction_stage(rec), *card], read_ms, attributes_of(tx),
-                          reported)
+                          [*transaction_stage(rec), *card], read_ms,
+                          pack_floats(tx.attributes) if numeric and tx.merchant_category is None
+                          and tx.channel is None else attributes_of(tx), reported)
         target = partition_for(rec.terminal_id.encode(), self.topics.terminal_partitions)
         self._handoffs.setdefault(target, []).append(handoff)
 

@@ -17,6 +17,7 @@ Packed = tuple[tuple[str, ...], bytes, dict[str, Any] | None]
 """An event's attributes on the hand-off: (names, their values as little-endian float64
 bytes, the values that are not floats by name); see :func:`pack`."""
 _FLOATS = {float}
+_NAN = float("nan")
 _NAME_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per list of names
 _MAX_NAME_LISTS = 1024
 _LAYOUTS: dict[int, struct.Struct] = {}  # little-endian float64 x n
@@ -38,21 +39,31 @@ def pack(attrs: Mapping[str, Any] | None) -> Packed | None:
     """
     if not attrs:
         return None
+    values = attrs.values()
+    if set(map(type, values)) == _FLOATS:
+        return pack_floats(attrs)  # type: ignore[arg-type]
+    names, data, _ = pack_floats({n: v if type(v) is float else _NAN for n, v in attrs.items()})
+    others = {n: v for n, v in attrs.items() if v is not None and type(v) is not float}
+    return names, data, others or None
+
+
+def pack_floats(attrs: dict[str, float]) -> Packed:
+    """:func:`pack` of attributes known to be all floats (``schemas.codec.decode_transaction``
+    says so): without its per-value type check.
+
+    >>> pack_floats({"risk": 0.5, "age": 3.0}) == pack({"risk": 0.5, "age": 3.0})
+    True
+    """
     names = tuple(attrs)
     shared = _NAME_LISTS.get(names)
     if shared is None:
         if len(_NAME_LISTS) >= _MAX_NAME_LISTS:
             _NAME_LISTS.clear()
         shared = _NAME_LISTS[names] = names
-    values = attrs.values()
     layout = _LAYOUTS.get(len(names))
     if layout is None:
         layout = _LAYOUTS[len(names)] = struct.Struct(f"<{len(names)}d")
-    if set(map(type, values)) == _FLOATS:
-        return shared, layout.pack(*values), None
-    nan = float("nan")
-    others = {n: v for n, v in attrs.items() if v is not None and type(v) is not float}
-    return shared, layout.pack(*[v if type(v) is float else nan for v in values]), others or None
+    return shared, layout.pack(*attrs.values()), None
 
 
 def unpack(attrs: Packed | Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -113,39 +114,57 @@ def packed_matrix(spec: attrs.AttributeSpec, events: Sequence[Packed | None],
     values that were not floats (kept as they were) and categorical ones are encoded one by
     one."""
     out = np.full((len(events), len(spec.attributes)), np.nan)
+    for rows, names in _groups(events, missing, spec):
+        where = {name: p for p, name in enumerate(names)}
+        block = np.frombuffer(b"".join([events[i][1] for i in rows] if isinstance(rows, list)
+                                       else map(_DATA, events)),  # type: ignore[arg-type]
+                              dtype="<f8").reshape(-1, len(names))
+        numeric = [(j, where[a.name]) for j, a in enumerate(spec.attributes)
+                   if a.kind == "num" and a.name in where]
+        if numeric:
+            js, ps = (list(c) for c in zip(*numeric, strict=True))
+            out[np.ix_(np.arange(len(events))[rows], js)] = block[:, ps]
+        for j, a in enumerate(spec.attributes):
+            p = where.get(a.name)
+            if p is None:
+                missing.extend([a.name] * len(block))
+            elif a.kind != "num":
+                out[rows, j] = [math.nan if v != v else attrs.encode_value(a, v)
+                                for v in block[:, p].tolist()]
+    if None not in events and not any(map(_OTHERS, events)):  # type: ignore[arg-type]
+        return out  # floats only: the common case, without a Python loop per event
+    for i, event in enumerate(events):
+        others = event[2] if event is not None else None
+        if others:
+            for j, a in enumerate(spec.attributes):
+                if a.name in others:
+                    out[i, j] = attrs.encode_value(a, others[a.name])
+    return out
+
+
+_NAMES, _DATA, _OTHERS = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+def _groups(events: Sequence[Packed | None], missing: list[str], spec: attrs.AttributeSpec,
+            ) -> list[tuple[slice | list[int], tuple[str, ...]]]:
+    """The events by their list of names: one slice when all share one (the common case, found
+    without a Python loop per event), else lists of rows; absent attributes are counted."""
+    if events and None not in events:
+        lists = set(map(id, map(_NAMES, events)))  # type: ignore[arg-type]
+        if len(lists) == 1:
+            return [(slice(None), events[0][0])]  # type: ignore[index]
     groups: dict[int, list[int]] = {}
-    lists: dict[int, tuple[str, ...]] = {}
+    names: dict[int, tuple[str, ...]] = {}
     for i, event in enumerate(events):
         if event is None:
             missing.extend(a.name for a in spec.attributes)
             continue
-        key = id(event[0])
-        rows = groups.get(key)
+        rows = groups.get(id(event[0]))
         if rows is None:
-            rows = groups[key] = []
-            lists[key] = event[0]
+            rows = groups[id(event[0])] = []
+            names[id(event[0])] = event[0]
         rows.append(i)
-    for key, rows in groups.items():
-        names = lists[key]
-        where = {name: p for p, name in enumerate(names)}
-        values = np.frombuffer(b"".join([events[i][1] for i in rows]),  # type: ignore[index]
-                               dtype="<f8").reshape(len(rows), len(names))
-        for j, a in enumerate(spec.attributes):
-            p = where.get(a.name)
-            if p is None:
-                missing.extend([a.name] * len(rows))
-            elif a.kind == "num":
-                out[rows, j] = values[:, p]
-            else:
-                out[rows, j] = [math.nan if v != v else attrs.encode_value(a, v)
-                                for v in values[:, p].tolist()]
-        for i in rows:
-            others = events[i][2]  # type: ignore[index]
-            if others:
-                for j, a in enumerate(spec.attributes):
-                    if a.name in others:
-                        out[i, j] = attrs.encode_value(a, others[a.name])
-    return out
+    return [(rows, names[key]) for key, rows in groups.items()]
 
 
 def inputs(spec: attrs.AttributeSpec, X: np.ndarray, cols: np.ndarray,

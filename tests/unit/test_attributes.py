@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ def test_attributes_are_optional_and_typed() -> None:
     tx = decode(Transaction, _tx(attributes={"risk": 0.5, "n": 3, "device": "new",
                                              "3ds": True, "gone": None}))
     assert tx.attributes == {"risk": 0.5, "n": 3, "device": "new", "3ds": True, "gone": None}
-    assert type(tx.attributes["n"]) is int and type(tx.attributes["3ds"]) is bool
+    # a JSON number is a float, integral or not (3 and 3.0 are one number); booleans stay
+    assert type(tx.attributes["n"]) is float and type(tx.attributes["3ds"]) is bool
 
 
 @pytest.mark.parametrize(("attributes", "field"), [
@@ -62,34 +64,47 @@ def test_bad_attributes_name_the_field(attributes: Any, field: str) -> None:
 
 @pytest.mark.parametrize("raw", [
     '{"a": 1.5, "b": -2, "c": true, "d": null}', '{"a": 10000000000000000000000, "b": 0.5}',
+    '{"a": 1.5, "b": -2}', '{"a": 1' + "0" * 400 + ', "b": 1.0}',
     '{"a": NaN, "b": 1.0}', '{"a": Infinity, "b": null}', '{"a": 1e999, "b": 2.0}',
     '{"a": 1e308, "b": 1e308}', '{"a": [], "b": null}', '{"a": {}, "b": 1.0}',
     '{"a": "", "b": null}', '{"a": "' + "x" * 257 + '", "b": 1.0}', '{"a": 1.0, "b c": 2.0}',
-    '{' + ", ".join(f'"a{i}": 1.0' for i in range(65)) + '}',
+    '{' + ", ".join(f'"a{i}": 1.0' for i in range(65)) + '}', '{}', 'null',
 ])
 def test_known_names_take_a_shortcut_to_the_same_verdict(raw: str) -> None:
-    """Attributes under names seen before skip the schema's per-value union when they are
-    numbers, booleans or nulls: what it accepts and refuses is unchanged."""
-    from schemas import events
+    """Attributes that are all numbers under names seen before skip the whole schema's
+    per-value union and name pattern: what it accepts and refuses, and the event it gives,
+    are unchanged; ``decode_transaction`` says when every attribute is a float."""
+    from schemas import codec
 
     body = (b'{"transaction_id": "t1", "card_id": "c1", "terminal_id": "m1", "amount": 1.0, '
             b'"event_time": "2024-03-01T10:00:00+00:00", "attributes": ' + raw.encode() + b"}")
 
     def verdict() -> Any:
         try:
-            return decode(Transaction, body).attributes
+            tx, numeric = codec.decode_transaction(body)
         except SchemaValidationError as exc:
             return sorted(exc.problems)
+        floats = bool(tx.attributes) and all(type(v) is float for v in tx.attributes.values())
+        assert not numeric or floats
+        return tx.model_dump(), numeric
 
-    saved = set(events._KNOWN_NAMES)
+    saved = set(codec._KNOWN_NAMES)
     try:
-        events._KNOWN_NAMES.clear()
+        codec._KNOWN_NAMES.clear()
         full = verdict()  # names never seen: the whole schema
-        events._KNOWN_NAMES.update(["a", "b", *(f"a{i}" for i in range(65))])  # valid ones
-        assert repr(verdict()) == repr(full)  # NaN != NaN: compared as text
+        codec._KNOWN_NAMES.update(["a", "b", *(f"a{i}" for i in range(65))])  # valid ones
+        fast = verdict()
+        if isinstance(full, tuple) and isinstance(fast, tuple):
+            assert repr(fast[0]) == repr(full[0])  # NaN != NaN: compared as text
+            assert fast[1] == (raw in ('{"a": 10000000000000000000000, "b": 0.5}',
+                                       '{"a": 1.5, "b": -2}', '{"a": 1e308, "b": 1e308}'))
+        else:
+            assert repr(fast) == repr(full)
+        assert repr(decode(Transaction, body).model_dump() if isinstance(fast, tuple)
+                    else fast) == repr(fast[0] if isinstance(fast, tuple) else fast)
     finally:
-        events._KNOWN_NAMES.clear()
-        events._KNOWN_NAMES.update(saved)
+        codec._KNOWN_NAMES.clear()
+        codec._KNOWN_NAMES.update(saved)
 
 
 def test_predict_accepts_attributes() -> None:
@@ -204,7 +219,6 @@ def test_scoring_inputs_append_the_attributes() -> None:
 def test_a_batch_is_encoded_as_each_event_would_be() -> None:
     """The worker's per-batch encoding (:meth:`AttributeSpec.matrix`) equals the per-event one
     (:meth:`AttributeSpec.row`), value for value and missing count for missing count."""
-    from collections import Counter
 
     rng = np.random.default_rng(11)
     choices: list[Any] = [1.5, -2.25, 3, 2**60 + 1, True, False, None, "absent"]
@@ -250,6 +264,30 @@ def test_a_batch_is_encoded_as_each_event_would_be() -> None:
         SPEC.matrix(bad)
     with pytest.raises(AttributeTypeError, match=r"attributes\.risk"):
         scoring.BatchAttributes([pack(e) for e in bad]).matrix(SPEC)
+
+
+@pytest.mark.parametrize("odd", [None, True, "pos", "absent"])
+def test_one_message_of_numbers_is_read_as_each_event_would_be(odd: Any) -> None:
+    """The scorer's common case: every event of a hand-off message has the same names and
+    only floats (read as one block), or all but one event (``odd``: a boolean, a string, a
+    missing name) so the general path is taken."""
+    rng = np.random.default_rng(3)
+    events: list[dict[str, Any]] = [{"risk": float(rng.normal()), "new_device": float(
+        rng.normal()), "channel": float(rng.integers(3)), "mcc": 7995.0} for _ in range(50)]
+    if odd == "absent":
+        del events[7]["risk"]
+    elif odd is not None:
+        events[7]["channel" if isinstance(odd, str) else "new_device"] = odd
+    records = [Handoff(f"t{i}", "c", "m", 1.0, "x", 0, 0, [], 0, e)
+               for i, e in enumerate(events)]
+    crossed = [h.attrs for h in Handoff.decode_many(Handoff.encode_batch(records))]
+    for spec in (SPEC, AttributeSpec(SPEC.attributes[1::2]), AttributeSpec(SPEC.attributes[:1])):
+        by_row: list[str] = []
+        expected = np.asarray([spec.row(e, by_row) for e in events]).reshape(len(events), -1)
+        by_packed: list[str] = []
+        assert np.array_equal(scoring.BatchAttributes(crossed).matrix(spec, by_packed),
+                              expected, equal_nan=True)
+        assert Counter(by_packed) == Counter(by_row)
 
 
 def test_champion_and_candidate_share_a_batchs_encoding() -> None:
