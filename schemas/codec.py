@@ -35,8 +35,8 @@ class _NumericAttributes(Transaction):
 
 # Its fields' validator (not the model's: pydantic would reuse the class's own), so that the
 # result is built as a plain Transaction.
-_NUMERIC = SchemaValidator(_NumericAttributes.__pydantic_core_schema__["schema"],  # type: ignore[typeddict-item]
-                           _NumericAttributes.__pydantic_core_schema__.get("config"))
+_CORE = _NumericAttributes.__pydantic_core_schema__
+_NUMERIC = SchemaValidator(_CORE["schema"], _CORE.get("config"))
 _WHOLE = Transaction.__pydantic_validator__  # model_validate_json without its Python wrapper
 _new, _set = object.__new__, object.__setattr__
 _ATTRIBUTES = b'"attributes"'

@@ -301,8 +301,9 @@ class CardStage:
         handoff = Handoff(rec.transaction_id, rec.card_id, rec.terminal_id, rec.amount,
                           tx.event_time.isoformat(), rec.event_time_us, arrival_ms,
                           [*transaction_stage(rec), *card], read_ms,
-                          pack_floats(tx.attributes) if numeric and tx.merchant_category is None
-                          and tx.channel is None else attributes_of(tx), reported)
+                          pack_floats(tx.attributes)  # type: ignore[arg-type]
+                          if numeric and tx.merchant_category is None and tx.channel is None
+                          else attributes_of(tx), reported)
         target = partition_for(rec.terminal_id.encode(), self.topics.terminal_partitions)
         self._handoffs.setdefault(target, []).append(handoff)
 

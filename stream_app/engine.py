@@ -37,7 +37,7 @@ from sentinel.errors import SentinelKafkaError
 from sentinel.settings import Settings
 from stream_app.alignment import encode_marker
 from stream_app.card_stage import CardStage
-from stream_app.checkpoint import Checkpoint, CheckpointAborted
+from stream_app.checkpoint import Checkpoint, CheckpointAborted, interval_for
 from stream_app.dead_letter import dead_letter
 from stream_app.metrics import WorkerMetrics
 from stream_app.restore import read_changelog
@@ -139,7 +139,7 @@ class Engine:
         s, t = self.settings, self.topics
         self.consumer.subscribe([*t.card_inputs, *t.terminal_inputs], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
-        interval = s.worker.checkpoint_interval_s
+        w = s.worker
         self.watchdog.start()
         try:
             while self.running:
@@ -151,6 +151,9 @@ class Engine:
                         self._process(msgs)
                     self._release()
                     marker_due = self._marker_due()
+                    interval = interval_for(len(msgs), s.scoring.batch_size,
+                                            w.checkpoint_interval_s,
+                                            w.checkpoint_interval_behind_s)
                     if marker_due or self.checkpoint.due(interval):
                         self._commit(force=marker_due)
                 except CheckpointAborted as exc:

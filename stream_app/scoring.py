@@ -116,9 +116,9 @@ def packed_matrix(spec: attrs.AttributeSpec, events: Sequence[Packed | None],
     out = np.full((len(events), len(spec.attributes)), np.nan)
     for rows, names in _groups(events, missing, spec):
         where = {name: p for p, name in enumerate(names)}
-        block = np.frombuffer(b"".join([events[i][1] for i in rows] if isinstance(rows, list)
-                                       else map(_DATA, events)),  # type: ignore[arg-type]
-                              dtype="<f8").reshape(-1, len(names))
+        data = ([events[i][1] for i in rows]  # type: ignore[index]
+                if isinstance(rows, list) else map(_DATA, events))  # type: ignore[arg-type]
+        block = np.frombuffer(b"".join(data), dtype="<f8").reshape(-1, len(names))
         numeric = [(j, where[a.name]) for j, a in enumerate(spec.attributes)
                    if a.kind == "num" and a.name in where]
         if numeric:
