@@ -52,10 +52,10 @@ def decode(event_type: type[E], data: bytes | str | None) -> E:
 
     ``None`` (a Kafka message without a value, e.g. a tombstone) is invalid input too.
     """
-    if data is None:
-        raise SchemaValidationError(event_type.__name__, [("<body>", "empty message (no value)")])
     if event_type is Transaction:
         return decode_transaction(data)[0]  # type: ignore[return-value]
+    if data is None:
+        raise SchemaValidationError(event_type.__name__, [("<body>", "empty message (no value)")])
     try:
         return event_type.model_validate_json(data)
     except ValidationError as exc:

@@ -50,7 +50,7 @@ from schemas import FraudReport, LabelFeedback, Transaction, decode, decode_labe
 from schemas.codec import decode_transaction
 from stream_app.alignment import MARKER, Via, decode_marker, merge_marks
 from stream_app.dead_letter import category, dead_letter
-from stream_app.handoff import Handoff, pack_floats
+from stream_app.handoff import Handoff, Packed, pack_floats
 from stream_app.metrics import WorkerMetrics
 from stream_app.partitioning import partition_for
 from stream_app.reports import labels_for
@@ -300,10 +300,8 @@ class CardStage:
             self._unresolved(unresolved)
         handoff = Handoff(rec.transaction_id, rec.card_id, rec.terminal_id, rec.amount,
                           tx.event_time.isoformat(), rec.event_time_us, arrival_ms,
-                          [*transaction_stage(rec), *card], read_ms,
-                          pack_floats(tx.attributes)  # type: ignore[arg-type]
-                          if numeric and tx.merchant_category is None and tx.channel is None
-                          else attributes_of(tx), reported)
+                          [*transaction_stage(rec), *card], read_ms, _inputs(tx, numeric),
+                          reported)
         target = partition_for(rec.terminal_id.encode(), self.topics.terminal_partitions)
         self._handoffs.setdefault(target, []).append(handoff)
 
@@ -314,6 +312,15 @@ class _Rejected(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def _inputs(tx: Transaction, numeric: bool) -> dict[str, Any] | Packed | None:
+    """What the hand-off carries for a model's attribute inputs: packed at once when the
+    decoder found only floats (``decode_transaction``), else as ``attributes_of`` gives them
+    (packed when the hand-off is encoded)."""
+    if numeric and tx.attributes and tx.merchant_category is None and tx.channel is None:
+        return pack_floats(tx.attributes)  # type: ignore[arg-type]
+    return attributes_of(tx)
 
 
 def _rekeyed(value: bytes | None) -> tuple[int, int, bytes]:
