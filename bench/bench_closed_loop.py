@@ -214,7 +214,7 @@ def _h(value: float | None) -> str:
 def summary(rows: list[dict], aa: bool) -> str:
     """One markdown table, a row per seed, and the targets' counts."""
     head = ("| seed | detection | candidate | promoted | evidence: payments / frauds / live / "
-            "backfilled | new-pattern recall ratio | known recall before -> after (ratio) | "
+            "backfilled | new-pattern recall ratio | known recall before -> after (ratio; v1) | "
             "genuine flagged before -> after | rolled back | wall |")
     lines = [head, "|" + "---|" * 10]
     for r in rows:
@@ -222,7 +222,8 @@ def summary(rows: list[dict], aa: bool) -> str:
         evidence = (f"{ev['n']:,.0f} / {ev['frauds']:.0f} / {ev['live']:,.0f} / "
                     f"{ev['backfilled']:,.0f}") if ev else "-"
         known = (f"{r['known_before']:.3f} -> {r['known_after']:.3f} "
-                 f"({r['known_after'] / r['known_before']:.2f})") if r["promoted"] is not None \
+                 f"({r['known_after'] / r['known_before']:.2f}; v1 same payments "
+                 f"{r['known_v1_after']:.3f})") if r["promoted"] is not None \
             else f"{r['known_before']:.3f} -> -"
         ratio = f"{r['ratio']:.2f}" if r["promoted"] is not None else "-"
         genuine = (f"{r['genuine_before']:.2%} -> {r['genuine_after']:.2%}"
@@ -444,7 +445,13 @@ def run(sc: Scenario, aa: bool = False) -> dict:
                     "after promotion: q10 %.3f q25 %.3f median %.3f q75 %.3f",
                     served_model.thresholds.review, *q)
     known_after = _recall(champion_flag, y & np.isin(scen, KNOWN) & after_promo)
-    logger.info("known patterns after promotion=%.3f", known_after)
+    # the first champion on the same payments: a loss of the served model, not of the period
+    first = model("1")
+    v1_flag = np.zeros(len(frame), dtype=bool)
+    v1_flag[after_promo] = first.decide(first.score(X[after_promo])) != "approve"
+    known_v1_after = _recall(v1_flag, y & np.isin(scen, KNOWN) & after_promo)
+    logger.info("known patterns after promotion=%.3f; v1 on the same payments=%.3f",
+                known_after, known_v1_after)
     legit = ~y
     logger.info("alert rate on genuine payments: champion week before onset=%.4f, "
                 "after promotion=%.4f", _recall(champion_flag, legit & week_before),
@@ -456,6 +463,7 @@ def run(sc: Scenario, aa: bool = False) -> dict:
     return {"seed": sc.seed, "detected": hours(alert_at), "candidate": hours(candidate_at),
             "promoted": hours(promoted_at), "rolled_back": hours(rolled_back_at),
             "evidence": evidence, "known_before": known_before, "known_after": known_after,
+            "known_v1_after": known_v1_after,
             "ratio": new_after / known_before, "new_after": new_after,
             "genuine_before": _recall(champion_flag, legit & week_before),
             "genuine_after": _recall(champion_flag, legit & after_promo),
