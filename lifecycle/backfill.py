@@ -40,12 +40,21 @@ def history_days(config: FeatureConfig) -> int:
     return max(config.card_windows + config.terminal_windows) + config.label_delay_days + 1
 
 
+def score_rows(tx: pd.DataFrame, labels: pd.DataFrame, rows: np.ndarray, model: FraudModel,
+               config: FeatureConfig) -> np.ndarray:
+    """``model``'s scores of ``tx``'s ``rows``: the serving features over the stored history
+    ``tx`` and ``labels`` (:meth:`LabelStore.training_frame` with the model's attributes)."""
+    from features.offline import compute_features
+
+    features = compute_features(tx, labels, config).iloc[rows]
+    attributes = tx[[a.name for a in model.attributes.attributes]].iloc[rows]
+    return model.score(model.inputs(features, attributes))
+
+
 def backfill_shadow(store: LabelStore, candidate: FraudModel, candidate_version: str,
                     champion_version: str, cutoff: datetime, config: FeatureConfig) -> int:
     """Score the payments after ``cutoff`` that the champion scored live; store them as the
     candidate's shadow results (live ones win). Returns how many were stored."""
-    from features.offline import compute_features
-
     spec = candidate.attributes  # its attributes as columns (the champion's, when retrained)
     tx, labels = store.training_frame(cutoff - timedelta(days=history_days(config)), spec)
     after = (tx["event_time"] > pd.Timestamp(cutoff)).to_numpy()
@@ -56,9 +65,7 @@ def backfill_shadow(store: LabelStore, candidate: FraudModel, candidate_version:
     rows = np.flatnonzero(after & tx["transaction_id"].isin(live.index).to_numpy())
     if len(rows) == 0:
         return 0
-    features = compute_features(tx, labels, config).iloc[rows]
-    attributes = tx[[a.name for a in spec.attributes]].iloc[rows]
-    scores = candidate.score(candidate.inputs(features, attributes))
+    scores = score_rows(tx, labels, rows, candidate, config)
     ids = tx["transaction_id"].to_numpy()[rows]
     champion = live.loc[ids]
     stored = store.add_backfilled_shadow(

@@ -249,36 +249,55 @@ def decide_promotion(y: np.ndarray, champion: np.ndarray, candidate: np.ndarray,
 
 
 def decide_live_rollback(y: np.ndarray, flagged: np.ndarray, shift: np.ndarray, *,
-                         known_baseline: float, rules: PromotionRules) -> Judgement:
+                         known_baseline: float, rules: PromotionRules,
+                         baseline_flagged: np.ndarray | None = None) -> Judgement:
     """Roll back a promoted champion whose own live verdicts (arrival order) prove a breach:
-    known-pattern recall below ``(1 - known_margin) * known_baseline`` (the predecessor's
-    known recall in the promotion's evidence), or a flagged share of genuine payments above
-    the alert budget. Always-valid, so it may be checked at every tick."""
+    known-pattern recall more than ``known_margin`` below its predecessor's, or a flagged share
+    of genuine payments above the alert budget. Always-valid, so it may be checked at every
+    tick. With ``baseline_flagged`` (the predecessor's decisions on the same payments,
+    :mod:`lifecycle.predecessor`; NaN = not known yet, left out) the known-pattern test is
+    paired, as at promotion: the mean difference of the two decisions on the known frauds is
+    proved below ``-known_margin`` x the predecessor's recall there. Without it, the champion's
+    recall is proved below ``(1 - known_margin) * known_baseline`` (the predecessor's known
+    recall in the promotion's evidence: another window, so only a fallback)."""
     y = np.asarray(y).astype(int)
     flagged = np.asarray(flagged).astype(float)
     known = (y == 1) & ~np.asarray(shift).astype(bool)
-    floor = known_baseline - _known_margin(known_baseline, rules)
-    known_breach = known_baseline == known_baseline and rejects_at_least(
-        flagged[known], low=0, high=1, m=floor, alpha=rules.alpha)
+    if baseline_flagged is not None:
+        baseline = np.asarray(baseline_flagged, float)
+        known &= ~np.isnan(baseline)
+        base = _mean(baseline[known])
+        floor = base - _known_margin(base, rules)
+        known_diff = flagged[known] - baseline[known]
+        known_breach = bool(known.any()) and rejects_at_least(
+            known_diff, low=-1, high=1, m=floor - base, alpha=rules.alpha)
+    else:
+        base = known_baseline
+        floor = known_baseline - _known_margin(known_baseline, rules)
+        known_breach = known_baseline == known_baseline and rejects_at_least(
+            flagged[known], low=0, high=1, m=floor, alpha=rules.alpha)
     budget_breach = rejects_at_most(flagged[y == 0], low=0, high=1, m=rules.alert_budget,
                                     alpha=rules.alpha)
     k = _bounds(flagged[known], 0, 1, rules.alpha, known_breach or budget_breach)
     b = _bounds(flagged[y == 0], 0, 1, rules.alpha, known_breach or budget_breach)
     extra: dict[str, float | str] = {
         "known_frauds": float(k.n), "known_recall": k.mean, "known_recall_high": k.upper,
-        "known_recall_floor": floor, "genuine": float(b.n), "genuine_flagged": b.mean,
+        "known_recall_predecessor": base, "known_recall_floor": floor,
+        "paired": "yes" if baseline_flagged is not None else "no",
+        "genuine": float(b.n), "genuine_flagged": b.mean,
         "genuine_flagged_low": b.lower, "alert_budget": rules.alert_budget}
     if known_breach:
         extra["breach"] = "known"
-        return Judgement("rollback", f"live known-pattern recall {k.mean:.3f} (always-valid high "
-                                   f"{k.upper:.3f}) < floor {floor:.3f}", extra=extra)
+        return Judgement("rollback", f"live known-pattern recall {k.mean:.3f} vs the "
+                                   f"predecessor's {base:.3f}: proved below the floor "
+                                   f"{floor:.3f}", extra=extra)
     if budget_breach:
         extra["breach"] = "budget"
         return Judgement("rollback", f"live genuine flagged {b.mean:.2%} (always-valid low "
                                    f"{b.lower:.2%}) > budget {rules.alert_budget:.2%}",
                        extra=extra)
-    return Judgement("keep", f"live known recall {k.mean:.3f}, genuine flagged {b.mean:.2%}",
-                   extra=extra)
+    return Judgement("keep", f"live known recall {k.mean:.3f} (predecessor {base:.3f}), "
+                           f"genuine flagged {b.mean:.2%}", extra=extra)
 
 
 def decide_rollback(y_new: np.ndarray, scores_new: np.ndarray, y_old: np.ndarray,

@@ -27,12 +27,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from features.attributes import AttributeSpec
 from lifecycle.backfill import backfill_shadow
 from lifecycle.guardrails import Decision, Guardrails
 from lifecycle.jobs import CANDIDATE, CHAMPION, JOB_TAG, PREVIOUS_CHAMPION_TAG, RegistryJobs
 from lifecycle.labelstore import LabelStore
+from lifecycle.predecessor import PredecessorDecisions
 from lifecycle.promotion import (
     Judgement,
     PromotionRules,
@@ -114,10 +116,14 @@ class Retrainer:
         self._followup_onset: datetime | None = None
         self.shift_onset: datetime | None = None
         self._judged_champion: str | None = None
+        self._on_track: str | None = None  # a candidate with its gain proved, guards passed
         self.last_event_time: datetime | None = None
         from features.spec import FeatureConfig
 
         self.segments = ShiftSegments(store, FeatureConfig.from_settings(settings.features))
+        self._predecessor_model: tuple[str | None, Any] = (None, None)
+        self.predecessor = PredecessorDecisions(store,
+                                                FeatureConfig.from_settings(settings.features))
         self.registry_up = True
         self.registry_error = ""
         self.registry_failures = 0
@@ -212,6 +218,8 @@ class Retrainer:
         candidate must beat the champion of its time, so a better one replaces a weak one."""
         if not any(t <= now for t in self._followups):
             return
+        if self._on_track is not None:  # a candidate about to be promoted is not replaced
+            return  # by a new one that starts its evidence over; it runs once that is decided
         with self.durably():
             self._followups = [t for t in self._followups if t > now]
             limits = self.guardrails.limits(now)
@@ -356,6 +364,7 @@ class Retrainer:
         """Compare the candidate with the champion; promote on evidence only. With no
         @champion, nothing is promoted unless ``drift.promote_first_candidate`` is set: the
         first champion is a person's choice (``sentinel promote``)."""
+        self._on_track = None
         candidate = self.registry.resolve(CANDIDATE)
         champion = self.registry.resolve(CHAMPION)
         if candidate is None:
@@ -382,6 +391,9 @@ class Retrainer:
             live=(joined["source"] != "backfill").to_numpy())
         logger.info("promotion check candidate=%s action=%s reason=%s", candidate.version,
                     verdict.action, verdict.reason)
+        ev = verdict.evidence
+        self._on_track = candidate.version if verdict.action == "wait" and ev is not None and (
+            ev.gain_rule, ev.known_rule, ev.budget_rule) == ("pass", "pass", "pass") else None
         if verdict.action == "promote":
             self._schedule_promotion(candidate.version, champion.version, verdict)
         elif verdict.action == "keep":
@@ -444,8 +456,8 @@ class Retrainer:
             if verdict.action == "rollback":
                 self.state.add_job("rollback", {
                     "from": version, "to": previous, "reason": verdict.reason,
-                    "evidence": {k: v if isinstance(v, str) else float(v)
-                                 for k, v in verdict.extra.items()}})
+                    "evidence": {k: v if isinstance(v, str) else float(v)  # NaN: unknown
+                                 for k, v in verdict.extra.items() if v == v}})
             self.state.record("rollback_check", version,
                               {"action": verdict.action, "reason": verdict.reason})
         self.run_jobs()
@@ -459,14 +471,38 @@ class Retrainer:
         segment = self.segments.of_frauds(new, min_batch=25)
         known_tag = champion.tags.get("sentinel.promotion.known_recall_champion")
         keep = ~(fraud & np.isnan(segment))  # frauds not segmented yet wait for a batch
+        baseline = self._predecessor_on(previous, new, fraud)
         verdict = decide_live_rollback(
             new["is_fraud"].to_numpy()[keep], new["flagged"].to_numpy()[keep],
             segment[keep] == 1, known_baseline=float(known_tag) if known_tag else float("nan"),
-            rules=PromotionRules.from_settings(self.settings.drift))
+            rules=PromotionRules.from_settings(self.settings.drift),
+            baseline_flagged=None if baseline is None else baseline[keep])
         if verdict.action == "rollback":
             self._judge(champion.version, previous, verdict)
         return verdict
 
+
+    def _predecessor_on(self, previous: str, verdicts: pd.DataFrame,
+                        fraud: np.ndarray) -> np.ndarray | None:
+        """The predecessor's decisions on the champion's labelled frauds (NaN elsewhere and
+        while a batch of 25 gathers; :mod:`lifecycle.predecessor`), or None when it cannot
+        be loaded: the rollback then falls back to its recall in the promotion's evidence."""
+        if self._predecessor_model[0] != previous:
+            try:
+                ref = next((v for v in self.registry.versions() if v.version == previous), None)
+                model = self.registry.load(ref) if ref is not None else None
+            except SentinelError as exc:
+                logger.warning("predecessor v%s not loaded for the rollback check: %s",
+                               previous, exc)
+                return None
+            self._predecessor_model = (previous, model)
+        model = self._predecessor_model[1]
+        if model is None:
+            return None
+        out = np.full(len(verdicts), np.nan)
+        out[fraud] = self.predecessor.of(model, previous, verdicts["transaction_id"][fraud],
+                                         verdicts["event_time"][fraud], min_batch=25)
+        return out
 
     # -- events -----------------------------------------------------------------------------
 

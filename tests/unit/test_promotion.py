@@ -230,6 +230,34 @@ def test_live_rollback_on_a_known_pattern_regression() -> None:
                for t in range(1000, n + 1, 1000))
 
 
+def test_live_rollback_judges_against_the_predecessor_on_the_same_payments() -> None:
+    """After a shift both models catch fewer of the known frauds (0.6 here, against the
+    predecessor's 0.8 before): paired with the predecessor's decisions on the same payments,
+    that is no loss and no rollback, where the earlier window's 0.8 would roll back a model
+    that catches the new pattern. A paired loss (0.45 vs 0.6) is proved and rolled back."""
+    rng = np.random.default_rng(10)
+    n = 30_000
+    y = (rng.random(n) < 0.02).astype(int)
+    shift = (y == 1) & (rng.random(n) < 0.4)
+    known = (y == 1) & ~shift
+    hard = rng.random(n)  # how hard a known fraud is now: both models miss the same hard ones
+    served = np.where(known, hard < 0.6, np.where(shift, rng.random(n) < 0.8,
+                                                  rng.random(n) < 0.004))
+    predecessor = np.where(known, hard < 0.6, np.nan)  # same payments, same catches
+    predecessor[known & (rng.random(n) < 0.1)] = np.nan  # not scored yet: left out
+    assert decide_live_rollback(y, served, shift, known_baseline=0.8,
+                                rules=RULES).action == "rollback"
+    assert all(decide_live_rollback(y[:t], served[:t], shift[:t], known_baseline=0.8,
+                                    rules=RULES, baseline_flagged=predecessor[:t]).action
+               == "keep" for t in range(1000, n + 1, 1000))
+    worse = np.where(known, hard < 0.45, served)
+    verdict = decide_live_rollback(y, worse, shift, known_baseline=0.8, rules=RULES,
+                                   baseline_flagged=predecessor)
+    assert verdict.action == "rollback" and verdict.extra["breach"] == "known"
+    assert verdict.extra["paired"] == "yes"
+    assert abs(verdict.extra["known_recall_predecessor"] - 0.6) < 0.03
+
+
 def test_live_rollback_on_a_budget_breach() -> None:
     rng = np.random.default_rng(9)
     y = (rng.random(20_000) < 0.02).astype(int)

@@ -200,6 +200,36 @@ def test_follow_up_retrains_run_on_event_time_within_the_cooldown_and_cap(tmp_pa
     assert retrainer.retrains["skipped_followup_cooldown"] == 1
 
 
+def test_a_follow_up_waits_while_the_candidate_is_on_track_to_promotion(tmp_path) -> None:
+    """A candidate whose gain is proved and guards pass, waiting only for live evidence, is not
+    replaced by a follow-up (whose evidence would start over); the follow-up runs after."""
+    from lifecycle.labelstore import LabelStore
+    from lifecycle.retrainer import Retrainer
+    from sentinel.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, drift=DriftSettings(
+        retrain_min_labels=0, retrain_followups=1, retrain_followup_hours=6,
+        retrain_cooldown_s=0))
+    calls: list = []
+    retrainer = Retrainer(settings, LabelStore(tmp_path / "s.sqlite"), _NoRegistry(), calls.append,
+                          train=lambda *a, **k: calls.append(k["reason"]) or _Outcome())
+    on_track = ["7"]
+
+    def check() -> None:
+        retrainer._on_track = on_track[0]
+
+    retrainer.check_promotion = check
+    retrainer.check_rollback = lambda: None
+    retrainer.on_alert(_alert(T0, blocks=1.0))
+    retrainer.tick(T0 + timedelta(hours=1))
+    retrainer.tick(T0 + timedelta(hours=7))  # due, but v7 is on track
+    assert calls == ["drift:cusum/card_testing_bursts"]
+    on_track[0] = None  # v7 promoted, or off track: the follow-up runs at the next tick
+    retrainer.tick(T0 + timedelta(hours=8))
+    retrainer.tick(T0 + timedelta(hours=9))
+    assert calls == ["drift:cusum/card_testing_bursts", "drift:followup"]
+
+
 def test_a_held_retrain_counts_its_follow_ups_from_the_newest_payment(tmp_path) -> None:
     from lifecycle.labelstore import LabelStore
     from lifecycle.retrainer import Retrainer
