@@ -246,7 +246,8 @@ def decide_promotion(y: np.ndarray, champion: np.ndarray, candidate: np.ndarray,
     # so it can sit above today's mean (a gain proved once stays proved)
     return Judgement("promote", f"net gain {ev.gain:+.4f} a payment, proved above "
                               f"{rules.min_gain:.4f} (always-valid lower bound over all looks "
-                              f"{ev.gain_low:+.4f}), known recall {ev.known_recall_candidate:.3f} vs "
+                              f"{ev.gain_low:+.4f}), known recall "
+                              f"{ev.known_recall_candidate:.3f} vs "
                               f"{ev.known_recall_champion:.3f}, genuine flagged "
                               f"{ev.genuine_flagged_candidate:.2%}", ev)
 

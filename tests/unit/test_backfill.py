@@ -211,3 +211,38 @@ def test_a_store_from_before_attributes_gains_the_column(tmp_path: Path) -> None
     frame, _ = store.training_frame(spec=spec)
     assert frame["transaction_id"].tolist() == ["x"] and frame["risk"].isna().all()
     store.close()
+
+
+def test_predecessor_decisions_are_the_full_history_scores_in_batches(
+        world: pd.DataFrame, tmp_path: Path) -> None:
+    """The live rollback's yardstick: the predecessor's decisions on the champion's payments,
+    from the serving features over the stored history (as the worker would have decided),
+    NaN until a batch gathers, cached once computed."""
+    from lifecycle.predecessor import PredecessorDecisions
+
+    now = world["event_time"].min().normalize() + pd.Timedelta(days=44, hours=20)
+    store = LabelStore(tmp_path / "store.sqlite")
+    _fill(store, world, now)
+    recent = world[(world["event_time"] > now - pd.Timedelta(days=2))
+                   & (world["event_time"] <= now)]
+    model = _candidate(world[world["event_time"] < now - pd.Timedelta(days=2)])
+    flag_at = float(np.quantile(model.score(compute_features(world, config=CONFIG).set_index(
+        "transaction_id").loc[recent["transaction_id"], list(model.feature_names)]
+        .to_numpy(np.float64)), 0.9))  # about a tenth flagged
+    model = model.with_thresholds(Thresholds(review=flag_at, decline=1.0))
+    decisions = PredecessorDecisions(store, CONFIG)
+    few = recent.iloc[:3]
+    assert np.isnan(decisions.of(model, "1", few["transaction_id"], few["event_time"],
+                                 min_batch=10)).all()
+    got = decisions.of(model, "1", recent["transaction_id"], recent["event_time"], min_batch=10)
+    seen = world[world["event_time"] <= now]
+    arrived = seen.loc[seen["label_time"] <= now, ["transaction_id", "is_fraud", "label_time"]]
+    full = compute_features(seen.drop(columns=["is_fraud", "label_time"]), arrived, CONFIG)
+    full = full.set_index("transaction_id").loc[recent["transaction_id"]]
+    expected = model.decide(model.score(full[list(model.feature_names)].to_numpy(np.float64)))
+    np.testing.assert_array_equal(got, (expected != "approve").astype(float))
+    assert 0 < got.sum() < len(got)  # both decisions occur: the comparison is not vacuous
+    store.close()
+    # cached: answered without the store
+    again = decisions.of(model, "1", recent["transaction_id"], recent["event_time"])
+    np.testing.assert_array_equal(again, got)
