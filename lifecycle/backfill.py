@@ -17,11 +17,13 @@ are added as they come.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
+from features.attributes import AttributeSpec
 from features.spec import FeatureConfig
 from lifecycle.labelstore import LabelStore
 from training.model import FraudModel
@@ -38,6 +40,25 @@ def cutoff_of(frame: pd.DataFrame, labels: pd.DataFrame) -> datetime | None:
 def history_days(config: FeatureConfig) -> int:
     """How far before a payment its features look: the widest window plus the label delay."""
     return max(config.card_windows + config.terminal_windows) + config.label_delay_days + 1
+
+
+Compute = Callable[[pd.DataFrame, pd.DataFrame, list[str]], Mapping[str, bool]]
+
+
+def cached_over_history(cache: dict[str, bool], store: LabelStore, config: FeatureConfig,
+                        ids: pd.Series, times: pd.Series, min_batch: int, compute: Compute,
+                        spec: AttributeSpec | None = None) -> np.ndarray:
+    """A per-payment flag computed over the stored history in batches and cached (a stored
+    payment's features never change): once ``min_batch`` of ``ids`` are new, ``compute(tx,
+    labels, new_ids)`` runs on the history they need (:func:`history_days` before the oldest,
+    with ``spec``'s attributes). Returns 1.0 / 0.0, NaN where not computed yet (the caller
+    leaves those out until the next batch)."""
+    new = ~ids.isin(cache.keys()).to_numpy()
+    if new.sum() >= max(1, min_batch):
+        since = pd.Timestamp(pd.to_datetime(times[new], utc=True).min()).to_pydatetime()
+        tx, labels = store.training_frame(since - timedelta(days=history_days(config)), spec)
+        cache.update(compute(tx, labels, ids[new].tolist()))
+    return np.array([float(cache[i]) if i in cache else np.nan for i in ids])
 
 
 def score_rows(tx: pd.DataFrame, labels: pd.DataFrame, rows: np.ndarray, model: FraudModel,

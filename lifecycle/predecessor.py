@@ -13,14 +13,13 @@ history and cached per payment (a stored payment's features never change).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.spec import FeatureConfig
-from lifecycle.backfill import history_days, score_rows
+from lifecycle.backfill import cached_over_history, score_rows
 from lifecycle.labelstore import LabelStore
 
 logger = logging.getLogger(__name__)
@@ -41,18 +40,15 @@ class PredecessorDecisions:
         payments: the caller leaves them out until the next batch)."""
         if version != self.version:
             self.version, self._cache = version, {}
-        new = ~ids.isin(self._cache.keys()).to_numpy()
-        if new.sum() >= max(1, min_batch):
-            since = pd.Timestamp(pd.to_datetime(times[new], utc=True).min()).to_pydatetime()
-            spec = model.attributes
-            tx, labels = self.store.training_frame(
-                since - timedelta(days=history_days(self.config)), spec)
-            wanted = set(ids[new].tolist())
-            rows = np.flatnonzero(tx["transaction_id"].isin(wanted).to_numpy())
-            if len(rows):
-                flagged = model.decide(score_rows(tx, labels, rows, model, self.config)) \
-                    != "approve"
-                self._cache.update(zip(tx["transaction_id"].to_numpy()[rows].tolist(),
-                                       flagged.tolist(), strict=True))
+
+        def decide(tx: pd.DataFrame, labels: pd.DataFrame, wanted: list[str]) -> dict[str, bool]:
+            rows = np.flatnonzero(tx["transaction_id"].isin(set(wanted)).to_numpy())
             logger.info("scored %d payments with predecessor v%s", len(rows), version)
-        return np.array([float(self._cache[i]) if i in self._cache else np.nan for i in ids])
+            if not len(rows):
+                return {}
+            flagged = model.decide(score_rows(tx, labels, rows, model, self.config)) != "approve"
+            return dict(zip(tx["transaction_id"].to_numpy()[rows].tolist(), flagged.tolist(),
+                            strict=True))
+
+        return cached_over_history(self._cache, self.store, self.config, ids, times, min_batch,
+                                   decide, model.attributes)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from drift.rate import RATE_SIGNALS, RateSignal
 from features.spec import FeatureConfig
-from lifecycle.backfill import history_days
+from lifecycle.backfill import cached_over_history
 from lifecycle.labelstore import LabelStore
 
 logger = logging.getLogger(__name__)
@@ -98,17 +98,14 @@ class ShiftSegments:
         rate = signature(self.signal, self.config)
         if rate is None:
             return np.zeros(len(ids))
-        new = ~ids.isin(self._cache.keys()).to_numpy()
-        if new.sum() >= max(1, min_batch):
-            since = pd.Timestamp(pd.to_datetime(times[new], utc=True).min()).to_pydatetime()
-            tx, labels = self.store.training_frame(
-                since - timedelta(days=history_days(self.config)))
-            wanted = ids[new].tolist()
+        def segment(tx: pd.DataFrame, labels: pd.DataFrame, wanted: list[str]) -> dict[str, bool]:
             found = mark(tx, labels, wanted, rate, self.config)
-            self._cache.update({i: found.get(i, False) for i in wanted})
             logger.info("segmented %d payments for signal=%s: %d in the shift", len(wanted),
                         self.signal, sum(found.values()))
-        return np.array([float(self._cache[i]) if i in self._cache else np.nan for i in ids])
+            return {i: found.get(i, False) for i in wanted}
+
+        return cached_over_history(self._cache, self.store, self.config, ids, times, min_batch,
+                                   segment)
 
     def of_frauds(self, frame: pd.DataFrame, min_batch: int = 1) -> np.ndarray:
         """:meth:`of` for the frauds of ``frame`` (``transaction_id``, ``event_time``,
