@@ -83,7 +83,7 @@ class Scenario:
     shift_fraud_weight: float = 20.0
     promotion_min_labels: int = 500
     promotion_min_frauds: int = 20
-    promotion_min_live: int = 1000  # the worker's own shadow results (backfill only starts it)
+    promotion_min_live: int = 300  # the worker's own shadow results (backfill only starts it)
     alert_budget: float = 0.01  # flagged share of genuine payments (promotion guard, rollback)
     backfill: bool = True  # shadow evidence from the payments after the candidate's data
     rollback_min_labels: int = 2000

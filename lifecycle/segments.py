@@ -4,8 +4,9 @@ A retrain after a drift alert is meant to catch the new pattern; the promotion m
 it did not give up the patterns the champion already caught. The new pattern's segment is the
 alert's signature when the alert came from a rare-event rate signal
 (:data:`drift.rate.RATE_SIGNALS`, e.g. ``card_testing_bursts``: the card's third
-payment or more within the hour at under a tenth of its 30-day average), computed with the
-serving feature code over the stored history; every other fraud is a *known pattern*. An
+payment or more within the hour; the alarm takes those under a tenth of the card's 30-day
+average, the segment those under half, ``RateSignal.segment``), computed with the serving
+feature code over the stored history; every other fraud is a *known pattern*. An
 alert without a per-payment signature (a score or amount shift) has no segment: every fraud
 is then compared as a known pattern.
 
@@ -56,7 +57,7 @@ def mark(transactions: pd.DataFrame, labels: pd.DataFrame, ids: list[str],
         return {}
     feats = compute_features(sub, labels[labels["transaction_id"].isin(sub["transaction_id"])],
                              config)
-    hit = rate.indicator(*(feats[c].to_numpy(np.float64) for c in rate.inputs)) > 0
+    hit = rate.in_segment(*(feats[c].to_numpy(np.float64) for c in rate.inputs)) > 0
     hit |= _around(sub, hit, AROUND.get(rate.name, timedelta(0)))
     keep = sub["transaction_id"].isin(ids).to_numpy()
     return dict(zip(sub["transaction_id"].to_numpy()[keep].tolist(), hit[keep].tolist(),

@@ -319,14 +319,19 @@ class DriftSettings(_Section):
     # gain (a flagged fraud 1, a flagged genuine payment promotion_false_alert_cost) proved
     # above promotion_min_gain at promotion_alpha, however often it is checked; the
     # known-pattern recall no more than promotion_known_margin (a share of the champion's)
-    # below the champion's; the flagged
+    # below the champion's, proved or observed beyond chance (one-sided exact McNemar p below
+    # promotion_known_block_p on the frauds only one model caught); the flagged
     # share of genuine payments within alert_budget (also the retrain's threshold cap); at
-    # least promotion_min_live of the worker's own shadow results (backfill only starts it).
-    promotion_min_live: int = Field(default=1000, ge=0)
+    # least promotion_min_live of the worker's own shadow results (backfill only starts it:
+    # these show the candidate served by the worker; the proof is the always-valid test over
+    # all the evidence, so waiting for more only delays: 1,000 cost ~7 h at the fast preset's
+    # ~375 labelled payments an hour, after the label delay).
+    promotion_min_live: int = Field(default=300, ge=0)
     promotion_alpha: float = Field(default=0.05, gt=0, lt=0.5)
     promotion_min_gain: float = Field(default=0.0005, ge=0)  # net gain a payment to prove
     promotion_false_alert_cost: float = Field(default=0.1, ge=0, le=1)
     promotion_known_margin: float = Field(default=0.05, ge=0, lt=1)
+    promotion_known_block_p: float = Field(default=0.2, gt=0, le=1)
     alert_budget: float = Field(default=0.01, gt=0, le=1)
     rollback_min_labels: int = Field(default=2000, ge=1)
     rollback_ap_tolerance: float = Field(default=0.05, ge=0)

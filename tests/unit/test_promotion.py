@@ -157,6 +157,44 @@ def test_known_pattern_regression_blocks_promotion() -> None:
     assert blind.action == "promote"
 
 
+def test_one_or_two_known_frauds_missed_are_noise_three_are_a_regression() -> None:
+    """Small evidence: 16 known frauds, the champion catches 14. The candidate catches the
+    new pattern and proves its gain. Missing 2 of the champion's catches (12.5 %, beyond the
+    5 % margin) is what a fair coin over 2 discordant frauds does 1 time in 4: promoted.
+    Missing 3 (p = 1/8) blocks, and so does 4 missed against 1 gained (p = 3/16)."""
+    n = 1200
+    y = np.zeros(n, int)
+    known, shift = np.arange(0, 1200, 75)[:16], np.arange(5, 1200, 30)[:40]
+    y[known] = y[shift] = 1
+    shift_mask = np.zeros(n, bool)
+    shift_mask[shift] = True
+    champion = np.zeros(n, bool)
+    champion[known[:14]] = True
+    rules = PromotionRules(min_labels=500, min_frauds=20, min_live=0)
+    scores = np.linspace(0, 1, n)
+
+    def judge(missed: int, gained: int = 0) -> str:
+        candidate = champion.copy()
+        candidate[shift] = True
+        candidate[known[:missed]] = False
+        candidate[known[14:14 + gained]] = True
+        verdict = decide_promotion(y, scores, scores, champion, candidate, rules=rules,
+                                   shift=shift_mask)
+        assert verdict.evidence is not None and verdict.evidence.gain_rule == "pass"
+        assert (verdict.evidence.known_only_champion,
+                verdict.evidence.known_only_candidate) == (missed, gained)
+        return verdict.action
+
+    assert judge(2) == "promote"
+    assert judge(3) == "keep"
+    assert judge(4, gained=1) == "keep"
+    assert judge(2, gained=2) == "promote"
+    rules = PromotionRules(**{**rules.__dict__, "known_block_p": 1.0})  # any observed loss
+    assert decide_promotion(y, scores, scores, champion, np.where(shift_mask, True, champion)
+                            & ~np.isin(np.arange(n), known[:1]), rules=rules,
+                            shift=shift_mask).action == "keep"
+
+
 def test_budget_breach_blocks_promotion() -> None:
     """The candidate catches the new pattern by flagging 3 % of genuine payments (budget
     1 %): at a false-alert cost of 0.1 the net gain is still proved, the budget blocks it."""

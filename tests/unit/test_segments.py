@@ -76,3 +76,24 @@ def test_only_frauds_are_segmented(tmp_path) -> None:
                           "event_time": [T0 + timedelta(days=30)] * 3, "is_fraud": [1, 0, 1]})
     assert segments.of_frauds(frame).tolist() == [1.0, 0.0, 0.0]
     store.close()
+
+
+def test_a_burst_on_a_card_of_small_payments_is_in_the_segment(tmp_path) -> None:
+    """Card c3 pays about 20 a day: a burst of 4-unit payments is a fifth of its average, so
+    the alarm's rule (under a tenth) never fires on it, but the burst is the shift's pattern
+    and must not count as a known one. Its ordinary payments stay out."""
+    out = [Transaction(transaction_id=f"c3-{d}", card_id="c3", terminal_id="t1", amount=20.0,
+                       event_time=T0 + timedelta(days=d, hours=12)) for d in range(30)]
+    burst = T0 + timedelta(days=30, hours=3)
+    out += [Transaction(transaction_id=f"small-{k}", card_id="c3", terminal_id="t9",
+                        amount=4.0, event_time=burst + timedelta(minutes=10 * k))
+            for k in range(4)]
+    store = LabelStore(tmp_path / "s.sqlite")
+    store.add_transactions(out)
+    segments = ShiftSegments(store, FeatureConfig())
+    segments.on_alert("card_testing_bursts")
+    ids = pd.Series(["small-0", "small-1", "small-2", "small-3", "c3-29"])
+    assert segments.of(ids, pd.Series([burst] * 5)).tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
+    rate = signature("card_testing_bursts", FeatureConfig())
+    assert rate is not None and not rate.indicator(np.array([0.2]), np.array([3.0])).any()
+    store.close()
