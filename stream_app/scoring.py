@@ -123,7 +123,10 @@ def packed_matrix(spec: attrs.AttributeSpec, events: Sequence[Packed | None],
                    if a.kind == "num" and a.name in where]
         if numeric:
             js, ps = (list(c) for c in zip(*numeric, strict=True))
-            out[np.ix_(np.arange(len(events))[rows], js)] = block[:, ps]
+            if isinstance(rows, slice):
+                out[:, js] = block[:, ps]
+            else:
+                out[np.ix_(rows, js)] = block[:, ps]
         for j, a in enumerate(spec.attributes):
             p = where.get(a.name)
             if p is None:
@@ -148,11 +151,14 @@ _NAMES, _DATA, _OTHERS = itemgetter(0), itemgetter(1), itemgetter(2)
 def _groups(events: Sequence[Packed | None], missing: list[str], spec: attrs.AttributeSpec,
             ) -> list[tuple[slice | list[int], tuple[str, ...]]]:
     """The events by their list of names: one slice when all share one (the common case, found
-    without a Python loop per event), else lists of rows; absent attributes are counted."""
+    without a Python loop per event: the events of one hand-off message share one tuple, and
+    the few tuples of a batch's messages are compared once), else lists of rows; absent
+    attributes are counted."""
     if events and None not in events:
-        lists = set(map(id, map(_NAMES, events)))  # type: ignore[arg-type]
-        if len(lists) == 1:
-            return [(slice(None), events[0][0])]  # type: ignore[index]
+        lists = list(map(_NAMES, events))  # type: ignore[arg-type]
+        distinct = dict(zip(map(id, lists), lists, strict=True))
+        if len(distinct) == 1 or len(set(distinct.values())) == 1:
+            return [(slice(None), lists[0])]
     groups: dict[int, list[int]] = {}
     names: dict[int, tuple[str, ...]] = {}
     for i, event in enumerate(events):

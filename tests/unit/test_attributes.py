@@ -290,6 +290,33 @@ def test_one_message_of_numbers_is_read_as_each_event_would_be(odd: Any) -> None
         assert Counter(by_packed) == Counter(by_row)
 
 
+@pytest.mark.parametrize("reordered", [False, True])
+def test_messages_with_the_same_names_are_read_as_one_block(reordered: bool) -> None:
+    """A batch of several hand-off messages (each its own tuple of names) whose names are
+    equal is read as one block (the worker's common case); with another order of names in one
+    message, by message. Either way each row equals the event's own encoding."""
+    rng = np.random.default_rng(5)
+    names = ["risk", "new_device", "channel", "mcc"]
+    events: list[dict[str, Any]] = []
+    for i in range(300):
+        order = names[::-1] if reordered and 100 <= i < 200 else names
+        events.append({n: float(rng.normal()) for n in order})
+    records = [Handoff(f"t{i}", "c", "m", 1.0, "x", 0, 0, [], 0, e)
+               for i, e in enumerate(events)]
+    crossed = [h.attrs for part in (records[:100], records[100:200], records[200:])
+               for h in Handoff.decode_many(Handoff.encode_batch(part))]
+    assert len({id(a[0]) for a in crossed}) == 3  # one tuple of names per message
+    groups = scoring._groups(crossed, [], SPEC)
+    assert len(groups) == (3 if reordered else 1)  # else by message
+    for spec in (SPEC, AttributeSpec(SPEC.attributes[::-1]), AttributeSpec(SPEC.attributes[1:3])):
+        by_row: list[str] = []
+        expected = np.asarray([spec.row(e, by_row) for e in events]).reshape(len(events), -1)
+        by_packed: list[str] = []
+        got = scoring.BatchAttributes(crossed).matrix(spec, by_packed)
+        assert got.tobytes() == expected.tobytes()
+        assert Counter(by_packed) == Counter(by_row)
+
+
 def test_champion_and_candidate_share_a_batchs_encoding() -> None:
     events = [{"risk": 1.5, "channel": "pos"}, None]
     batch = scoring.BatchAttributes(events)
