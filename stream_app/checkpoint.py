@@ -43,21 +43,6 @@ def interval_for(polled: int, batch_size: int, caught_up_s: float, behind_s: flo
     return max(caught_up_s, behind_s) if polled >= batch_size else caught_up_s
 
 
-def poll_timeout(pending: bool, open_s: float, interval_s: float, window_s: float) -> float:
-    """How long the next poll may wait for its batch. Under exactly_once, while a checkpoint is
-    open, until it is due: its outputs are seen only at its commit, so reading sooner gains no
-    latency, and each extra poll costs the per-batch work again (at 2,000 transactions/s, ten
-    polls of ten instead of two of fifty per checkpoint). Otherwise the batch window: an idle
-    worker answers its first record at once, and at least once outputs are seen when produced.
-
-    >>> poll_timeout(True, 0.01, 0.05, 0.005), poll_timeout(False, 0.01, 0.05, 0.005)
-    (0.04, 0.005)
-    >>> poll_timeout(True, 0.049, 0.05, 0.005)  # never below the window
-    0.005
-    """
-    return max(window_s, round(interval_s - open_s, 6)) if pending else window_s
-
-
 class CheckpointAborted(SentinelKafkaError):
     """The checkpoint's transaction was aborted: rewind to the committed offsets."""
 

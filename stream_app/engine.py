@@ -37,7 +37,7 @@ from sentinel.errors import SentinelKafkaError
 from sentinel.settings import Settings
 from stream_app.alignment import encode_marker
 from stream_app.card_stage import CardStage
-from stream_app.checkpoint import Checkpoint, CheckpointAborted, interval_for, poll_timeout
+from stream_app.checkpoint import Checkpoint, CheckpointAborted, interval_for
 from stream_app.dead_letter import dead_letter
 from stream_app.metrics import WorkerMetrics
 from stream_app.restore import read_changelog
@@ -139,16 +139,12 @@ class Engine:
         s, t = self.settings, self.topics
         self.consumer.subscribe([*t.card_inputs, *t.terminal_inputs], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
-        w, window = s.worker, s.scoring.batch_window_s
-        interval = w.checkpoint_interval_s
+        w = s.worker
         self.watchdog.start()
         try:
             while self.running:
                 self.watchdog.beat("consume")
-                cp = self.checkpoint
-                timeout = poll_timeout(self.exactly_once and cp.pending,
-                                       time.monotonic() - cp.started, interval, window)
-                msgs = self.consumer.consume(s.scoring.batch_size, timeout)
+                msgs = self.consumer.consume(s.scoring.batch_size, s.scoring.batch_window_s)
                 self._restore()
                 try:
                     if msgs:
