@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -43,17 +44,14 @@ class RateSignal:
         return (self.segment or self.indicator)(*columns)
 
 
-def _card_testing(amount_ratio: np.ndarray, nb_tx_1h: np.ndarray) -> np.ndarray:
-    return ((nb_tx_1h >= 3) & (amount_ratio < 0.1)).astype(np.float64)
-
-
-def _card_testing_segment(amount_ratio: np.ndarray, nb_tx_1h: np.ndarray) -> np.ndarray:
-    return ((nb_tx_1h >= 3) & (amount_ratio < 0.5)).astype(np.float64)
+def _card_testing(share: float, amount_ratio: np.ndarray, nb_tx_1h: np.ndarray) -> np.ndarray:
+    """A card's third or later payment within the hour at under ``share`` of its average."""
+    return ((nb_tx_1h >= 3) & (amount_ratio < share)).astype(np.float64)
 
 
 RATE_SIGNALS: tuple[RateSignal, ...] = (
     RateSignal("card_testing_bursts", ("card_amount_ratio_30d", "card_nb_tx_1h"),
-               _card_testing, segment=_card_testing_segment),
+               partial(_card_testing, 0.1), segment=partial(_card_testing, 0.5)),
 )
 """Rare indicators watched when the model has their inputs (looked up by name).
 
