@@ -103,7 +103,8 @@ def test_survivors_of_a_full_collection_are_frozen_and_young_objects_are_not() -
         assert not any(o is survivor for o in gc.get_objects())  # frozen: out of view
         young = State()
         gc.collect(1)  # a young collection freezes nothing
-        assert gc.get_freeze_count() == frozen
+        # not equal: a frozen object freed meanwhile (by any thread) leaves the count
+        assert gc.get_freeze_count() <= frozen
         assert any(o is young for o in gc.get_objects())
     finally:
         hook.remove()
