@@ -237,9 +237,6 @@ class ScoringSettings(_Section):
     candidate_timeout_s: float = Field(default=0.5, gt=0)
     no_champion_policy: Literal["hold", "dead_letter"] = "hold"
     reason_codes: int = Field(default=3, ge=0)
-    # the worker computes flagged rows' reason codes in a thread while it reads the next batch
-    # (their verdicts still commit in the same checkpoint); false: in line, before the verdicts
-    background_reason_codes: bool = True
     # an event time further than this ahead of the wall clock is dead-lettered: a far-future
     # time would move the card's and terminal's watermark and spoil every later feature
     max_event_time_skew_s: float = Field(default=300.0, gt=0)

@@ -61,7 +61,6 @@ class Checkpoint:
         self._open = False
         self._offsets: dict[tuple[str, int], int] = {}
         self._failures: list[str] = []
-        self.on_abort: list[Callable[[], None]] = []  # what else an aborted checkpoint drops
         self.produced = 0
         self.started = time.monotonic()
         self.sequence = 0
@@ -157,8 +156,6 @@ class Checkpoint:
                     logger.warning("abort retried attempt=%d error=%s", attempt + 1, err.str())
                     time.sleep(1.0)
             self._open = False
-        for drop in self.on_abort:
-            drop()
         self._reset()
 
     def _reset(self) -> None:

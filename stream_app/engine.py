@@ -95,9 +95,7 @@ class Engine:
                                     lookback_us=lookback_us(settings.reports.lookback_days))
         self.terminal_stage = TerminalStage(topics, self.terminals, self.checkpoint, metrics,
                                             config, self.card_stage, w.alignment_grace_ms)
-        self.scorer = Scorer(topics, self.checkpoint, models, metrics, config.names, s, drift,
-                             background_reasons=s.background_reason_codes)
-        self.checkpoint.on_abort.append(self.scorer.discard)
+        self.scorer = Scorer(topics, self.checkpoint, models, metrics, config.names, s, drift)
         self.assigned: set[tuple[str, int]] = set()
         self.to_restore: set[tuple[str, int]] = set()
         self.paused: set[int] = set()
@@ -195,8 +193,7 @@ class Engine:
 
     def _release(self) -> None:
         """Score every held message the label frontier has passed (or hold / dead-letter
-        them when no champion is loaded), after the flagged verdicts of the batches before."""
-        self.scorer.settle()
+        them when no champion is loaded)."""
         champion = self.models.champion
         stage = self.terminal_stage
         if champion is None and self.settings.scoring.no_champion_policy == "hold":
@@ -273,9 +270,7 @@ class Engine:
         self._observe_lag()
 
     def _before_commit(self) -> None:
-        """Inside the checkpoint, before the offsets: the verdicts still waiting for reason
-        codes, changelogs, then frontier markers."""
-        self.scorer.settle()
+        """Inside the checkpoint, before the offsets: changelogs, then frontier markers."""
         prune = None if self.exactly_once else self.checkpoint.sequence
         produce = self.checkpoint.produce
         self.cards.flush(produce, prune)

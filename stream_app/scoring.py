@@ -206,10 +206,9 @@ def reasons(slot: Slot, X: np.ndarray, decisions: np.ndarray, k: int) -> list[li
 
 
 def verdicts(batch: list[Handoff], X: np.ndarray, champion: Scored,
-             codes: Sequence[Sequence[str]], rows: np.ndarray | None = None,
-             only: Sequence[int] | None = None) -> list[tuple[str, bytes]]:
-    """The champion's verdicts as (transaction id, JSON of a :class:`Verdict`), of the rows
-    ``only`` names (default: all, in order).
+             codes: list[list[str]], rows: np.ndarray | None = None,
+             ) -> list[tuple[str, bytes]]:
+    """The champion's verdicts as (transaction id, JSON of a :class:`Verdict`).
 
     Written from a template with the JSON module's own string escaping and float ``repr``:
     byte for byte what ``json.dumps`` of the same dict gives (a unit test compares them, and
@@ -223,17 +222,16 @@ def verdicts(batch: list[Handoff], X: np.ndarray, champion: Scored,
     model = f'"model_name":{s(champion.name)},"model_version":{s(champion.version)}'
     stamp = s(now.isoformat())
     out = []
-    for i in range(len(batch)) if only is None else only:
-        h = batch[i]
-        extra = "" if rows is None else (
-            ',"features":[' + ",".join(map(repr, rows[i].tolist())) + "]")
+    extra = [""] * len(batch) if rows is None else [
+        ',"features":[' + ",".join(map(repr, r)) + "]" for r in rows.tolist()]
+    for i, h in enumerate(batch):
         reasons = ",".join(map(s, codes[i]))
         out.append((h.transaction_id, (
             f'{{"schema_version":1,"transaction_id":{s(h.transaction_id)},'
             f'"card_id":{s(h.card_id)},"score":{scores[i]!r},'
             f'"decision":{s(decisions[i])},{model},"reason_codes":[{reasons}],'
             f'"feature_hash":"{feature_hash(X[i])}","event_time":{s(h.event_time)},'
-            f'"scored_at":{stamp},"latency_ms":{max(0.0, now_ms - h.arrival_ms)!r}{extra}}}'
+            f'"scored_at":{stamp},"latency_ms":{max(0.0, now_ms - h.arrival_ms)!r}{extra[i]}}}'
         ).encode()))
     return out
 

@@ -89,13 +89,12 @@ def _records(n: int) -> list[Handoff]:
             for i in range(n)]
 
 
-def _scorer(candidate: Slot | None = None, background: bool = False,
-            **scoring: Any) -> tuple[Scorer, _Out]:
+def _scorer(candidate: Slot | None = None, **scoring: Any) -> tuple[Scorer, _Out]:
     out = _Out()
     models = ServingModels(_Registry())
     models.candidate = candidate
     scorer = Scorer(TOPICS, out, models, WorkerMetrics(), tuple(FEATURE_NAMES),
-                    ScoringSettings(**scoring), background_reasons=background)
+                    ScoringSettings(**scoring))
     return scorer, out
 
 
@@ -182,68 +181,3 @@ def test_scores_of_any_batch_size(n: int) -> None:
     X = np.random.default_rng(n).random((n, len(FEATURE_NAMES)))
     scorer.score(_records(n), X, Slot("m", "1", model))
     assert len(out.on("v")) == n
-
-
-def _stripped(values: list[bytes]) -> dict[str, dict[str, Any]]:
-    """Verdicts by transaction id, without the fields that depend on when they were written."""
-    out = {}
-    for value in values:
-        verdict = json.loads(value)
-        out[verdict["transaction_id"]] = {k: v for k, v in verdict.items()
-                                          if k not in ("scored_at", "latency_ms")}
-    return out
-
-
-def test_reason_codes_in_the_background_give_the_same_verdicts_once_settled() -> None:
-    model = _model()
-    X = np.random.default_rng(5).random((400, len(FEATURE_NAMES)))
-    inline, out_inline = _scorer(verdict_features=True)
-    inline.score(_records(400), X, Slot("m", "1", model))
-    background, out = _scorer(background=True, verdict_features=True)
-    background.score(_records(200), X[:200], Slot("m", "1", model))
-    background.score(_records(400)[200:], X[200:], Slot("m", "1", model))
-    flagged = {k for k, v in _stripped(out_inline.on("v")).items() if v["decision"] != "approve"}
-    assert flagged and background.unsettled == len(flagged)
-    assert set(_stripped(out.on("v"))) == {f"tx{i}" for i in range(400)} - flagged  # approved now
-    background.settle()
-    assert background.unsettled == 0
-    assert _stripped(out.on("v")) == _stripped(out_inline.on("v"))
-    assert len(out.on("v")) == 400  # each once
-
-
-def test_failing_background_reason_codes_dead_letter_only_the_rows_that_still_fail() -> None:
-    model = _model()
-
-    class FailsOnOneRow(_FailsOnLargeAmounts):
-        def score(self, X: np.ndarray) -> np.ndarray:
-            return self.inner.score(X)
-
-        def reasons(self, X: np.ndarray, k: int) -> list[list[str]]:
-            if (X[:, 1] > 0.999).any():
-                raise ValueError("no reasons for this row")
-            return self.inner.reasons(X, k)
-
-    X = np.random.default_rng(6).random((300, len(FEATURE_NAMES)))
-    flagged = np.flatnonzero(model.decide(model.score(X)) != "approve")
-    X[flagged[0], 1] = 1.0  # its reason codes fail, in the background and in line
-    scorer, out = _scorer(background=True)
-    scorer.score(_records(300), X, Slot("m", "1", FailsOnOneRow(model)))
-    scorer.settle()
-    letters = [decode(DeadLetter, v) for v in out.on("dlq")]
-    assert [d.reason for d in letters] == ["scoring_error"]
-    assert f"tx{flagged[0]}" not in _stripped(out.on("v"))
-    assert len(out.on("v")) == 299
-    assert all(v["reason_codes"] for v in _stripped(out.on("v")).values()
-               if v["decision"] != "approve")
-
-
-def test_an_aborted_checkpoint_discards_the_verdicts_still_waiting() -> None:
-    model = _model()
-    scorer, out = _scorer(background=True)
-    X = np.random.default_rng(7).random((300, len(FEATURE_NAMES)))
-    scorer.score(_records(300), X, Slot("m", "1", model))
-    produced = len(out.on("v"))
-    assert scorer.unsettled > 0
-    scorer.discard()
-    scorer.settle()
-    assert scorer.unsettled == 0 and len(out.on("v")) == produced < 300
